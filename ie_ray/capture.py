@@ -1,0 +1,130 @@
+"""Capture block input / block output with forward hooks during a normal forward of the real model.
+
+Naming follows TransformerLens: `resid_pre` of block l is the residual stream entering block l
+(`blocks.{l}.hook_resid_pre`), `resid_post` is what block l returns (`blocks.{l}.hook_resid_post`), before any
+final norm. We never re-implement the forward by hand (the reference code got masks, position embeddings and
+Gemma's embedding scaling wrong that way, bugs B1-B4) and never use `hidden_states[-1]`, which is post-norm.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class _StopForward(Exception):
+    """Raised by the last needed hook: blocks after it and the LM head would be wasted compute."""
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    """Token ids padded on the tokenizer's side, with what the model needs to ignore the padding."""
+
+    input_ids: torch.Tensor  # (B, S)
+    attention_mask: torch.Tensor  # (B, S)
+    position_ids: torch.Tensor  # (B, S): 0 at each row's first real token, whatever the padding side
+    n_prefix: int  # 1 when BOS was prepended (never an analysed position), else 0
+
+
+def pad_batch(
+    sequences: list[np.ndarray] | np.ndarray,
+    pad_id: int,
+    padding_side: str = "right",
+    bos_id: int | None = None,
+) -> PaddedBatch:
+    """Pad variable-length id sequences; positions are derived from the attention mask, not assumed.
+
+    Tokenizers differ in padding side (SmolLM2 right, Gemma 3 left), and current Llama-style models take
+    position ids from `cache_position` (0..S-1) unless told otherwise, so left-padded rows would get shifted
+    positions. Passing mask-derived position ids makes every row see the positions it would see unpadded.
+    """
+    prefix = [bos_id] if bos_id is not None else []
+    rows = [prefix + [int(t) for t in seq] for seq in sequences]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if padding_side == "left" else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return PaddedBatch(ids, mask, position_ids, n_prefix=len(prefix))
+
+
+def absolute_positions(batch: PaddedBatch, positions: list[int]) -> torch.Tensor:
+    """Map analysed content positions (0 = first token after any BOS) to column indices in the padded batch."""
+    rank = batch.attention_mask.cumsum(-1) - 1 - batch.n_prefix  # content index of each real token
+    lengths = batch.attention_mask.sum(-1) - batch.n_prefix
+    too_short = [int(n) for n in lengths if int(n) <= max(positions)]
+    if too_short:
+        raise ValueError(
+            f"position {max(positions)} requested but a sequence has only {min(too_short)} tokens; "
+            "request positions below the shortest sequence length"
+        )
+    index = torch.empty((batch.input_ids.shape[0], len(positions)), dtype=torch.long)
+    for j, pos in enumerate(positions):
+        hit = (rank == pos) & (batch.attention_mask == 1)
+        index[:, j] = hit.float().argmax(-1)
+    return index
+
+
+def _first_tensor(value) -> torch.Tensor:
+    """Blocks return a tensor (transformers v5) or a tuple whose first element is the hidden states (v4)."""
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+@torch.no_grad()
+def capture_block_states(
+    model: nn.Module,
+    blocks: nn.ModuleList,
+    batch: PaddedBatch,
+    layers: list[int],
+    positions: list[int],
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Run one forward and return {layer: (resid_pre, resid_post)}, each (B, len(positions), hidden), float32.
+
+    Only the requested positions are gathered inside the hooks, so memory stays O(B x P x H) per layer, and
+    the forward stops after the deepest requested block.
+    """
+    device = next(model.parameters()).device
+    index = absolute_positions(batch, positions).to(device)
+    rows = torch.arange(index.shape[0], device=device)[:, None]
+    captured: dict[int, list[torch.Tensor | None]] = {l: [None, None] for l in layers}
+    deepest = max(layers)
+    handles = []
+
+    def gather(hidden: torch.Tensor) -> torch.Tensor:
+        return hidden[rows, index].float().cpu()
+
+    for layer in layers:
+        block = blocks[layer]
+
+        def pre_hook(module, args, kwargs, layer=layer):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            captured[layer][0] = gather(hidden)
+
+        def post_hook(module, args, kwargs, output, layer=layer):
+            captured[layer][1] = gather(_first_tensor(output))
+            if layer == deepest:
+                raise _StopForward
+
+        handles.append(block.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        handles.append(block.register_forward_hook(post_hook, with_kwargs=True))
+    try:
+        model(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+        )
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [l for l, (pre, post) in captured.items() if pre is None or post is None]
+    if missing:
+        raise RuntimeError(f"hooks on blocks {missing} never fired; the block list does not match the forward")
+    return {l: (pre, post) for l, (pre, post) in captured.items()}

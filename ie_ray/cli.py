@@ -1,0 +1,52 @@
+"""The `ie-ray` command: `ie-ray sweep [--config FILE] [--out DIR]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ie_ray.errors import ConfigError
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ie_ray.config import load_config
+    from ie_ray.store import new_run_dir
+    from ie_ray.sweep import run_sweep
+
+    config = load_config(args.config)
+    run_dir = Path(args.out).expanduser().resolve() if args.out else new_run_dir(config.name)
+    if args.out:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[ie-ray] run directory: {run_dir}", flush=True)
+    result = run_sweep(config, run_dir)
+    table = result.layers[["model", "corpus", "shots", "layer", "mi_macro_bits", "mi_micro_bits", "ie_bits",
+                           "ci_low", "ci_high", "macro_ceiling_bits", "flag"]]
+    print("\nE(l) = IE at the last position, per layer (bits, 95% interval):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nModel-level IE:")
+    print(result.models.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\n[ie-ray] done; results in {run_dir} (report.md, ie.csv, mi.parquet, plots)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ie-ray", description="Information Emergence sweeps on Ray")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sweep = sub.add_parser("sweep", help="run a sweep (default: the embedded smoke config)")
+    sweep.add_argument("--config", help="YAML sweep config (default: jobs/configs/smoke.yaml)")
+    sweep.add_argument("--out", help="run directory (default: a fresh one under results/runs/)")
+    sweep.set_defaults(func=_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"ie-ray: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

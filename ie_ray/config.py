@@ -1,0 +1,223 @@
+"""The sweep config: typed dataclasses, loaded from YAML with `yaml.safe_load`, validated with clear errors.
+
+A typo in a config must cost seconds, not an hour of GPU time: unknown keys are rejected with the list of
+valid ones, and every value is checked before any model is loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from ie_ray.errors import ConfigError
+from ie_ray.models import ModelSpec
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "smoke.yaml"
+MICRO_MODES = ("single_token", "full_context")
+STORE_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """One corpus. `kind: icl` = the paper's list tasks (country / animal / color)."""
+
+    kind: str = "icl"
+    task: str = "country"
+    format: str = "comma-space"
+    n_entities: int | None = None
+    n_samples: int = 2000
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}-{self.task}"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Ray Data resources of the extraction stage (one model copy per actor)."""
+
+    batch_size: int = 64
+    concurrency: int = 1
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+    store_dtype: str = "float32"
+    device: str = "auto"  # auto = cuda when the actor was given a GPU, else cpu
+
+
+@dataclass(frozen=True)
+class ReduceConfig:
+    """Ray tasks of the estimation stage: several estimators are fitted together in one task."""
+
+    estimators_per_task: int = 8
+    num_cpus_per_task: float = 1.0
+    num_gpus_per_task: float = 0.0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str = "sweep"
+    models: tuple[ModelSpec, ...] = (ModelSpec(),)
+    corpora: tuple[CorpusConfig, ...] = (CorpusConfig(),)
+    shots: tuple[int, ...] = (4,)
+    layers: Union[str, tuple[int, ...]] = "all"
+    positions: Union[str, tuple[int, ...]] = "all"
+    micro: str = "single_token"
+    seeds: tuple[int, ...] = (0,)
+    estimator: dict = field(default_factory=dict)
+    extract: ExtractConfig = ExtractConfig()
+    reduce: ReduceConfig = ReduceConfig()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def estimator_params(self):
+        """The MINE parameters: a preset (`default` or `paper`) with per-key overrides."""
+        from ie_ray.estimators import MINEParams
+
+        settings = dict(self.estimator)
+        preset = settings.pop("preset", "default")
+        if preset == "paper":
+            base = MINEParams.paper()
+        elif preset == "default":
+            base = MINEParams()
+        else:
+            raise ConfigError(f"estimator.preset must be 'default' or 'paper', not {preset!r}")
+        merged = {**dataclasses.asdict(base), **settings}
+        try:
+            params = MINEParams.from_dict(merged)
+            params.validate()
+        except ValueError as exc:
+            raise ConfigError(f"estimator: {exc}") from exc
+        return params
+
+
+def _build(cls, data: Any, where: str):
+    """Instantiate a dataclass from a mapping, rejecting unknown keys with the list of valid ones."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}: {data!r}")
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
+    return cls(**data)
+
+
+def _int_list(value: Any, where: str, allow_all: bool) -> Union[str, tuple[int, ...]]:
+    if allow_all and value == "all":
+        return "all"
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        hint = "'all' or " if allow_all else ""
+        raise ConfigError(f"{where} must be {hint}a list of integers, got {value!r}")
+    return tuple(items)
+
+
+def parse_config(data: dict) -> SweepConfig:
+    """Turn a YAML mapping into a validated SweepConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a sweep config must be a YAML mapping, got {type(data).__name__}")
+    valid = {f.name for f in dataclasses.fields(SweepConfig)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in the config; valid keys: {sorted(valid)}")
+    models_raw = data.get("models", ["smollm2-135m"])
+    if isinstance(models_raw, (str, dict)):
+        models_raw = [models_raw]
+    models = tuple(
+        ModelSpec(name=m) if isinstance(m, str) else _build(ModelSpec, m, f"models[{i}]")
+        for i, m in enumerate(models_raw)
+    )
+    corpora_raw = data.get("corpora", [{}])
+    if isinstance(corpora_raw, dict):
+        corpora_raw = [corpora_raw]
+    corpora = tuple(_build(CorpusConfig, c, f"corpora[{i}]") for i, c in enumerate(corpora_raw))
+    config = SweepConfig(
+        name=str(data.get("name", "sweep")),
+        models=models,
+        corpora=corpora,
+        shots=_int_list(data.get("shots", [4]), "shots", allow_all=False),
+        layers=_int_list(data.get("layers", "all"), "layers", allow_all=True),
+        positions=_int_list(data.get("positions", "all"), "positions", allow_all=True),
+        micro=data.get("micro", "single_token"),
+        seeds=_int_list(data.get("seeds", [0]), "seeds", allow_all=False),
+        estimator=dict(data.get("estimator") or {}),
+        extract=_build(ExtractConfig, data.get("extract"), "extract"),
+        reduce=_build(ReduceConfig, data.get("reduce"), "reduce"),
+    )
+    validate_static(config)
+    return config
+
+
+def validate_static(config: SweepConfig) -> None:
+    """Checks that need no model: value ranges and enumerations."""
+    if config.micro not in MICRO_MODES:
+        raise ConfigError(f"micro must be one of {MICRO_MODES}, not {config.micro!r}")
+    if any(k < 1 for k in config.shots):
+        raise ConfigError(f"shots must be >= 1, got {list(config.shots)}")
+    if isinstance(config.positions, tuple) and any(p < 0 for p in config.positions):
+        raise ConfigError(f"positions count from 0 (first analysed token), got {list(config.positions)}")
+    if config.extract.store_dtype not in STORE_DTYPES:
+        raise ConfigError(f"extract.store_dtype must be one of {STORE_DTYPES}, not {config.extract.store_dtype!r}")
+    for key in ("batch_size", "concurrency"):
+        if getattr(config.extract, key) < 1:
+            raise ConfigError(f"extract.{key} must be >= 1, got {getattr(config.extract, key)}")
+    if config.reduce.estimators_per_task < 1:
+        raise ConfigError("reduce.estimators_per_task must be >= 1")
+    from ie_ray.corpora.icl import ICL_TASKS
+
+    for i, corpus in enumerate(config.corpora):
+        if corpus.kind != "icl":
+            raise ConfigError(f"corpora[{i}].kind {corpus.kind!r} is not supported yet; use 'icl'")
+        if corpus.task not in ICL_TASKS:
+            raise ConfigError(f"corpora[{i}].task {corpus.task!r} is unknown; use one of {list(ICL_TASKS)}")
+        if corpus.n_samples < 10:
+            raise ConfigError(f"corpora[{i}].n_samples={corpus.n_samples} is too small for an MI estimate")
+        try:
+            config.estimator_params().validate(n_samples=corpus.n_samples)
+        except ValueError as exc:
+            raise ConfigError(f"corpora[{i}] with n_samples={corpus.n_samples}: estimator {exc}") from None
+
+
+def load_config(path: str | Path | None = None) -> SweepConfig:
+    """Load a YAML config (the embedded default when `path` is None)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; pass --config with an existing YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"config file {path} is empty; start from jobs/configs/smoke.yaml")
+    return parse_config(data)
+
+
+def resolve_indices(requested: Union[str, tuple[int, ...]], size: int, what: str, owner: str) -> list[int]:
+    """Expand 'all' and negative indices; out-of-range values name the valid range."""
+    if requested == "all":
+        return list(range(size))
+    resolved = []
+    for value in requested:
+        index = value + size if value < 0 else value
+        if not 0 <= index < size:
+            raise ConfigError(
+                f"{what} {value} is out of range for {owner}, which has {size} {what}s (valid: 0..{size - 1} "
+                f"or -{size}..-1)"
+            )
+        resolved.append(index)
+    return sorted(set(resolved))

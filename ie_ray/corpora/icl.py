@@ -1,0 +1,288 @@
+"""Synthetic in-context-learning (ICL) list corpora (PAPER.md section 3a).
+
+Each sequence is ``k`` distinct single-token entities of one category (countries, animals or colours), each
+followed by a comma, in a random order drawn without repetition. Each entity is one "shot"/demonstration, so
+the paper's stepwise result (information emergence jumps when a new entity appears and stays flat on the
+separators) can be read off at the even token positions.
+
+Token-level construction, and why it is done this way:
+
+* Every shot is exactly two tokens, ``[entity_token, separator_token]``, so a k-shot sequence has ``2k``
+  tokens and every sequence in a corpus has the same length. The estimators batch sequences without padding
+  (as the reference code does), so equal lengths are a requirement, not a convenience.
+* ``"comma"`` is the GPT-2 format of the reference code, ``Ukraine,Mexico,Russia,``: the entity token is the
+  encoding of ``name`` and the separator is ``,``.
+* ``"comma-space"`` is the Gemma/OpenLlama format, ``Bat, Rabbit, Ant,``: the entity token is the encoding of
+  ``" " + name``. The first entity also gets the leading space (the text starts with ``" Bat,"``) because BPE
+  tokenizers attach a space to the *following* word: without it the first entity would be a different token id
+  (``Bat`` vs ``ĠBat``) from the same entity later in the list, and "the same entity" would not mean "the same
+  input token" across positions. The paper's Gemma example ends with ``", "``; we end on ``","`` so that the
+  space stays with the next entity and every shot stays two tokens.
+
+We build ids from the per-name encodings rather than tokenizing each text, then check once against the
+tokenizer that the text really tokenizes to those ids (a tokenizer that merges across the separator would
+otherwise silently give different sequence lengths).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "ICL_TASKS",
+    "ICL_FORMATS",
+    "IclCorpus",
+    "build_icl_corpus",
+    "candidate_names",
+    "single_token_entities",
+]
+
+ICL_TASKS: tuple[str, ...] = ("country", "animal", "color")
+"""Categories of the paper's ICL datasets, in the paper's table order."""
+
+IclFormat = Literal["comma", "comma-space"]
+ICL_FORMATS: tuple[str, ...] = ("comma", "comma-space")
+
+SEPARATOR = ","
+
+_TASK_FILES: dict[str, str] = {
+    "country": "countries.txt",
+    "animal": "animals.txt",
+    "color": "colors.txt",
+}
+
+PAPER_N_ENTITIES: dict[str, int] = {"country": 25, "animal": 16, "color": 15}
+"""Entity-set sizes of the paper's table (25 countries, 16 animals, 15 colours); pass as ``n_entities``."""
+
+# Rows drawn per block when sampling; bounds memory at _SAMPLE_BLOCK * n_entities ids whatever n_samples is.
+_SAMPLE_BLOCK = 1 << 16
+
+
+def _check_task(task: str) -> None:
+    if task not in _TASK_FILES:
+        raise ValueError(f"unknown ICL task {task!r}; valid tasks are {', '.join(map(repr, ICL_TASKS))}")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ICL_FORMATS:
+        raise ValueError(
+            f"unknown ICL format {fmt!r}; valid formats are 'comma' (GPT-2 style 'Ukraine,Mexico,') and "
+            "'comma-space' (Gemma/OpenLlama style ' Bat, Rabbit,')"
+        )
+
+
+def candidate_names(task: str) -> list[str]:
+    """The candidate names of ``task`` in file order (blank lines and ``#`` comments skipped)."""
+    _check_task(task)
+    text = resources.files("ie_ray.corpora").joinpath("data", _TASK_FILES[task]).read_text(encoding="utf-8")
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def tokenizer_name(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A human-readable name for error messages and corpus metadata (hub id, else class name)."""
+    name = getattr(tokenizer, "name_or_path", "") or ""
+    return str(name) if name else type(tokenizer).__name__
+
+
+def _entity_text(name: str, fmt: str) -> str:
+    return " " + name if fmt == "comma-space" else name
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def separator_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id of the ``,`` separator; raises if the tokenizer does not encode it as one token."""
+    ids = _encode(tokenizer, SEPARATOR)
+    if len(ids) != 1:
+        raise ValueError(
+            f"separator {SEPARATOR!r} encodes to {len(ids)} tokens {ids} with tokenizer "
+            f"{tokenizer_name(tokenizer)!r}; ICL corpora need a single-token separator, use another tokenizer"
+        )
+    return ids[0]
+
+
+def single_token_entities(
+    task: str, tokenizer: PreTrainedTokenizerBase, fmt: IclFormat = "comma-space"
+) -> list[tuple[str, int]]:
+    """Candidate names of ``task`` (file order) that are exactly one token in format ``fmt``, with their ids.
+
+    Only single-token names keep every shot at two tokens (see module docstring). A name whose id was already
+    taken by an earlier name is dropped, so that distinct entities in a sequence are distinct input tokens.
+    """
+    _check_task(task)
+    _check_format(fmt)
+    separator_id(tokenizer)  # raise early: a multi-token separator makes any entity list useless
+    seen: set[int] = set()
+    kept: list[tuple[str, int]] = []
+    for name in candidate_names(task):
+        ids = _encode(tokenizer, _entity_text(name, fmt))
+        if len(ids) == 1 and ids[0] not in seen:
+            seen.add(ids[0])
+            kept.append((name, ids[0]))
+    return kept
+
+
+@dataclass(frozen=True, eq=False)
+class IclCorpus:
+    """A k-shot ICL list corpus: ``input_ids[i]`` alternates entity ids (even positions) and the separator.
+
+    ``eq=False`` because the dataclass-generated ``==`` would compare numpy arrays elementwise and fail.
+    """
+
+    task: str
+    fmt: str
+    shots: int
+    seed: int
+    tokenizer_name: str
+    entities: tuple[str, ...]
+    """The entity set sequences are drawn from (after the single-token filter and ``n_entities``)."""
+    entity_ids: tuple[int, ...]
+    separator_id: int
+    input_ids: np.ndarray
+    """int64, shape ``(n_samples, 2 * shots)``."""
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return len(self)
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.shots
+
+    @property
+    def entity_positions(self) -> np.ndarray:
+        """Token positions 0, 2, 4, ... where a new demonstration appears (the paper's IE steps)."""
+        return np.arange(0, self.seq_len, 2, dtype=np.int64)
+
+    @property
+    def separator_positions(self) -> np.ndarray:
+        """Token positions 1, 3, 5, ... holding the separator (where IE should stay flat)."""
+        return np.arange(1, self.seq_len, 2, dtype=np.int64)
+
+    def to_arrow(self) -> pa.Table:
+        """Columns ``sample_id``, ``input_ids`` (list<int64>), ``text``; corpus settings in schema metadata."""
+        n, length = self.input_ids.shape
+        flat = pa.array(np.ascontiguousarray(self.input_ids, dtype=np.int64).reshape(-1), type=pa.int64())
+        offsets = pa.array(np.arange(0, (n + 1) * length, length, dtype=np.int32), type=pa.int32())
+        table = pa.table(
+            {
+                "sample_id": pa.array(np.arange(n, dtype=np.int64), type=pa.int64()),
+                "input_ids": pa.ListArray.from_arrays(offsets, flat),
+                "text": pa.array(self.texts, type=pa.string()),
+            }
+        )
+        metadata = {
+            "task": self.task,
+            "fmt": self.fmt,
+            "shots": str(self.shots),
+            "seed": str(self.seed),
+            "tokenizer": self.tokenizer_name,
+            "entities": json.dumps(list(self.entities)),
+            "entity_ids": json.dumps(list(self.entity_ids)),
+            "separator_id": str(self.separator_id),
+        }
+        return table.replace_schema_metadata(metadata)
+
+
+def _draw_permutations(rng: np.random.Generator, n_entities: int, shots: int, n_samples: int) -> np.ndarray:
+    """``n_samples`` rows of ``shots`` distinct indices in ``range(n_entities)``, uniformly random order.
+
+    Independent draws (duplicate rows possible), like the reference generators, which reshuffle on every
+    iteration rather than enumerating the ordered k-subsets.
+    """
+    out = np.empty((n_samples, shots), dtype=np.int64)
+    for start in range(0, n_samples, _SAMPLE_BLOCK):
+        rows = min(_SAMPLE_BLOCK, n_samples - start)
+        block = np.broadcast_to(np.arange(n_entities, dtype=np.int64), (rows, n_entities))
+        out[start : start + rows] = rng.permuted(block, axis=1)[:, :shots]
+    return out
+
+
+def build_icl_corpus(
+    task: str,
+    tokenizer: PreTrainedTokenizerBase,
+    shots: int,
+    n_samples: int,
+    seed: int,
+    fmt: IclFormat = "comma-space",
+    n_entities: int | None = None,
+) -> IclCorpus:
+    """Draw ``n_samples`` k-shot sequences of distinct single-token entities of ``task``.
+
+    ``n_entities`` keeps the first n single-token names (paper: 25 countries, 16 animals, 15 colours; see
+    ``PAPER_N_ENTITIES``); ``None`` keeps all of them. Same arguments and tokenizer give an identical corpus.
+    """
+    _check_task(task)
+    _check_format(fmt)
+    if shots < 1:
+        raise ValueError(f"shots must be >= 1, got {shots}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if n_entities is not None and n_entities < 1:
+        raise ValueError(f"n_entities must be >= 1 or None (all single-token names), got {n_entities}")
+
+    candidates = single_token_entities(task, tokenizer, fmt)
+    name = tokenizer_name(tokenizer)
+    if n_entities is not None and n_entities > len(candidates):
+        raise ValueError(
+            f"n_entities={n_entities} but only {len(candidates)} {task} names are single tokens for tokenizer "
+            f"{name!r} in format {fmt!r}; pass n_entities <= {len(candidates)} (or None), the other format, "
+            "or another tokenizer/model"
+        )
+    pool = candidates if n_entities is None else candidates[:n_entities]
+    if len(pool) < shots:
+        other = "comma" if fmt == "comma-space" else "comma-space"
+        limit = "" if n_entities is None else f", of which n_entities={n_entities} are kept"
+        raise ValueError(
+            f"only {len(candidates)} {task} names are single tokens for tokenizer {name!r} in format {fmt!r}"
+            f"{limit}: fewer than shots k={shots}; use k <= {len(pool)}, the {other!r} format, "
+            "or another tokenizer/model"
+        )
+
+    names = np.array([n for n, _ in pool], dtype=object)
+    ids = np.array([i for _, i in pool], dtype=np.int64)
+    sep = separator_id(tokenizer)
+
+    choice = _draw_permutations(np.random.default_rng(seed), len(pool), shots, n_samples)
+    input_ids = np.empty((n_samples, 2 * shots), dtype=np.int64)
+    input_ids[:, 0::2] = ids[choice]
+    input_ids[:, 1::2] = sep
+
+    prefix = " " if fmt == "comma-space" else ""
+    texts = [prefix + (SEPARATOR + prefix).join(row) + SEPARATOR for row in names[choice].tolist()]
+
+    encoded = _encode(tokenizer, texts[0])
+    if encoded != input_ids[0].tolist():
+        raise ValueError(
+            f"tokenizer {name!r} encodes {texts[0]!r} as {encoded}, not as the per-entity construction "
+            f"{input_ids[0].tolist()}: it merges tokens across the separator; try the other format"
+        )
+
+    return IclCorpus(
+        task=task,
+        fmt=fmt,
+        shots=shots,
+        seed=seed,
+        tokenizer_name=name,
+        entities=tuple(names.tolist()),
+        entity_ids=tuple(ids.tolist()),
+        separator_id=sep,
+        input_ids=input_ids,
+        texts=texts,
+    )

@@ -1,0 +1,74 @@
+"""The result of one mutual-information estimate.
+
+A single float hides what went wrong with a neural MI estimate (a critic that memorised the training set, a
+NaN, a bound that never converged), so every estimator returns this object instead: the value under the chosen
+readout, the other readouts for comparison, a bootstrap interval, and the training curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Readout = Literal["heldout", "max"]
+Flag = Literal["ok", "nan"]
+
+
+@dataclass(frozen=True)
+class MIResult:
+    """One MI estimate, in bits.
+
+    `mi_bits` is the value under `readout`; the other readouts are kept because the paper's `max` readout is
+    biased upward (it rewards memorisation) and only the held-out one is a fair lower bound: comparing them
+    shows how much of a reported value is overfitting.
+
+    `bootstrap` holds the replicates behind (`ci_low`, `ci_high`) so that downstream code can build intervals
+    for *differences* of estimates (IE = MI_macro - mean MI_micro) by combining replicates, which a pair of
+    intervals cannot do. When there is no held-out split (the paper's `max` readout with heldout_fraction=0)
+    there is nothing to resample: the interval collapses to (value, value) and `bootstrap` is filled with the
+    value, so downstream code runs unchanged but reports no uncertainty from this estimate. With a held-out
+    split the interval always describes `heldout_bits`, whatever the readout: the max readout has no sampling
+    distribution that resampling could recover.
+    """
+
+    mi_bits: float
+    readout: Readout
+    heldout_bits: float
+    max_train_bits: float
+    last_train_bits: float
+    ci_low: float
+    ci_high: float
+    bootstrap: np.ndarray = field(repr=False)
+    curve: np.ndarray = field(repr=False)
+    n_samples: int
+    n_train: int
+    n_heldout: int
+    seed: int
+    wall_s: float
+    flag: Flag = "ok"
+
+    @property
+    def ok(self) -> bool:
+        """True when training stayed finite; a `nan` result should be dropped, not averaged."""
+        return self.flag == "ok"
+
+    def to_row(self) -> dict[str, Any]:
+        """Scalars only, for a tidy results table (arrays go to their own columns or files)."""
+        return {
+            "mi_bits": float(self.mi_bits),
+            "readout": self.readout,
+            "heldout_bits": float(self.heldout_bits),
+            "max_train_bits": float(self.max_train_bits),
+            "last_train_bits": float(self.last_train_bits),
+            "ci_low": float(self.ci_low),
+            "ci_high": float(self.ci_high),
+            "n_samples": int(self.n_samples),
+            "n_train": int(self.n_train),
+            "n_heldout": int(self.n_heldout),
+            "steps": int(self.curve.shape[0]),
+            "seed": int(self.seed),
+            "wall_s": float(self.wall_s),
+            "flag": self.flag,
+        }

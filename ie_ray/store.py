@@ -1,0 +1,102 @@
+"""The run directory: where every artefact of a sweep lives, written atomically, read back by layer.
+
+Layout of a run directory:
+    config.yaml, manifest.json, mi.parquet, ie.parquet, ie.csv, layers.csv, models.csv, report.md, ie_*.png
+    states/<model>/<corpus>/<shots>shot/{macro,micro}/layer=<l>/*.parquet   (block states, tensor columns)
+    corpora/<model>/<corpus>-<shots>shot.parquet                          (token ids + text)
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def new_run_dir(name: str, base: Path | None = None) -> Path:
+    """A fresh run directory under results/runs/ (or a user cache when the package is installed elsewhere)."""
+    if base is None:
+        base = REPO_ROOT / "results" / "runs" if (REPO_ROOT / "results").is_dir() else (
+            Path.home() / ".cache" / "ie_ray" / "runs"
+        )
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = base / f"{safe_name(name)}-{stamp}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def safe_name(text: str) -> str:
+    """File-system-safe slug for model ids like 'org/model' or local paths; never escapes the run dir."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
+    return slug or "unnamed"
+
+
+def inside(run_dir: Path, *parts: str) -> Path:
+    """Join path parts under run_dir and refuse anything that would land outside it."""
+    path = (run_dir / Path(*parts)).resolve()
+    if not path.is_relative_to(run_dir.resolve()):
+        raise ValueError(f"refusing to write {path}: outside the run directory {run_dir}")
+    return path
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_table(path: Path, frame: pd.DataFrame, csv: bool = False) -> None:
+    """Parquet (and optionally CSV, without array columns) written atomically."""
+    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    if csv:
+        scalar = frame[[c for c in frame.columns if not isinstance(frame[c].iloc[0] if len(frame) else 0, np.ndarray)]]
+        _atomic(path.with_suffix(".csv"), lambda tmp: scalar.to_csv(tmp, index=False, float_format="%.4f"))
+
+
+def write_arrow(path: Path, table: pa.Table) -> None:
+    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _tensor_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """Ray writes ndarray columns as its Arrow tensor extension type; turn one back into a dense array."""
+    chunks = [chunk.to_numpy() if hasattr(chunk.type, "shape") else np.stack(chunk.to_numpy(zero_copy_only=False))
+              for chunk in column.chunks]
+    return np.concatenate(chunks) if chunks else np.empty((0,))
+
+
+def read_layer_states(states_dir: Path, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sample_id, resid_pre, resid_post) of one layer, sorted by sample id; states are float32 (N, P, H)."""
+    import ray.data  # noqa: F401  (registers Ray's Arrow tensor extension types for reading)
+
+    layer_dir = states_dir / f"layer={layer}"
+    if not layer_dir.is_dir():
+        raise FileNotFoundError(f"no extracted states for layer {layer} under {states_dir}")
+    table = pq.read_table(layer_dir)
+    order = np.argsort(table.column("sample_id").to_numpy())
+    ids = table.column("sample_id").to_numpy()[order]
+    pre = _tensor_to_numpy(table.column("resid_pre"))[order].astype(np.float32, copy=False)
+    post = _tensor_to_numpy(table.column("resid_post"))[order].astype(np.float32, copy=False)
+    return ids, pre, post

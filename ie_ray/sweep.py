@@ -1,0 +1,216 @@
+"""One sweep, end to end: plan -> corpora -> extract (Ray Data) -> reduce (Ray tasks) -> IE tables -> report.
+
+Everything the job entry point does is callable from Python and tests: `run_sweep(config, run_dir)`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import yaml
+
+from ie_ray import store
+from ie_ray.config import SweepConfig, resolve_indices
+from ie_ray.corpora.icl import build_icl_corpus
+from ie_ray.errors import ConfigError
+from ie_ray.extract import extract_states
+from ie_ray.ie import information_emergence, layer_summary, model_summary
+from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
+from ie_ray.reduce import EstimateJob, fit_jobs, plan_jobs
+
+
+@dataclass
+class SweepResult:
+    run_dir: Path
+    mi: pd.DataFrame
+    ie: pd.DataFrame
+    layers: pd.DataFrame
+    models: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        print(f"[ie-ray] {name} ...", flush=True)
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            print(f"[ie-ray] {name} done in {elapsed:.1f} s", flush=True)
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Connect to RAY_ADDRESS when set (ray job submit sets it), else start Ray in-process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"] if "://" not in os.environ["RAY_ADDRESS"] else "auto")
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+
+
+def _versions() -> dict[str, str]:
+    import ray
+    import torch
+    import transformers
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=store.REPO_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return dict(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        ray=ray.__version__,
+        pyarrow=pa.__version__,
+        pandas=pd.__version__,
+        ie_ray_commit=commit or "unknown",
+        platform=platform.platform(),
+    )
+
+
+def _micro_table(token_ids: np.ndarray) -> pa.Table:
+    return pa.table({"sample_id": np.arange(len(token_ids), dtype=np.int64),
+                     "input_ids": [[int(t)] for t in token_ids]})
+
+
+def run_sweep(config: SweepConfig, run_dir: Path) -> SweepResult:
+    """Run every (model, corpus, shots) cell of the config and write the run directory."""
+    timer = _Timer()
+    params = config.estimator_params()
+    store.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    manifest: dict = dict(config_hash=config.content_hash(), versions=_versions(), models={}, corpora={},
+                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    init_ray()
+    mi_frames: list[pd.DataFrame] = []
+    infos: dict[str, ModelInfo] = {}
+    for spec in config.models:
+        with timer.stage(f"plan {spec.name}"):
+            tokenizer = load_tokenizer(spec)
+            info = describe_model(spec, tokenizer)
+            infos[spec.name] = info
+            manifest["models"][spec.name] = info.to_dict()
+            layers = resolve_indices(config.layers, info.n_layers, "layer", f"model {spec.name!r}")
+        cells = []
+        with timer.stage(f"corpora {spec.name}"):
+            for corpus_cfg in config.corpora:
+                for shots in config.shots:
+                    corpus = build_icl_corpus(
+                        corpus_cfg.task, tokenizer, shots=shots, n_samples=corpus_cfg.n_samples,
+                        seed=corpus_cfg.seed, fmt=corpus_cfg.format, n_entities=corpus_cfg.n_entities,
+                    )
+                    length = corpus.input_ids.shape[1]
+                    positions = resolve_indices(
+                        config.positions, length, "position", f"corpus {corpus_cfg.label} with {shots} shots"
+                    )
+                    if config.micro == "full_context":
+                        # the reference variant's micro term at s is the full-context MI at s: need all s <= t
+                        positions = list(range(max(positions) + 1))
+                    table = corpus.to_arrow()
+                    key = f"{corpus_cfg.label}-{shots}shot"
+                    store.write_arrow(store.inside(run_dir, "corpora", store.safe_name(spec.name), key + ".parquet"),
+                                      table)
+                    manifest["corpora"][f"{spec.name}/{key}"] = dict(
+                        entities=list(corpus.entities), n_samples=len(corpus.input_ids), length=length,
+                        n_distinct_sequences=int(len(np.unique(corpus.input_ids, axis=0))),
+                    )
+                    cells.append((corpus_cfg, shots, corpus, table, positions, key))
+        states_root = store.inside(run_dir, "states", store.safe_name(spec.name))
+        micro_dir = states_root / "micro"
+        unique_tokens = np.unique(np.concatenate([c[2].input_ids.ravel() for c in cells]))
+        with timer.stage(f"extract {spec.name}"):
+            for corpus_cfg, shots, corpus, table, positions, key in cells:
+                extract_states(table, spec, layers, positions, config.extract, states_root / key / "macro")
+            if config.micro == "single_token":
+                # micro states depend only on the token: one forward per UNIQUE token id, joined back later
+                extract_states(_micro_table(unique_tokens), spec, layers, [0], config.extract, micro_dir)
+        with timer.stage(f"reduce {spec.name}"):
+            for corpus_cfg, shots, corpus, table, positions, key in cells:
+                frame = _reduce_cell(config, params, layers, positions, corpus.input_ids, unique_tokens,
+                                     states_root / key / "macro", micro_dir, label=f"{spec.name} {key}")
+                frame.insert(0, "shots", shots)
+                frame.insert(0, "corpus", corpus_cfg.label)
+                frame.insert(0, "model", spec.name)
+                mi_frames.append(frame)
+    with timer.stage("tables"):
+        mi = pd.concat(mi_frames, ignore_index=True)
+        mi["estimator"] = f"mine-dv/{params.readout}"
+        mi["n_params"] = mi.model.map(lambda m: infos[m].n_params)
+        ie = information_emergence(mi, micro_source="micro" if config.micro == "single_token" else "macro")
+        layers_table = layer_summary(ie)
+        models_table = model_summary(ie)
+        store.write_table(run_dir / "mi.parquet", mi)
+        store.write_table(run_dir / "ie.parquet", ie, csv=True)
+        store.write_table(run_dir / "layers.parquet", layers_table, csv=True)
+        store.write_table(run_dir / "models.parquet", models_table, csv=True)
+    from ie_ray.report import write_report
+
+    with timer.stage("report"):
+        write_report(run_dir, config, mi, ie, layers_table, models_table, infos, timer.seconds)
+    manifest["timings_s"] = timer.seconds
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    manifest["estimator_params"] = {k: v for k, v in params.__dict__.items()}
+    store.write_json(run_dir / "manifest.json", manifest)
+    return SweepResult(run_dir, mi, ie, layers_table, models_table, timer.seconds)
+
+
+def _reduce_cell(
+    config: SweepConfig,
+    params,
+    layers: list[int],
+    positions: list[int],
+    input_ids: np.ndarray,
+    unique_tokens: np.ndarray,
+    macro_dir: Path,
+    micro_dir: Path,
+    label: str,
+) -> pd.DataFrame:
+    """Fit every estimate of one (model, corpus, shots) cell; states are read one layer at a time."""
+    with_micro = config.micro == "single_token"
+    jobs = plan_jobs(input_ids, layers, positions, list(config.seeds), with_micro=with_micro)
+    position_index = {p: j for j, p in enumerate(positions)}
+    token_row = np.searchsorted(unique_tokens, input_ids)  # (N, T): row of each token's micro state
+    macro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    micro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for layer in layers:
+        ids, pre, post = store.read_layer_states(macro_dir, layer)
+        if len(ids) != len(input_ids):
+            raise RuntimeError(f"layer {layer}: {len(ids)} extracted rows for {len(input_ids)} samples in {macro_dir}")
+        macro_states[layer] = (pre, post)
+        if with_micro:
+            _, mpre, mpost = store.read_layer_states(micro_dir, layer)
+            micro_states[layer] = (mpre[:, 0], mpost[:, 0])
+
+    def states_for(job: EstimateJob) -> tuple[np.ndarray, np.ndarray]:
+        if job.level == "macro":
+            pre, post = macro_states[job.layer]
+            j = position_index[job.position]
+            return pre[:, j], post[:, j]
+        pre, post = micro_states[job.layer]
+        rows = token_row[:, job.position]
+        return pre[rows], post[rows]
+
+    return fit_jobs(
+        jobs, states_for, params, config.reduce.estimators_per_task,
+        config.reduce.num_cpus_per_task, config.reduce.num_gpus_per_task, progress_label=f"MI {label}",
+    )
