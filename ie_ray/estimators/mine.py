@@ -283,8 +283,9 @@ class _Split:
 def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -> list[MIResult]:
     e, n = xs.shape[:2]
     d = params.max_dims
-    x = torch.as_tensor(np.ascontiguousarray(xs[..., :d]), dtype=torch.float32)
-    y = torch.as_tensor(np.ascontiguousarray(ys[..., :d]), dtype=torch.float32)
+    # Arrays from Ray's object store are read-only views; torch needs writable memory, so copy once here.
+    x = torch.from_numpy(np.array(xs[..., :d], dtype=np.float32, order="C", copy=True))
+    y = torch.from_numpy(np.array(ys[..., :d], dtype=np.float32, order="C", copy=True))
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     critic = EnsembleFunnelCritic(x.shape[2], y.shape[2], params.n_layers, params.min_width, gens)
     split = _split(x, y, params, gens)

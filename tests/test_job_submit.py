@@ -1,0 +1,78 @@
+"""`ray job submit` path: start a local head node, submit jobs/sweep.py through JobSubmissionClient, check outputs.
+
+Everything stays on loopback (127.0.0.1). The head node is stopped at the end whatever happens.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(600)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head_node(tmp_path_factory):
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray_bin is None:
+        pytest.fail("the `ray` command is missing; install ray[default]")
+    temp_dir = tmp_path_factory.mktemp("rayhead")
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    env = dict(os.environ, RAY_ADDRESS="")
+    env.pop("RAY_ADDRESS")
+    start = [ray_bin, "start", "--head", "--num-cpus=2", "--node-ip-address=127.0.0.1",
+             f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+             "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
+    try:
+        yield f"http://127.0.0.1:{dashboard_port}"
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_sweep_runs_as_a_ray_job(head_node, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    config = {
+        "name": "job-submit",
+        "models": ["tiny-qwen2"],
+        "corpora": [{"kind": "icl", "task": "animal", "format": "comma", "n_entities": 6, "n_samples": 120}],
+        "shots": [2],
+        "layers": [1],
+        "estimator": {"steps": 20, "batch_size": 32, "n_bootstrap": 20},
+    }
+    config_path = tmp_path / "job.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    out_dir = tmp_path / "out"
+    client = JobSubmissionClient(head_node)
+    job_id = client.submit_job(
+        entrypoint=f"{sys.executable} jobs/sweep.py --config {config_path} --out {out_dir}",
+        runtime_env={"working_dir": str(REPO), "excludes": ["results/runs", ".git", ".venv", "venv", "*.png"],
+                     "env_vars": {"HF_HUB_OFFLINE": "1"}},
+    )
+    deadline = time.time() + 500
+    status = client.get_job_status(job_id)
+    while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED) and time.time() < deadline:
+        time.sleep(2)
+        status = client.get_job_status(job_id)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "E(l) = IE at the last position" in logs
+    ie = pd.read_csv(out_dir / "ie.csv")
+    assert len(ie) == 4 and set(ie.layer) == {1} and set(ie.model) == {"tiny-qwen2"}
+    assert (out_dir / "report.md").is_file() and (out_dir / "manifest.json").is_file()

@@ -1,0 +1,105 @@
+"""End-to-end: a whole sweep on a tiny random-init model, through Ray Data extraction and Ray estimator tasks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from ie_ray.config import parse_config
+from ie_ray.ie import information_emergence
+from ie_ray.sweep import run_sweep
+
+TINY_SWEEP = {
+    "name": "tiny-e2e",
+    "models": ["tiny-llama", "tiny-gpt2"],
+    "corpora": [{"kind": "icl", "task": "country", "format": "comma-space", "n_entities": 8, "n_samples": 240}],
+    "shots": [2],
+    "layers": [0, -1],
+    "positions": "all",
+    "estimator": {"steps": 40, "batch_size": 64, "n_bootstrap": 50},
+    "extract": {"batch_size": 50},
+    "reduce": {"estimators_per_task": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(ray_local, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    return run_sweep(parse_config(TINY_SWEEP), run_dir)
+
+
+def test_run_directory_holds_every_artefact(tiny_run):
+    run_dir = tiny_run.run_dir
+    for name in ["config.yaml", "manifest.json", "mi.parquet", "ie.parquet", "ie.csv", "layers.csv",
+                 "models.csv", "report.md"]:
+        assert (run_dir / name).is_file(), name
+    pngs = sorted(p.name for p in run_dir.glob("*.png"))
+    assert len(pngs) == 2  # one plot per (model, corpus, shots)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"tiny-llama", "tiny-gpt2"}
+    assert manifest["models"]["tiny-llama"]["n_layers"] == 4
+    assert manifest["models"]["tiny-llama"]["hidden_size"] == 64
+    assert manifest["models"]["tiny-llama"]["n_params"] > 0
+    assert {"extract tiny-llama", "reduce tiny-llama", "report"} <= set(manifest["timings_s"])
+    report = (run_dir / "report.md").read_text()
+    assert "Per-layer E(l)" in report and "tiny-gpt2" in report
+
+
+def test_mi_table_schema_and_counts(tiny_run):
+    mi = pd.read_parquet(tiny_run.run_dir / "mi.parquet")
+    for column in ["model", "corpus", "shots", "layer", "position", "level", "mi_bits", "n_samples", "estimator",
+                   "seed", "ceiling_bits", "ci_low", "ci_high", "flag"]:
+        assert column in mi.columns, column
+    # per model: 2 layers x (4 macro positions + 4 micro positions) x 1 seed
+    assert mi.groupby("model").size().to_dict() == {"tiny-gpt2": 16, "tiny-llama": 16}
+    assert set(mi.level) == {"macro", "micro"}
+    assert (mi.n_samples == 240).all()
+    # layers resolved from [0, -1] on a 4-block model
+    assert sorted(mi.layer.unique()) == [0, 3]
+    # the separator (odd positions) fed alone is one constant token: MI is exactly 0, not an estimate
+    sep = mi[(mi.level == "micro") & (mi.position % 2 == 1)]
+    assert (sep.mi_bits == 0).all() and (sep.flag == "constant").all()
+    fitted = mi[mi.flag != "constant"]
+    assert np.isfinite(fitted.mi_bits).all()
+    assert (fitted.ci_low <= fitted.ci_high).all()
+    # ceilings: 8 entities at position 0 -> at most log2(8) = 3 bits; prefix of 2 entities: at most log2(56)
+    macro0 = mi[(mi.level == "macro") & (mi.position == 0)].ceiling_bits
+    assert (macro0 <= 3.0 + 1e-9).all() and (macro0 > 2.5).all()
+
+
+def test_ie_table_follows_the_formula(tiny_run):
+    mi = pd.read_parquet(tiny_run.run_dir / "mi.parquet")
+    ie = pd.read_parquet(tiny_run.run_dir / "ie.parquet")
+    assert len(ie) == 2 * 2 * 4  # models x layers x positions
+    recomputed = information_emergence(mi)
+    pd.testing.assert_frame_equal(ie.reset_index(drop=True), recomputed.reset_index(drop=True))
+    row = ie[(ie.model == "tiny-llama") & (ie.layer == 3) & (ie.position == 3)].iloc[0]
+    sel = mi[(mi.model == "tiny-llama") & (mi.layer == 3)]
+    macro = sel[(sel.level == "macro") & (sel.position == 3)].mi_bits.iloc[0]
+    micro = sel[(sel.level == "micro") & (sel.position <= 3)].sort_values("position").mi_bits.mean()
+    assert row.ie_bits == pytest.approx(macro - micro)
+    assert row.ci_low <= row.ie_bits <= row.ci_high or row.flag != "ok"
+    csv = pd.read_csv(tiny_run.run_dir / "ie.csv")
+    assert len(csv) == len(ie)
+
+
+def test_states_are_written_as_arrow_tensor_parquet(tiny_run):
+    states = tiny_run.run_dir / "states" / "tiny-llama" / "icl-country-2shot" / "macro"
+    layer_dirs = sorted(p.name for p in states.iterdir() if p.is_dir())
+    assert layer_dirs == ["layer=0", "layer=3"]
+    table = pq.read_table(states / "layer=3")
+    assert table.num_rows == 240
+    assert tuple(table.schema.field("resid_pre").type.shape) == (4, 64)
+    micro = tiny_run.run_dir / "states" / "tiny-llama" / "micro" / "layer=0"
+    # one row per UNIQUE token id: 8 entities + the separator
+    assert pq.read_table(micro).num_rows == 9
+
+
+def test_same_config_gives_the_same_numbers(tiny_run, ray_local, tmp_path):
+    config = dict(TINY_SWEEP, models=["tiny-llama"])
+    again = run_sweep(parse_config(config), tmp_path)
+    first = tiny_run.mi[tiny_run.mi.model == "tiny-llama"].reset_index(drop=True)
+    np.testing.assert_allclose(again.mi.mi_bits.to_numpy(), first.mi_bits.to_numpy(), atol=1e-6)
