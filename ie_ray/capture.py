@@ -88,6 +88,7 @@ def capture_block_states(
     Only the requested positions are gathered inside the hooks, so memory stays O(B x P x H) per layer, and
     the forward stops after the deepest requested block.
     """
+    layers = sorted({l % len(blocks) for l in layers})  # negative indices count from the end
     device = next(model.parameters()).device
     index = absolute_positions(batch, positions).to(device)
     rows = torch.arange(index.shape[0], device=device)[:, None]

@@ -113,6 +113,14 @@ def _build(cls, data: Any, where: str):
     return cls(**data)
 
 
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping of settings, got {type(value).__name__}: {value!r}")
+    return dict(value)
+
+
 def _int_list(value: Any, where: str, allow_all: bool) -> Union[str, tuple[int, ...]]:
     if allow_all and value == "all":
         return "all"
@@ -151,7 +159,7 @@ def parse_config(data: dict) -> SweepConfig:
         positions=_int_list(data.get("positions", "all"), "positions", allow_all=True),
         micro=data.get("micro", "single_token"),
         seeds=_int_list(data.get("seeds", [0]), "seeds", allow_all=False),
-        estimator=dict(data.get("estimator") or {}),
+        estimator=_mapping(data.get("estimator"), "estimator"),
         extract=_build(ExtractConfig, data.get("extract"), "extract"),
         reduce=_build(ReduceConfig, data.get("reduce"), "reduce"),
     )
@@ -161,6 +169,15 @@ def parse_config(data: dict) -> SweepConfig:
 
 def validate_static(config: SweepConfig) -> None:
     """Checks that need no model: value ranges and enumerations."""
+    if not config.models:
+        raise ConfigError("models is empty; name at least one model, e.g. models: [smollm2-135m]")
+    if not config.corpora:
+        raise ConfigError("corpora is empty; add at least one, e.g. corpora: [{kind: icl, task: country}]")
+    for i, spec in enumerate(config.models):
+        if spec.dtype not in ("float32", "float16", "bfloat16"):
+            raise ConfigError(f"models[{i}].dtype {spec.dtype!r} is unknown; use float32, float16 or bfloat16")
+        if str(spec.prepend_bos).lower() not in ("auto", "true", "false"):
+            raise ConfigError(f"models[{i}].prepend_bos must be auto, true or false, not {spec.prepend_bos!r}")
     if config.micro not in MICRO_MODES:
         raise ConfigError(f"micro must be one of {MICRO_MODES}, not {config.micro!r}")
     if any(k < 1 for k in config.shots):
@@ -174,17 +191,27 @@ def validate_static(config: SweepConfig) -> None:
             raise ConfigError(f"extract.{key} must be >= 1, got {getattr(config.extract, key)}")
     if config.reduce.estimators_per_task < 1:
         raise ConfigError("reduce.estimators_per_task must be >= 1")
-    from ie_ray.corpora.icl import ICL_TASKS
+    from ie_ray.corpora.icl import ICL_FORMATS, ICL_TASKS
+
+    params = config.estimator_params()
 
     for i, corpus in enumerate(config.corpora):
         if corpus.kind != "icl":
             raise ConfigError(f"corpora[{i}].kind {corpus.kind!r} is not supported yet; use 'icl'")
+        if corpus.format not in ICL_FORMATS:
+            raise ConfigError(f"corpora[{i}].format {corpus.format!r} is unknown; use one of {list(ICL_FORMATS)}")
+        for key in ("n_samples", "seed") + (("n_entities",) if corpus.n_entities is not None else ()):
+            value = getattr(corpus, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"corpora[{i}].{key} must be an integer, got {value!r}")
+        if corpus.n_entities is not None and corpus.n_entities < 1:
+            raise ConfigError(f"corpora[{i}].n_entities must be >= 1 (or omitted for all), got {corpus.n_entities}")
         if corpus.task not in ICL_TASKS:
             raise ConfigError(f"corpora[{i}].task {corpus.task!r} is unknown; use one of {list(ICL_TASKS)}")
         if corpus.n_samples < 10:
             raise ConfigError(f"corpora[{i}].n_samples={corpus.n_samples} is too small for an MI estimate")
         try:
-            config.estimator_params().validate(n_samples=corpus.n_samples)
+            params.validate(n_samples=corpus.n_samples)
         except ValueError as exc:
             raise ConfigError(f"corpora[{i}] with n_samples={corpus.n_samples}: estimator {exc}") from None
 

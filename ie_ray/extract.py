@@ -23,9 +23,13 @@ STATE_COLUMNS = ("resid_pre", "resid_post")
 class BlockStateExtractor:
     """Ray Data callable class: holds the model, maps {sample_id, input_ids} -> per-(sample, layer) states."""
 
-    def __init__(self, model: dict, layers: list[int], positions: list[int], store_dtype: str, device: str):
+    def __init__(self, model: dict, layers: list[int], positions: list[int], store_dtype: str, device: str,
+                 threads: int = 1):
         import torch
 
+        # One intra-op thread per CPU the actor holds: more threads than cores on a shared box made one
+        # forward 10x slower in our measurements (oversubscription with the other stages' processes).
+        torch.set_num_threads(max(1, threads))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.loaded = load_model(ModelSpec(**model), device=device)
@@ -77,6 +81,7 @@ def extract_states(
             positions=positions,
             store_dtype=settings.store_dtype,
             device=settings.device,
+            threads=int(settings.num_cpus),
         ),
         batch_size=settings.batch_size,
         concurrency=settings.concurrency,

@@ -90,7 +90,7 @@ def information_emergence(mi: pd.DataFrame, micro_source: str = "micro") -> pd.D
                     ci_high=high,
                     macro_ceiling_bits=ceiling,
                     n_seeds=len(seeds),
-                    flag=_worst_flag(group[(group.position <= t)]),
+                    flag=_worst_flag(pd.concat([macro[macro.position == t], micro[micro.position <= t]])),
                 )
             )
     return pd.DataFrame(rows)

