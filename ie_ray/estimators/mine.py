@@ -71,8 +71,12 @@ DEFAULT_N_LAYERS: int = 2
 DEFAULT_MIN_WIDTH: int = 512
 #: Use only the first max_dims dims of x and of y (the paper's 768-dim "segment 0"). None = all dims.
 DEFAULT_MAX_DIMS: int | None = None
-#: Held-out marginal pairs come from this many cyclic shifts of a random ordering (n_heldout pairs each).
-DEFAULT_MARGINAL_SHIFTS: int = 8
+#: Held-out marginal pairs come from this many cyclic shifts of a random ordering (n_heldout pairs each);
+#: capped at n_heldout - 1, i.e. every off-diagonal pair for held-out sets up to 513 rows. Few shifts starve
+#: the log-mean-exp term: on SmolLM2 states (block 12, position 7, 400 held-out rows, entropy ceiling 10.96
+#: bits) 8 shifts read 13.3 bits [11.3, 20.5], all 399 shifts 9.7 bits [8.1, 12.5], at the same cost, since
+#: the critic's first layer is computed once per x and per y.
+DEFAULT_MARGINAL_SHIFTS: int = 512
 #: Bootstrap replicates for the 95% interval of the held-out estimate.
 DEFAULT_N_BOOTSTRAP: int = 200
 #: torch intra-op threads while fitting. None = leave torch's setting alone.
