@@ -103,3 +103,15 @@ def test_same_config_gives_the_same_numbers(tiny_run, ray_local, tmp_path):
     again = run_sweep(parse_config(config), tmp_path)
     first = tiny_run.mi[tiny_run.mi.model == "tiny-llama"].reset_index(drop=True)
     np.testing.assert_allclose(again.mi.mi_bits.to_numpy(), first.mi_bits.to_numpy(), atol=1e-6)
+
+
+def test_full_context_micro_variant_uses_macro_estimates(ray_local, tmp_path):
+    """The reference code's variant: micro term at s = full-context MI at s; no single-token states needed."""
+    config = dict(TINY_SWEEP, models=["tiny-gemma"], layers=[2], micro="full_context", positions=[3])
+    result = run_sweep(parse_config(config), tmp_path)
+    assert set(result.mi.level) == {"macro"}
+    assert sorted(result.mi.position.unique()) == [0, 1, 2, 3]  # all s <= 3 are needed for IE at 3
+    assert not (tmp_path / "states" / "tiny-gemma" / "micro").exists()
+    macro = result.mi.set_index("position").mi_bits
+    row = result.ie[result.ie.position == 3].iloc[0]
+    assert row.ie_bits == pytest.approx(macro[3] - macro[[0, 1, 2, 3]].mean())
