@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 config="${1:-jobs/configs/smoke.yaml}"
 out="${2:-$PWD/results/runs/$(basename "$config" .yaml)-$(date -u +%Y%m%dT%H%M%SZ)}"
 dashboard_port="${RAY_DASHBOARD_PORT:-8265}"
+# Ray >= 2.59 protects local clusters with a token; head node and `ray job submit` must both use it.
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
+[ "$RAY_AUTH_MODE" = token ] && ray get-auth-token --generate >/dev/null
 if ! ray status >/dev/null 2>&1; then
   # Ray detects the GPUs itself; --node-ip-address keeps everything on loopback for a single box.
   ray start --head --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1 --dashboard-port="$dashboard_port" \

@@ -87,7 +87,21 @@ class EnsembleFunnelCritic(nn.Module):
 
     def head(self, pre: torch.Tensor) -> torch.Tensor:
         """Critic scores (E, n) from first-layer pre-activations without bias, pre = (x @ Wx)[i] + (y @ Wy)[j]."""
-        h = pre + self.b0
+        return self._tail(pre + self.b0)
+
+    def pair_scores(self, xw: torch.Tensor, yw: torch.Tensor) -> torch.Tensor:
+        """Scores T(x_i, y_j) of every pair (E, a, b) from first-layer halves xw (E, a, w0) and yw (E, b, w0).
+
+        InfoNCE scores all B^2 pairs of a minibatch; with the split first layer that is one broadcast add per
+        pair, not a first-layer matmul per pair, so the cost is the (E, a * b, w0) activations of the layers
+        after the first. The bias goes onto the b rows of yw before the broadcast, saving a pass over them.
+        """
+        e, a, w0 = xw.shape
+        pre = xw[:, :, None, :] + (yw + self.b0)[:, None, :, :]
+        return self._tail(pre.view(e, a * yw.shape[1], w0)).view(e, a, yw.shape[1])
+
+    def _tail(self, h: torch.Tensor) -> torch.Tensor:
+        """The layers after the first, from first-layer pre-activations with their bias: (E, n, w0) -> (E, n)."""
         for w, b in zip(self.weights, self.biases):
             h = _batched_linear(nn.functional.leaky_relu(h, NEGATIVE_SLOPE), w, b)
         return h.squeeze(-1)

@@ -7,12 +7,13 @@ readout, the other readouts for comparison, a bootstrap interval, and the traini
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-Readout = Literal["heldout", "max"]
+Readout = Literal["heldout", "max", "gaussian"]
 Flag = Literal["ok", "nan"]
 
 
@@ -30,7 +31,13 @@ class MIResult:
     there is nothing to resample: the interval collapses to (value, value) and `bootstrap` is filled with the
     value, so downstream code runs unchanged but reports no uncertainty from this estimate. With a held-out
     split the interval always describes `heldout_bits`, whatever the readout: the max readout has no sampling
-    distribution that resampling could recover.
+    distribution that resampling could recover. The closed-form Gaussian estimator (readout "gaussian") has no
+    training: its `mi_bits` and train readouts are the train-split value, its interval describes that value,
+    and its `curve` is empty.
+
+    `objective` names the bound (or "gaussian"). `bound_cap_bits` is the most the reported value can be for any
+    critic and any data: log2 of the contrasted batch for InfoNCE, inf for the other bounds. An InfoNCE value
+    near its cap says "at least this much", not "this much".
     """
 
     mi_bits: float
@@ -48,6 +55,8 @@ class MIResult:
     seed: int
     wall_s: float
     flag: Flag = "ok"
+    objective: str = "dv"
+    bound_cap_bits: float = math.inf
 
     @property
     def ok(self) -> bool:
@@ -71,4 +80,6 @@ class MIResult:
             "seed": int(self.seed),
             "wall_s": float(self.wall_s),
             "flag": self.flag,
+            "objective": self.objective,
+            "bound_cap_bits": float(self.bound_cap_bits),
         }
