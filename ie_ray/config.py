@@ -106,11 +106,15 @@ def _build(cls, data: Any, where: str):
         return cls()
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}: {data!r}")
+    _reject_unknown_keys(cls, data, where)
+    return cls(**data)
+
+
+def _reject_unknown_keys(cls, data: dict, where: str) -> None:
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - valid)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(valid)}")
-    return cls(**data)
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -135,10 +139,7 @@ def parse_config(data: dict) -> SweepConfig:
     """Turn a YAML mapping into a validated SweepConfig."""
     if not isinstance(data, dict):
         raise ConfigError(f"a sweep config must be a YAML mapping, got {type(data).__name__}")
-    valid = {f.name for f in dataclasses.fields(SweepConfig)}
-    unknown = sorted(set(data) - valid)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in the config; valid keys: {sorted(valid)}")
+    _reject_unknown_keys(SweepConfig, data, "the config")
     models_raw = data.get("models", ["smollm2-135m"])
     if isinstance(models_raw, (str, dict)):
         models_raw = [models_raw]
