@@ -84,7 +84,7 @@ def extract_states(
             threads=int(settings.num_cpus),
         ),
         batch_size=settings.batch_size,
-        concurrency=settings.concurrency,
+        compute=ray.data.ActorPoolStrategy(size=settings.concurrency),
         num_gpus=settings.num_gpus,
         num_cpus=settings.num_cpus,
         batch_format="numpy",

@@ -17,22 +17,11 @@ from ie_ray.estimators import (
     fit_mine_ensemble,
     funnel_widths,
 )
+from ie_ray.estimators.benchmark import correlated_gaussians
 from ie_ray.estimators.mine import poly_decay_with_warmup
 
 #: Short, cheap settings for the tests that check plumbing rather than accuracy.
 QUICK = MINEParams(steps=40, batch_size=128, n_bootstrap=50)
-
-
-def correlated_gaussians(d: int, mi_bits: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps, with rho chosen so that MI = mi_bits exactly.
-
-    MI = -d/2 log2(1 - rho^2)  =>  rho^2 = 1 - 2^(-2 mi / d).
-    """
-    rho = math.sqrt(1.0 - 2.0 ** (-2.0 * mi_bits / d))
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    y = rho * x + math.sqrt(1.0 - rho**2) * rng.standard_normal((n, d))
-    return x.astype(np.float32), y.astype(np.float32)
 
 
 def gaussian_mi_bits(rho: float, d: int) -> float:

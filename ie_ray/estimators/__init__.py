@@ -1,15 +1,24 @@
-"""Mutual-information estimators: MINE with the Donsker-Varadhan bound, fitted as batched ensembles."""
+"""Mutual-information estimators: MINE-style neural bounds (DV, NWJ, InfoNCE, SMILE, MINE's moving-average DV)
+fitted as batched ensembles, and the closed-form Gaussian baseline."""
 
+from ie_ray.estimators.bounds import dv_bound_bits, infonce_bound_bits, nwj_bound_bits
 from ie_ray.estimators.critic import EnsembleFunnelCritic, funnel_widths
-from ie_ray.estimators.mine import MINEParams, dv_bound_bits, estimate_mine, fit_mine_ensemble
+from ie_ray.estimators.gaussian import estimate_gaussian, gaussian_mi_bits, ledoit_wolf_shrinkage
+from ie_ray.estimators.mine import OBJECTIVES, MINEParams, estimate_mine, fit_mine_ensemble
 from ie_ray.estimators.result import MIResult
 
 __all__ = [
+    "OBJECTIVES",
     "EnsembleFunnelCritic",
     "MIResult",
     "MINEParams",
     "dv_bound_bits",
+    "estimate_gaussian",
     "estimate_mine",
     "fit_mine_ensemble",
     "funnel_widths",
+    "gaussian_mi_bits",
+    "infonce_bound_bits",
+    "ledoit_wolf_shrinkage",
+    "nwj_bound_bits",
 ]

@@ -515,13 +515,7 @@ def _heldout_infonce_terms(
     sizes = _infonce_chunk_sizes(n_h, params.batch_size or split.x_train.shape[1])
     terms = []
     for rows in torch.split(order, sizes, dim=1):
-        xc, yc = _take(xw, rows), _take(yw, rows)
-        # Score the (m, m) pairs in blocks of x rows to bound memory, as _score_pairs does.
-        block = max(1, _SCORE_CHUNK_ELEMENTS // (e * xc.shape[1] * xc.shape[2]))
-        scores = torch.cat(
-            [critic.pair_scores(xc[:, s : s + block], yc) for s in range(0, xc.shape[1], block)], dim=1
-        )
-        terms.append(infonce_row_terms_bits(scores))
+        terms.append(infonce_row_terms_bits(critic.pair_scores(_take(xw, rows), _take(yw, rows))))
     return torch.cat(terms, dim=1)
 
 
