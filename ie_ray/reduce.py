@@ -145,5 +145,7 @@ def _constant_row(job: EstimateJob, params) -> dict:
         ci_high=0.0,
         wall_s=0.0,
         flag="constant",
+        objective=params.objective,
+        bound_cap_bits=float("nan"),
         bootstrap_bits=np.zeros(max(1, params.n_bootstrap)),
     )

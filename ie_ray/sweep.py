@@ -154,7 +154,7 @@ def run_sweep(config: SweepConfig, run_dir: Path) -> SweepResult:
                 mi_frames.append(frame)
     with timer.stage("tables"):
         mi = pd.concat(mi_frames, ignore_index=True)
-        mi["estimator"] = f"mine-dv/{params.readout}"
+        mi["estimator"] = f"mine-{params.objective}/{params.readout}"
         mi["n_params"] = mi.model.map(lambda m: infos[m].n_params)
         ie = information_emergence(mi, micro_source="micro" if config.micro == "single_token" else "macro")
         layers_table = layer_summary(ie)
