@@ -107,6 +107,11 @@ DEFAULT_OBJECTIVE: Objective = "dv"
 DEFAULT_SMILE_TAU: float = 5.0
 #: Rate of MINE's moving average of E_marg[e^T] (Belghazi et al.'s alpha): ~1/rate steps of memory.
 DEFAULT_EMA_RATE: float = 0.01
+#: Noise-regularised MI: add isotropic Gaussian noise with std = noise_fraction x the RMS scale of each variable
+#: (train split) to x and to y before fitting. Block states are deterministic functions of discrete tokens, so
+#: MI(in; out) is the entropy of the inputs whenever the block is injective; with noise the quantity becomes
+#: MI(in + N; out + N'), finite and sensitive to the geometry of the map. 0 = off (the plain quantity).
+DEFAULT_NOISE_FRACTION: float = 0.0
 
 #: Rows (x estimators) per chunk when scoring held-out pairs, bounding memory on large held-out splits.
 _SCORE_CHUNK_ELEMENTS: int = 1 << 24
@@ -137,6 +142,7 @@ class MINEParams:
     objective: Objective = DEFAULT_OBJECTIVE
     smile_tau: float = DEFAULT_SMILE_TAU
     ema_rate: float = DEFAULT_EMA_RATE
+    noise_fraction: float = DEFAULT_NOISE_FRACTION
 
     @classmethod
     def paper(cls) -> MINEParams:
@@ -238,6 +244,7 @@ class MINEParams:
         )
         _require(self.smile_tau > 0, f"smile_tau must be > 0, got {self.smile_tau}")
         _require(0 < self.ema_rate <= 1, f"ema_rate must be in (0, 1], got {self.ema_rate}")
+        _require(self.noise_fraction >= 0, f"noise_fraction must be >= 0 (0 = no noise), got {self.noise_fraction}")
         if n_samples is None:
             return
         n_train, n_heldout = self.split_sizes(n_samples)
@@ -376,10 +383,25 @@ def _split(x: torch.Tensor, y: torch.Tensor, params: MINEParams, gens: list[torc
     order = torch.stack([torch.randperm(x.shape[1], generator=g) for g in gens])
     train, heldout = order[:, :n_train], order[:, n_train:]
     x_tr, y_tr, x_ho, y_ho = _take(x, train), _take(y, train), _take(x, heldout), _take(y, heldout)
+    if params.noise_fraction > 0:
+        x_tr, x_ho = _add_isotropic_noise(x_tr, x_ho, params.noise_fraction, gens)
+        y_tr, y_ho = _add_isotropic_noise(y_tr, y_ho, params.noise_fraction, gens)
     if params.standardize:
         x_tr, x_ho = _standardize(x_tr, x_ho)
         y_tr, y_ho = _standardize(y_tr, y_ho)
     return _Split(x_tr, y_tr, x_ho, y_ho)
+
+
+def _add_isotropic_noise(
+    train: torch.Tensor, heldout: torch.Tensor, fraction: float, gens: list[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fixed noise draw per estimator (its own generator), std = fraction x the RMS of the centred train
+    states over samples and dims: isotropic, so the noise does not favour any direction of the state space."""
+    centred = train - train.mean(dim=1, keepdim=True)
+    scale = centred.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() * fraction
+    noise_tr = torch.stack([torch.randn(train.shape[1:], generator=g) for g in gens])
+    noise_ho = torch.stack([torch.randn(heldout.shape[1:], generator=g) for g in gens])
+    return train + scale * noise_tr, heldout + scale * noise_ho
 
 
 def _standardize(train: torch.Tensor, heldout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
