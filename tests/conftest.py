@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Ray >= 2.59 turns token auth on for local clusters, and a process caches its auth mode at first use: every
+# Ray in the test session (in-process and the head node of the job-submission test) shares one fresh token.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 

@@ -1,12 +1,11 @@
 """`ray job submit` path: start a local head node, submit jobs/sweep.py through JobSubmissionClient, check outputs.
 
 Everything stays on loopback (127.0.0.1). The head node is stopped at the end whatever happens. Ray >= 2.59
-turns token authentication on for local clusters, so the head node and the client share a fresh token.
+turns token authentication on for local clusters; conftest gives the head node and the client one token.
 """
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -29,21 +28,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def auth_env():
-    """Token auth for this module only: the in-process Ray of other tests must not see these variables."""
-    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    saved = {k: os.environ.get(k) for k in token}
-    os.environ.update(token)
-    yield token
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
-def head_node(tmp_path_factory, auth_env):
+def head_node(tmp_path_factory):
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray_bin is None:
         pytest.fail("the `ray` command is missing; install ray[default]")
