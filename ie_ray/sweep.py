@@ -101,7 +101,6 @@ def run_sweep(config: SweepConfig, run_dir: Path) -> SweepResult:
     store.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     manifest: dict = dict(config_hash=config.content_hash(), versions=_versions(), models={}, corpora={},
                           started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    init_ray()
     mi_frames: list[pd.DataFrame] = []
     infos: dict[str, ModelInfo] = {}
     for spec in config.models:
@@ -115,10 +114,13 @@ def run_sweep(config: SweepConfig, run_dir: Path) -> SweepResult:
         with timer.stage(f"corpora {spec.name}"):
             for corpus_cfg in config.corpora:
                 for shots in config.shots:
-                    corpus = build_icl_corpus(
-                        corpus_cfg.task, tokenizer, shots=shots, n_samples=corpus_cfg.n_samples,
-                        seed=corpus_cfg.seed, fmt=corpus_cfg.format, n_entities=corpus_cfg.n_entities,
-                    )
+                    try:
+                        corpus = build_icl_corpus(
+                            corpus_cfg.task, tokenizer, shots=shots, n_samples=corpus_cfg.n_samples,
+                            seed=corpus_cfg.seed, fmt=corpus_cfg.format, n_entities=corpus_cfg.n_entities,
+                        )
+                    except ValueError as exc:  # e.g. fewer single-token entities than shots
+                        raise ConfigError(f"corpus {corpus_cfg.label} for model {spec.name!r}: {exc}") from exc
                     length = corpus.input_ids.shape[1]
                     positions = resolve_indices(
                         config.positions, length, "position", f"corpus {corpus_cfg.label} with {shots} shots"
@@ -138,6 +140,7 @@ def run_sweep(config: SweepConfig, run_dir: Path) -> SweepResult:
         states_root = store.inside(run_dir, "states", store.safe_name(spec.name))
         micro_dir = states_root / "micro"
         unique_tokens = np.unique(np.concatenate([c[2].input_ids.ravel() for c in cells]))
+        init_ray()  # only now: config, model and corpus errors above cost seconds, not a Ray start-up
         with timer.stage(f"extract {spec.name}"):
             for corpus_cfg, shots, corpus, table, positions, key in cells:
                 extract_states(table, spec, layers, positions, config.extract, states_root / key / "macro")

@@ -115,3 +115,12 @@ def test_full_context_micro_variant_uses_macro_estimates(ray_local, tmp_path):
     macro = result.mi.set_index("position").mi_bits
     row = result.ie[result.ie.position == 3].iloc[0]
     assert row.ie_bits == pytest.approx(macro[3] - macro[[0, 1, 2, 3]].mean())
+
+
+def test_too_few_single_token_entities_is_a_clear_error_before_ray(tmp_path):
+    from ie_ray.errors import ConfigError
+
+    config = dict(TINY_SWEEP, models=["tiny-gpt2"], corpora=[{"task": "color", "n_samples": 100,
+                                                               "n_entities": 3}], shots=[5])
+    with pytest.raises(ConfigError, match=r"fewer than shots k=5.*ie-ray/tiny-bpe|ie-ray/tiny-bpe.*k=5"):
+        run_sweep(parse_config(config), tmp_path)
