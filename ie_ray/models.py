@@ -11,7 +11,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -107,7 +107,6 @@ class ModelInfo:
     dtype: str
     revision: str
     bos_prepended: bool
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
