@@ -15,7 +15,7 @@ from typing import Any, Union
 import yaml
 
 from ie_ray.errors import ConfigError
-from ie_ray.models import ModelSpec
+from ie_ray.models import TORCH_DTYPES, ModelSpec
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "smoke.yaml"
 MICRO_MODES = ("single_token", "full_context")
@@ -175,8 +175,8 @@ def validate_static(config: SweepConfig) -> None:
     if not config.corpora:
         raise ConfigError("corpora is empty; add at least one, e.g. corpora: [{kind: icl, task: country}]")
     for i, spec in enumerate(config.models):
-        if spec.dtype not in ("float32", "float16", "bfloat16"):
-            raise ConfigError(f"models[{i}].dtype {spec.dtype!r} is unknown; use float32, float16 or bfloat16")
+        if spec.dtype not in TORCH_DTYPES:
+            raise ConfigError(f"models[{i}].dtype {spec.dtype!r} is unknown; use one of {', '.join(TORCH_DTYPES)}")
         if str(spec.prepend_bos).lower() not in ("auto", "true", "false"):
             raise ConfigError(f"models[{i}].prepend_bos must be auto, true or false, not {spec.prepend_bos!r}")
     if config.micro not in MICRO_MODES:
