@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -60,12 +61,24 @@ class ReduceConfig:
 
 
 @dataclass(frozen=True)
+class RelativeDepths:
+    """Layers named by relative depth d in (0, 1] instead of index: `layers: {depths: [0.25, 0.5, 1.0]}`.
+
+    Models of different depth (SmolLM2: 30 blocks, Gemma 3 270M: 18) cannot share block indices, but they can
+    share depths; d maps to the first block whose output has seen a fraction d of the stack, i.e. block
+    ceil(d * L) - 1, so d = 1.0 is the last block of every model (see `layer_for_depth`).
+    """
+
+    depths: tuple[float, ...] = (1.0,)
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     name: str = "sweep"
     models: tuple[ModelSpec, ...] = (ModelSpec(),)
     corpora: tuple[CorpusConfig, ...] = (CorpusConfig(),)
     shots: tuple[int, ...] = (4,)
-    layers: Union[str, tuple[int, ...]] = "all"
+    layers: Union[str, tuple[int, ...], RelativeDepths] = "all"
     positions: Union[str, tuple[int, ...]] = "all"
     micro: str = "single_token"
     seeds: tuple[int, ...] = (0,)
@@ -135,6 +148,19 @@ def _int_list(value: Any, where: str, allow_all: bool) -> Union[str, tuple[int, 
     return tuple(items)
 
 
+def _layers(value: Any) -> Union[str, tuple[int, ...], RelativeDepths]:
+    """Block indices ('all', [0, -1]) or relative depths ({depths: [0.25, 0.5, 1.0]})."""
+    if not isinstance(value, dict):
+        return _int_list(value, "layers", allow_all=True)
+    _reject_unknown_keys(RelativeDepths, value, "layers")
+    depths = value.get("depths")
+    items = depths if isinstance(depths, (list, tuple)) else [depths]
+    if not items or not all(isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d <= 1 for d in items):
+        raise ConfigError(f"layers.depths must be a list of relative depths in (0, 1], e.g. [0.25, 0.5, 1.0]; "
+                          f"got {depths!r}")
+    return RelativeDepths(tuple(float(d) for d in items))
+
+
 def parse_config(data: dict) -> SweepConfig:
     """Turn a YAML mapping into a validated SweepConfig."""
     if not isinstance(data, dict):
@@ -156,7 +182,7 @@ def parse_config(data: dict) -> SweepConfig:
         models=models,
         corpora=corpora,
         shots=_int_list(data.get("shots", [4]), "shots", allow_all=False),
-        layers=_int_list(data.get("layers", "all"), "layers", allow_all=True),
+        layers=_layers(data.get("layers", "all")),
         positions=_int_list(data.get("positions", "all"), "positions", allow_all=True),
         micro=data.get("micro", "single_token"),
         seeds=_int_list(data.get("seeds", [0]), "seeds", allow_all=False),
@@ -235,8 +261,16 @@ def load_config(path: str | Path | None = None) -> SweepConfig:
     return parse_config(data)
 
 
-def resolve_indices(requested: Union[str, tuple[int, ...]], size: int, what: str, owner: str) -> list[int]:
-    """Expand 'all' and negative indices; out-of-range values name the valid range."""
+def layer_for_depth(depth: float, n_layers: int) -> int:
+    """Block index at relative depth `depth` in (0, 1]: the first block l with (l + 1) / L >= depth."""
+    return min(n_layers - 1, max(0, math.ceil(depth * n_layers - 1e-9) - 1))
+
+
+def resolve_indices(requested: Union[str, tuple[int, ...], RelativeDepths], size: int, what: str,
+                    owner: str) -> list[int]:
+    """Expand 'all', relative depths and negative indices; out-of-range values name the valid range."""
+    if isinstance(requested, RelativeDepths):
+        return sorted({layer_for_depth(d, size) for d in requested.depths})
     if requested == "all":
         return list(range(size))
     resolved = []
