@@ -161,6 +161,11 @@ def _layers(value: Any) -> Union[str, tuple[int, ...], RelativeDepths]:
     return RelativeDepths(tuple(float(d) for d in items))
 
 
+def _positions(value: Any) -> Union[str, tuple[int, ...]]:
+    """'all', 'last' (only the paper's E(l): the whole sequence, whatever its length) or a list of indices."""
+    return "last" if value == "last" else _int_list(value, "positions", allow_all=True)
+
+
 def parse_config(data: dict) -> SweepConfig:
     """Turn a YAML mapping into a validated SweepConfig."""
     if not isinstance(data, dict):
@@ -183,7 +188,7 @@ def parse_config(data: dict) -> SweepConfig:
         corpora=corpora,
         shots=_int_list(data.get("shots", [4]), "shots", allow_all=False),
         layers=_layers(data.get("layers", "all")),
-        positions=_int_list(data.get("positions", "all"), "positions", allow_all=True),
+        positions=_positions(data.get("positions", "all")),
         micro=data.get("micro", "single_token"),
         seeds=_int_list(data.get("seeds", [0]), "seeds", allow_all=False),
         estimator=_mapping(data.get("estimator"), "estimator"),
@@ -273,6 +278,8 @@ def resolve_indices(requested: Union[str, tuple[int, ...], RelativeDepths], size
         return sorted({layer_for_depth(d, size) for d in requested.depths})
     if requested == "all":
         return list(range(size))
+    if requested == "last":
+        return [size - 1]
     resolved = []
     for value in requested:
         index = value + size if value < 0 else value
