@@ -16,6 +16,11 @@ import pandas as pd
 from ie_ray.ie import entropy_bits
 
 LEVEL_CODES = {"macro": 0, "micro": 1}
+# Flags that mean "no usable number": refit once with a fresh seed, then keep the flag and a NaN value.
+RETRY_FLAGS = ("nan", "diverged")
+MAX_RETRIES = 1
+# An estimate this far above the entropy ceiling is flagged: the true MI cannot exceed the ceiling.
+ABOVE_CEILING_TOLERANCE_BITS = 0.25
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,12 @@ class EstimateJob:
     @property
     def estimator_seed(self) -> int:
         """Distinct, reproducible seed per estimate (independent critics, same numbers on rerun)."""
-        return int(np.random.SeedSequence([self.seed, self.layer, self.position, LEVEL_CODES[self.level]])
-                   .generate_state(1)[0])
+        return self.seed_for_attempt(0)
+
+    def seed_for_attempt(self, attempt: int) -> int:
+        """Attempt 0 is the estimate's own seed; a retry after NaN/divergence draws a fresh, reproducible one."""
+        entropy = [self.seed, self.layer, self.position, LEVEL_CODES[self.level]] + ([attempt] if attempt else [])
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def plan_jobs(
@@ -78,50 +87,94 @@ def fit_jobs(
     num_cpus: float,
     num_gpus: float,
     progress_label: str = "estimators",
+    cache: EstimateCache | None = None,
 ) -> pd.DataFrame:
-    """Fit all jobs as Ray tasks and return the tidy MI rows (without model/corpus/shots columns)."""
+    """Fit all jobs as Ray tasks and return the tidy MI rows (without model/corpus/shots columns).
+
+    With a `cache`, finished estimates are read back instead of refitted and every new row is saved the
+    moment its task returns. An estimate that comes back NaN or diverged is refitted once alone with a fresh
+    seed; if that fails too, the row keeps its flag (and a NaN value), so it is never averaged as a number.
+    """
     import ray
     from tqdm.auto import tqdm
 
     rows: list[dict] = []
     to_fit = []
     for job in jobs:
-        if job.n_distinct <= 1:
+        cached = cache.load(job) if cache is not None else None
+        if cached is not None:
+            rows.append(cached)
+        elif job.n_distinct <= 1:
             rows.append(_constant_row(job, params))
         else:
             to_fit.append(job)
 
     fit_remote = ray.remote(_fit_group).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=2)
-    pending: dict = {}
-    for start in range(0, len(to_fit), estimators_per_task):
-        chunk = to_fit[start : start + estimators_per_task]
+
+    def submit(chunk: list[EstimateJob], attempt: int) -> None:
         pairs = [states_for(job) for job in chunk]
         xs = np.stack([p[0] for p in pairs]).astype(np.float32, copy=False)
         ys = np.stack([p[1] for p in pairs]).astype(np.float32, copy=False)
-        ref = fit_remote.remote(ray.put(xs), ray.put(ys), params, [j.estimator_seed for j in chunk], num_cpus)
-        pending[ref] = chunk
+        seeds = [job.seed_for_attempt(attempt) for job in chunk]
+        pending[fit_remote.remote(ray.put(xs), ray.put(ys), params, seeds, num_cpus)] = (chunk, attempt)
+
+    pending: dict = {}
+    for start in range(0, len(to_fit), estimators_per_task):
+        submit(to_fit[start : start + estimators_per_task], attempt=0)
     with tqdm(total=len(to_fit), desc=progress_label, unit="est") as bar:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            chunk = pending.pop(done[0])
+            chunk, attempt = pending.pop(done[0])
             for job, result in zip(chunk, ray.get(done[0])):
-                rows.append(_job_row(job, result))
-            bar.update(len(chunk))
+                row = _job_row(job, result, attempt)
+                if row["flag"] in RETRY_FLAGS and attempt < MAX_RETRIES:
+                    submit([job], attempt + 1)  # alone: a retry must not depend on its old neighbours
+                    continue
+                if cache is not None:
+                    cache.save(job, row)
+                rows.append(row)
+                bar.update(1)
     return pd.DataFrame(rows).sort_values(["layer", "position", "level", "seed"]).reset_index(drop=True)
 
 
-def _job_row(job: EstimateJob, result: dict) -> dict:
+class EstimateCache:
+    """Binds the shard cache to one cell: the key of a job is (cell states, job identity, estimator params)."""
+
+    def __init__(self, shards, states_key: str, params: dict) -> None:
+        self.shards, self.states_key, self.params = shards, states_key, params
+
+    def _key(self, job: EstimateJob) -> str:
+        return self.shards.estimate_key(self.states_key, job, self.params)
+
+    def load(self, job: EstimateJob) -> dict | None:
+        row = self.shards.load_estimate(self._key(job))
+        if row is not None:
+            self.shards.reused["estimates"] += 1
+        return row
+
+    def save(self, job: EstimateJob, row: dict) -> None:
+        self.shards.save_estimate(self._key(job), row)
+        self.shards.computed["estimates"] += 1
+
+
+def _job_row(job: EstimateJob, result: dict, attempt: int = 0) -> dict:
     row = dict(
         layer=job.layer,
         position=job.position,
         level=job.level,
         seed=job.seed,
-        estimator_seed=job.estimator_seed,
+        estimator_seed=job.seed_for_attempt(attempt),
+        attempt=attempt,
         ceiling_bits=job.ceiling_bits,
         n_distinct=job.n_distinct,
         **{k: v for k, v in result.items() if k != "seed"},
     )
-    if row.get("flag", "ok") == "ok" and row["mi_bits"] > job.ceiling_bits + 0.25:
+    row.setdefault("flag", "ok")
+    if not np.isfinite(row["mi_bits"]) and row["flag"] == "ok":
+        row["flag"] = "nan"  # whatever the estimator said, a non-finite value is never an "ok" number
+    if row["flag"] in RETRY_FLAGS:
+        row["mi_bits"] = float("nan")
+    elif row["flag"] == "ok" and row["mi_bits"] > job.ceiling_bits + ABOVE_CEILING_TOLERANCE_BITS:
         row["flag"] = "above_ceiling"
     return row
 
@@ -133,6 +186,7 @@ def _constant_row(job: EstimateJob, params) -> dict:
         level=job.level,
         seed=job.seed,
         estimator_seed=job.estimator_seed,
+        attempt=0,
         ceiling_bits=0.0,
         n_distinct=job.n_distinct,
         n_samples=job.n_samples,

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,14 @@ import pyarrow as pa
 import yaml
 
 from ie_ray import store
-from ie_ray.config import SweepConfig, resolve_indices
-from ie_ray.corpora.icl import build_icl_corpus
+from ie_ray.cache import CellStates, ShardCache, content_key
+from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
+from ie_ray.corpora.icl import IclCorpus, build_icl_corpus
 from ie_ray.errors import ConfigError
 from ie_ray.extract import extract_states
 from ie_ray.ie import information_emergence, layer_summary, model_summary
 from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
-from ie_ray.reduce import EstimateJob, fit_jobs, plan_jobs
+from ie_ray.reduce import EstimateCache, EstimateJob, fit_jobs, plan_jobs
 
 
 @dataclass
@@ -94,65 +95,129 @@ def _micro_table(token_ids: np.ndarray) -> pa.Table:
                      "input_ids": [[int(t)] for t in token_ids]})
 
 
-def run_sweep(config: SweepConfig, run_dir: Path) -> SweepResult:
-    """Run every (model, corpus, shots) cell of the config and write the run directory."""
+@dataclass
+class Cell:
+    """One (model, corpus, shots) cell, fully planned: token ids, analysed positions, cache location."""
+
+    corpus_cfg: CorpusConfig
+    shots: int
+    corpus: IclCorpus
+    table: pa.Table
+    positions: list[int]
+    key: str  # e.g. "icl-country-4shot"
+
+
+@dataclass
+class ModelPlan:
+    """Everything one model needs, resolved before any weights are loaded."""
+
+    spec: ModelSpec
+    info: ModelInfo
+    layers: list[int]
+    cells: list[Cell]
+    unique_tokens: np.ndarray
+
+    @property
+    def fingerprint(self) -> dict:
+        """What identifies the model's weights and how it is run: the cache key of its states."""
+        return dict(spec=asdict(self.spec), **self.info.to_dict())
+
+
+def plan_sweep(config: SweepConfig) -> list[ModelPlan]:
+    """Resolve every model, corpus, layer and position of the config, and fail fast on any bad value.
+
+    Runs before Ray starts and before any weights load (models are described from their config on the meta
+    device), so a bad layer index or too few entities for the LAST model costs seconds, not the first model's
+    hours.
+    """
+    plans = []
+    for spec in config.models:
+        tokenizer = load_tokenizer(spec)
+        info = describe_model(spec, tokenizer)
+        layers = resolve_indices(config.layers, info.n_layers, "layer", f"model {spec.name!r}")
+        cells = []
+        for corpus_cfg in config.corpora:
+            for shots in config.shots:
+                try:
+                    corpus = build_icl_corpus(
+                        corpus_cfg.task, tokenizer, shots=shots, n_samples=corpus_cfg.n_samples,
+                        seed=corpus_cfg.seed, fmt=corpus_cfg.format, n_entities=corpus_cfg.n_entities,
+                    )
+                except ValueError as exc:  # e.g. fewer single-token entities than shots
+                    raise ConfigError(f"corpus {corpus_cfg.label} for model {spec.name!r}: {exc}") from exc
+                length = corpus.input_ids.shape[1]
+                positions = resolve_indices(
+                    config.positions, length, "position", f"corpus {corpus_cfg.label} with {shots} shots"
+                )
+                if config.micro == "full_context":
+                    # the reference variant's micro term at s is the full-context MI at s: need all s <= t
+                    positions = list(range(max(positions) + 1))
+                cells.append(Cell(corpus_cfg, shots, corpus, corpus.to_arrow(), positions,
+                                  f"{corpus_cfg.label}-{shots}shot"))
+        unique_tokens = np.unique(np.concatenate([c.corpus.input_ids.ravel() for c in cells]))
+        plans.append(ModelPlan(spec, info, layers, cells, unique_tokens))
+    return plans
+
+
+def default_cache_dir(run_dir: Path) -> Path:
+    """IE_RAY_CACHE_DIR when set (share finished shards between runs), else the run directory's own cache."""
+    env = os.environ.get("IE_RAY_CACHE_DIR")
+    return Path(env).expanduser() if env else run_dir / "cache"
+
+
+def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None) -> SweepResult:
+    """Run every (model, corpus, shots) cell of the config and write the run directory.
+
+    Finished shards (a layer's states of one cell, one MI estimate) are kept in a content-addressed cache
+    (`cache_dir`, default `<run_dir>/cache`): rerunning the same command after a crash, or after changing part
+    of the config, recomputes only the shards that are missing or whose inputs changed.
+    """
     timer = _Timer()
     params = config.estimator_params()
+    shards = ShardCache(cache_dir if cache_dir is not None else default_cache_dir(run_dir))
+    with timer.stage("plan"):
+        plans = plan_sweep(config)
     store.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     manifest: dict = dict(config_hash=config.content_hash(), versions=_versions(), models={}, corpora={},
-                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                          cache_dir=str(shards.root), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     mi_frames: list[pd.DataFrame] = []
     infos: dict[str, ModelInfo] = {}
-    for spec in config.models:
-        with timer.stage(f"plan {spec.name}"):
-            tokenizer = load_tokenizer(spec)
-            info = describe_model(spec, tokenizer)
-            infos[spec.name] = info
-            manifest["models"][spec.name] = info.to_dict()
-            layers = resolve_indices(config.layers, info.n_layers, "layer", f"model {spec.name!r}")
-        cells = []
-        with timer.stage(f"corpora {spec.name}"):
-            for corpus_cfg in config.corpora:
-                for shots in config.shots:
-                    try:
-                        corpus = build_icl_corpus(
-                            corpus_cfg.task, tokenizer, shots=shots, n_samples=corpus_cfg.n_samples,
-                            seed=corpus_cfg.seed, fmt=corpus_cfg.format, n_entities=corpus_cfg.n_entities,
-                        )
-                    except ValueError as exc:  # e.g. fewer single-token entities than shots
-                        raise ConfigError(f"corpus {corpus_cfg.label} for model {spec.name!r}: {exc}") from exc
-                    length = corpus.input_ids.shape[1]
-                    positions = resolve_indices(
-                        config.positions, length, "position", f"corpus {corpus_cfg.label} with {shots} shots"
-                    )
-                    if config.micro == "full_context":
-                        # the reference variant's micro term at s is the full-context MI at s: need all s <= t
-                        positions = list(range(max(positions) + 1))
-                    table = corpus.to_arrow()
-                    key = f"{corpus_cfg.label}-{shots}shot"
-                    store.write_arrow(store.inside(run_dir, "corpora", store.safe_name(spec.name), key + ".parquet"),
-                                      table)
-                    manifest["corpora"][f"{spec.name}/{key}"] = dict(
-                        entities=list(corpus.entities), n_samples=len(corpus.input_ids), length=length,
-                        n_distinct_sequences=int(len(np.unique(corpus.input_ids, axis=0))),
-                    )
-                    cells.append((corpus_cfg, shots, corpus, table, positions, key))
-        states_root = store.inside(run_dir, "states", store.safe_name(spec.name))
-        micro_dir = states_root / "micro"
-        unique_tokens = np.unique(np.concatenate([c[2].input_ids.ravel() for c in cells]))
-        init_ray()  # only now: config, model and corpus errors above cost seconds, not a Ray start-up
+    for plan in plans:
+        spec = plan.spec
+        infos[spec.name] = plan.info
+        manifest["models"][spec.name] = plan.info.to_dict()
+        for cell in plan.cells:
+            store.write_arrow(store.inside(run_dir, "corpora", store.safe_name(spec.name), cell.key + ".parquet"),
+                              cell.table)
+            manifest["corpora"][f"{spec.name}/{cell.key}"] = dict(
+                entities=list(cell.corpus.entities), n_samples=len(cell.corpus.input_ids),
+                length=cell.corpus.input_ids.shape[1],
+                n_distinct_sequences=int(len(np.unique(cell.corpus.input_ids, axis=0))),
+            )
+        dtype = config.extract.store_dtype
+        macro = {cell.key: shards.cell_states(plan.fingerprint, cell.corpus.input_ids, cell.positions, dtype)
+                 for cell in plan.cells}
+        micro = shards.cell_states(plan.fingerprint, plan.unique_tokens[:, None], [0], dtype)
+        for cell in plan.cells:
+            manifest["corpora"][f"{spec.name}/{cell.key}"]["states"] = str(macro[cell.key].directory)
+        if config.micro == "single_token":
+            manifest["models"][spec.name]["micro_states"] = str(micro.directory)
         with timer.stage(f"extract {spec.name}"):
-            for corpus_cfg, shots, corpus, table, positions, key in cells:
-                extract_states(table, spec, layers, positions, config.extract, states_root / key / "macro")
+            for cell in plan.cells:
+                _extract_cached(shards, macro[cell.key], cell.table, spec, plan.layers, cell.positions, config)
             if config.micro == "single_token":
                 # micro states depend only on the token: one forward per UNIQUE token id, joined back later
-                extract_states(_micro_table(unique_tokens), spec, layers, [0], config.extract, micro_dir)
+                _extract_cached(shards, micro, _micro_table(plan.unique_tokens), spec, plan.layers, [0], config)
         with timer.stage(f"reduce {spec.name}"):
-            for corpus_cfg, shots, corpus, table, positions, key in cells:
-                frame = _reduce_cell(config, params, layers, positions, corpus.input_ids, unique_tokens,
-                                     states_root / key / "macro", micro_dir, label=f"{spec.name} {key}")
-                frame.insert(0, "shots", shots)
-                frame.insert(0, "corpus", corpus_cfg.label)
+            init_ray()
+            for cell in plan.cells:
+                states_key = content_key(macro[cell.key].key, micro.key if config.micro == "single_token" else "")
+                frame = _reduce_cell(config, params, plan.layers, cell.positions, cell.corpus.input_ids,
+                                     plan.unique_tokens, macro[cell.key].directory, micro.directory,
+                                     label=f"{spec.name} {cell.key}",
+                                     cache=EstimateCache(shards, states_key, params.to_dict()))
+                frame.insert(0, "shots", cell.shots)
+                frame.insert(0, "corpus", cell.corpus_cfg.label)
                 frame.insert(0, "model", spec.name)
                 mi_frames.append(frame)
     with timer.stage("tables"):
@@ -171,10 +236,28 @@ def run_sweep(config: SweepConfig, run_dir: Path) -> SweepResult:
     with timer.stage("report"):
         write_report(run_dir, config, mi, ie, layers_table, models_table, infos, timer.seconds)
     manifest["timings_s"] = timer.seconds
+    manifest["shards"] = dict(reused=shards.reused, computed=shards.computed)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest["estimator_params"] = {k: v for k, v in params.__dict__.items()}
     store.write_json(run_dir / "manifest.json", manifest)
+    print(f"[ie-ray] shards reused: {shards.reused}; computed: {shards.computed}", flush=True)
     return SweepResult(run_dir, mi, ie, layers_table, models_table, timer.seconds)
+
+
+def _extract_cached(
+    shards: ShardCache, cell: CellStates, table: pa.Table, spec: ModelSpec, layers: list[int],
+    positions: list[int], config: SweepConfig,
+) -> None:
+    """Extract only the layers of this cell that are not finished in the cache, then seal them."""
+    missing = cell.missing_layers(layers)
+    shards.reused["extraction_layers"] += len(layers) - len(missing)
+    if not missing:
+        return
+    init_ray()  # only now: everything before this point was validation and cache look-ups
+    cell.clear_layers(missing)
+    extract_states(table, spec, missing, positions, config.extract, cell.directory)
+    cell.seal_layers(missing, table.column("sample_id").to_numpy())
+    shards.computed["extraction_layers"] += len(missing)
 
 
 def _reduce_cell(
@@ -187,6 +270,7 @@ def _reduce_cell(
     macro_dir: Path,
     micro_dir: Path,
     label: str,
+    cache: EstimateCache | None = None,
 ) -> pd.DataFrame:
     """Fit every estimate of one (model, corpus, shots) cell; states are read one layer at a time."""
     with_micro = config.micro == "single_token"
@@ -216,4 +300,5 @@ def _reduce_cell(
     return fit_jobs(
         jobs, states_for, params, config.reduce.estimators_per_task,
         config.reduce.num_cpus_per_task, config.reduce.num_gpus_per_task, progress_label=f"MI {label}",
+        cache=cache,
     )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -87,13 +88,15 @@ def test_ie_table_follows_the_formula(tiny_run):
 
 
 def test_states_are_written_as_arrow_tensor_parquet(tiny_run):
-    states = tiny_run.run_dir / "states" / "tiny-llama" / "icl-country-2shot" / "macro"
+    manifest = json.loads((tiny_run.run_dir / "manifest.json").read_text())
+    states = Path(manifest["corpora"]["tiny-llama/icl-country-2shot"]["states"])
+    assert states.is_relative_to(tiny_run.run_dir / "cache")
     layer_dirs = sorted(p.name for p in states.iterdir() if p.is_dir())
     assert layer_dirs == ["layer=0", "layer=3"]
     table = pq.read_table(states / "layer=3")
     assert table.num_rows == 240
     assert tuple(table.schema.field("resid_pre").type.shape) == (4, 64)
-    micro = tiny_run.run_dir / "states" / "tiny-llama" / "micro" / "layer=0"
+    micro = Path(manifest["models"]["tiny-llama"]["micro_states"]) / "layer=0"
     # one row per UNIQUE token id: 8 entities + the separator
     assert pq.read_table(micro).num_rows == 9
 
@@ -111,7 +114,9 @@ def test_full_context_micro_variant_uses_macro_estimates(ray_local, tmp_path):
     result = run_sweep(parse_config(config), tmp_path)
     assert set(result.mi.level) == {"macro"}
     assert sorted(result.mi.position.unique()) == [0, 1, 2, 3]  # all s <= 3 are needed for IE at 3
-    assert not (tmp_path / "states" / "tiny-gemma" / "micro").exists()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert "micro_states" not in manifest["models"]["tiny-gemma"]
+    assert len(list((tmp_path / "cache" / "states" / "tiny-gemma").iterdir())) == 1  # the macro cell only
     macro = result.mi.set_index("position").mi_bits
     row = result.ie[result.ie.position == 3].iloc[0]
     assert row.ie_bits == pytest.approx(macro[3] - macro[[0, 1, 2, 3]].mean())
