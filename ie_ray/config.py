@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import yaml
 
+from ie_ray.corpora.natural import PAPER_REJECT_CHARS, source_short_name
 from ie_ray.errors import ConfigError
 from ie_ray.models import TORCH_DTYPES, ModelSpec
 
@@ -23,32 +24,68 @@ MICRO_MODES = ("single_token", "full_context")
 STORE_DTYPES = ("float32", "float16")
 
 
+CORPUS_KINDS = ("icl", "natural")
+# Keys that only mean something for one kind: giving one to the other kind is a config error, not a no-op.
+CORPUS_KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "icl": ("task", "format", "n_entities", "entity_tokens"),
+    "natural": ("source", "anchor", "length", "text_field", "split", "max_documents", "reject_chars"),
+}
+
+
 @dataclass(frozen=True)
 class CorpusConfig:
-    """One corpus. `kind: icl` = the paper's list tasks (country / animal / color)."""
+    """One corpus.
+
+    `kind: icl` = the paper's list tasks (country / animal / color), one corpus per entry of `shots`.
+    `kind: natural` = T-token windows inside one sentence of real text (ie_ray.corpora.natural): `source` is
+    pydoc | fortunes | kjv | a file or directory path | `hf:<dataset id>`; `anchor` start | end; `length` = T.
+    A natural corpus has no demonstrations: it is built once, with shots = 0, whatever `shots` says.
+    `label` names the corpus in every table (default: icl-<task>, or natural-<source>-<anchor><length>), e.g.
+    `human` / `generated-smollm2` for a generated-vs-human comparison.
+    """
 
     kind: str = "icl"
     task: str = "country"
     format: str = "comma-space"
     n_entities: int | None = None
+    entity_tokens: int = 1
+    source: str = "pydoc"
+    anchor: str = "start"
+    length: int = 8
+    text_field: str = "text"
+    split: str = "train"
+    max_documents: int | None = None
+    reject_chars: str = PAPER_REJECT_CHARS
     n_samples: int = 2000
     seed: int = 0
+    label: str = ""
 
-    @property
-    def label(self) -> str:
-        return f"{self.kind}-{self.task}"
+    def __post_init__(self) -> None:
+        if not self.label:
+            if self.kind == "natural":
+                default = f"natural-{source_short_name(str(self.source))}-{self.anchor}{self.length}"
+            else:
+                default = f"{self.kind}-{self.task}" + (f"-{self.entity_tokens}tok" if self.entity_tokens != 1 else "")
+            object.__setattr__(self, "label", default)
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    """Ray Data resources of the extraction stage (one model copy per actor)."""
+    """Ray Data resources of the extraction stage (one model copy per actor).
 
-    batch_size: int = 64
+    `num_gpus: auto` sizes each actor from the model (a 1/k GPU share for small models, several GPUs with a
+    device_map for one that does not fit a GPU); `batch_size: auto` picks the largest batch that fits in memory
+    (ie_ray/resources.py). `resources` are Ray custom resources each actor needs, e.g. {gpu_node: 1} to pin the
+    actors to one kind of node.
+    """
+
+    batch_size: Union[int, str] = 64
     concurrency: int = 1
-    num_gpus: float = 0.0
+    num_gpus: Union[float, str] = 0.0
     num_cpus: float = 1.0
     store_dtype: str = "float32"
     device: str = "auto"  # auto = cuda when the actor was given a GPU, else cpu
+    resources: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,7 +94,7 @@ class ReduceConfig:
 
     estimators_per_task: int = 8
     num_cpus_per_task: float = 1.0
-    num_gpus_per_task: float = 0.0
+    num_gpus_per_task: Union[float, str] = 0.0  # auto = the smallest GPU share that holds one task
 
 
 @dataclass(frozen=True)
@@ -123,6 +160,17 @@ def _build(cls, data: Any, where: str):
     return cls(**data)
 
 
+def _corpus(data: Any, where: str) -> CorpusConfig:
+    """A CorpusConfig whose keys all belong to its kind (an ICL `task` on a natural corpus is a typo)."""
+    if isinstance(data, dict):
+        kind = data.get("kind", "icl")
+        for other, keys in CORPUS_KIND_KEYS.items():
+            stray = sorted(set(data) & set(keys)) if other != kind and kind in CORPUS_KINDS else []
+            if stray:
+                raise ConfigError(f"{where}: key(s) {stray} belong to kind {other!r}, not {kind!r}; remove them")
+    return _build(CorpusConfig, data, where)
+
+
 def _reject_unknown_keys(cls, data: dict, where: str) -> None:
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - valid)
@@ -181,7 +229,7 @@ def parse_config(data: dict) -> SweepConfig:
     corpora_raw = data.get("corpora", [{}])
     if isinstance(corpora_raw, dict):
         corpora_raw = [corpora_raw]
-    corpora = tuple(_build(CorpusConfig, c, f"corpora[{i}]") for i, c in enumerate(corpora_raw))
+    corpora = tuple(_corpus(c, f"corpora[{i}]") for i, c in enumerate(corpora_raw))
     config = SweepConfig(
         name=str(data.get("name", "sweep")),
         models=models,
@@ -219,33 +267,76 @@ def validate_static(config: SweepConfig) -> None:
     if config.extract.store_dtype not in STORE_DTYPES:
         raise ConfigError(f"extract.store_dtype must be one of {STORE_DTYPES}, not {config.extract.store_dtype!r}")
     for key in ("batch_size", "concurrency"):
-        if getattr(config.extract, key) < 1:
-            raise ConfigError(f"extract.{key} must be >= 1, got {getattr(config.extract, key)}")
+        value = getattr(config.extract, key)
+        if not (key == "batch_size" and value == "auto") and not (isinstance(value, int) and value >= 1):
+            hint = "'auto' or " if key == "batch_size" else ""
+            raise ConfigError(f"extract.{key} must be {hint}an integer >= 1, got {value!r}")
+    for where, value in (("extract.num_gpus", config.extract.num_gpus),
+                         ("reduce.num_gpus_per_task", config.reduce.num_gpus_per_task)):
+        if value != "auto" and (isinstance(value, (bool, str)) or not value >= 0):
+            raise ConfigError(f"{where} must be 'auto' or a number >= 0 (fractions share a GPU), got {value!r}")
+    if not isinstance(config.extract.resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in config.extract.resources.items()):
+        raise ConfigError(f"extract.resources must map Ray resource names to positive amounts, e.g. {{gpu_node: 1}}, "
+                          f"got {config.extract.resources!r}")
     if config.reduce.estimators_per_task < 1:
         raise ConfigError("reduce.estimators_per_task must be >= 1")
-    from ie_ray.corpora.icl import ICL_FORMATS, ICL_TASKS
-
     params = config.estimator_params()
 
     for i, corpus in enumerate(config.corpora):
-        if corpus.kind != "icl":
-            raise ConfigError(f"corpora[{i}].kind {corpus.kind!r} is not supported yet; use 'icl'")
-        if corpus.format not in ICL_FORMATS:
-            raise ConfigError(f"corpora[{i}].format {corpus.format!r} is unknown; use one of {list(ICL_FORMATS)}")
-        for key in ("n_samples", "seed") + (("n_entities",) if corpus.n_entities is not None else ()):
+        if corpus.kind not in CORPUS_KINDS:
+            raise ConfigError(f"corpora[{i}].kind {corpus.kind!r} is not supported; use one of {list(CORPUS_KINDS)}")
+        optional = tuple(k for k in ("n_entities", "max_documents") if getattr(corpus, k) is not None)
+        for key in ("n_samples", "seed", "entity_tokens", "length") + optional:
             value = getattr(corpus, key)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"corpora[{i}].{key} must be an integer, got {value!r}")
-        if corpus.n_entities is not None and corpus.n_entities < 1:
-            raise ConfigError(f"corpora[{i}].n_entities must be >= 1 (or omitted for all), got {corpus.n_entities}")
-        if corpus.task not in ICL_TASKS:
-            raise ConfigError(f"corpora[{i}].task {corpus.task!r} is unknown; use one of {list(ICL_TASKS)}")
+        if corpus.kind == "icl":
+            _validate_icl_corpus(i, corpus)
+        else:
+            _validate_natural_corpus(i, corpus)
         if corpus.n_samples < 10:
             raise ConfigError(f"corpora[{i}].n_samples={corpus.n_samples} is too small for an MI estimate")
         try:
             params.validate(n_samples=corpus.n_samples)
         except ValueError as exc:
             raise ConfigError(f"corpora[{i}] with n_samples={corpus.n_samples}: estimator {exc}") from None
+    labels = [c.label for c in config.corpora]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"corpus labels {labels} repeat; give each corpus its own `label`")
+
+
+def _validate_icl_corpus(i: int, corpus: CorpusConfig) -> None:
+    from ie_ray.corpora.icl import ICL_FORMATS, ICL_TASKS
+
+    if corpus.format not in ICL_FORMATS:
+        raise ConfigError(f"corpora[{i}].format {corpus.format!r} is unknown; use one of {list(ICL_FORMATS)}")
+    if corpus.n_entities is not None and corpus.n_entities < 1:
+        raise ConfigError(f"corpora[{i}].n_entities must be >= 1 (or omitted for all), got {corpus.n_entities}")
+    if corpus.entity_tokens < 1:
+        raise ConfigError(f"corpora[{i}].entity_tokens must be >= 1 (tokens per demonstration entity), "
+                          f"got {corpus.entity_tokens}")
+    if corpus.task not in ICL_TASKS:
+        raise ConfigError(f"corpora[{i}].task {corpus.task!r} is unknown; use one of {list(ICL_TASKS)}")
+
+
+def _validate_natural_corpus(i: int, corpus: CorpusConfig) -> None:
+    from ie_ray.corpora.natural import ANCHORS, check_source
+
+    if corpus.anchor not in ANCHORS:
+        raise ConfigError(f"corpora[{i}].anchor {corpus.anchor!r} is unknown; use 'start' (window at the "
+                          "sentence start) or 'end' (window right before the sentence's final period)")
+    if corpus.length < 2:
+        raise ConfigError(f"corpora[{i}].length must be >= 2 tokens (IE compares a sequence with its tokens), "
+                          f"got {corpus.length}")
+    if corpus.max_documents is not None and corpus.max_documents < 1:
+        raise ConfigError(f"corpora[{i}].max_documents must be >= 1 (or omitted for all), got {corpus.max_documents}")
+    if not isinstance(corpus.reject_chars, str):
+        raise ConfigError(f"corpora[{i}].reject_chars must be a string of characters, got {corpus.reject_chars!r}")
+    try:
+        check_source(corpus.source)
+    except ConfigError as exc:
+        raise ConfigError(f"corpora[{i}]: {exc}") from None
 
 
 def load_config(path: str | Path | None = None) -> SweepConfig:

@@ -21,7 +21,7 @@ import yaml
 from ie_ray import store
 from ie_ray.cache import CellStates, ShardCache, content_key
 from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
-from ie_ray.corpora.icl import IclCorpus, build_icl_corpus
+from ie_ray.corpora.build import Corpus, build_corpus, corpus_shots
 from ie_ray.errors import ConfigError
 from ie_ray.extract import extract_states
 from ie_ray.ie import information_emergence, layer_summary, model_summary
@@ -55,16 +55,29 @@ class _Timer:
             print(f"[ie-ray] {name} done in {elapsed:.1f} s", flush=True)
 
 
-def init_ray(num_cpus: int | None = None) -> None:
-    """Connect to RAY_ADDRESS when set (ray job submit sets it), else start Ray in-process."""
+def init_ray(num_cpus: int | None = None, address: str | None = None, resources: dict | None = None) -> None:
+    """Connect to `address` or RAY_ADDRESS when set (ray job submit sets it), else start Ray in-process.
+
+    An in-process Ray sizes its object store and spill directory from IE_RAY_OBJECT_STORE_GB and
+    IE_RAY_SPILL_DIR: block states travel through the object store between extraction and the Parquet writer,
+    and a paper-scale cell (300k samples x 8 positions x 2 x hidden) outgrows RAM, so Ray spills to disk,
+    which should be a fast local disk, not /tmp on a small root volume. On a cluster the same settings are
+    `ray start` flags (cluster/ configs).
+    """
     import ray
 
     if ray.is_initialized():
         return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"] if "://" not in os.environ["RAY_ADDRESS"] else "auto")
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address if "://" not in address else "auto")
+        return
+    extra: dict = {}
+    if os.environ.get("IE_RAY_OBJECT_STORE_GB"):
+        extra["object_store_memory"] = int(float(os.environ["IE_RAY_OBJECT_STORE_GB"]) * 1024**3)
+    if os.environ.get("IE_RAY_SPILL_DIR"):
+        extra["object_spilling_directory"] = os.environ["IE_RAY_SPILL_DIR"]
+    ray.init(num_cpus=num_cpus, resources=resources, include_dashboard=False, log_to_driver=True, **extra)
 
 
 def _versions() -> dict[str, str]:
@@ -101,7 +114,7 @@ class Cell:
 
     corpus_cfg: CorpusConfig
     shots: int
-    corpus: IclCorpus
+    corpus: Corpus
     table: pa.Table
     positions: list[int]
     key: str  # e.g. "icl-country-4shot"
@@ -137,14 +150,11 @@ def plan_sweep(config: SweepConfig) -> list[ModelPlan]:
         layers = resolve_indices(config.layers, info.n_layers, "layer", f"model {spec.name!r}")
         cells = []
         for corpus_cfg in config.corpora:
-            for shots in config.shots:
+            for shots in corpus_shots(corpus_cfg, config.shots):  # natural text: built once, shots = 0
                 try:
-                    corpus = build_icl_corpus(
-                        corpus_cfg.task, tokenizer, shots=shots, n_samples=corpus_cfg.n_samples,
-                        seed=corpus_cfg.seed, fmt=corpus_cfg.format, n_entities=corpus_cfg.n_entities,
-                    )
-                except ValueError as exc:  # e.g. fewer single-token entities than shots
-                    raise ConfigError(f"corpus {corpus_cfg.label} for model {spec.name!r}: {exc}") from exc
+                    corpus = build_corpus(corpus_cfg, tokenizer, shots)
+                except ConfigError as exc:  # e.g. fewer single-token entities than shots, too few windows
+                    raise ConfigError(f"{exc} (model {spec.name!r})") from exc
                 length = corpus.input_ids.shape[1]
                 positions = resolve_indices(
                     config.positions, length, "position", f"corpus {corpus_cfg.label} with {shots} shots"
@@ -190,7 +200,7 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
             store.write_arrow(store.inside(run_dir, "corpora", store.safe_name(spec.name), cell.key + ".parquet"),
                               cell.table)
             manifest["corpora"][f"{spec.name}/{cell.key}"] = dict(
-                entities=list(cell.corpus.entities), n_samples=len(cell.corpus.input_ids),
+                **cell.corpus.describe(), n_samples=len(cell.corpus.input_ids),
                 length=cell.corpus.input_ids.shape[1],
                 n_distinct_sequences=int(len(np.unique(cell.corpus.input_ids, axis=0))),
             )

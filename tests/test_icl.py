@@ -128,7 +128,7 @@ def test_texts_match_paper_formats(tok) -> None:
     assert spaced.texts[0] == " " + ", ".join(names) + ","
     bare = build_icl_corpus("country", tok, shots=4, n_samples=1, seed=0, fmt="comma")
     assert bare.texts[0].count(",") == 4 and " " not in bare.texts[0]  # GPT-2 style 'Ukraine,Mexico,'
-    id_to_name = dict(zip(bare.entity_ids, bare.entities, strict=True))
+    id_to_name = {ids[0]: name for ids, name in zip(bare.entity_ids, bare.entities, strict=True)}
     assert bare.texts[0].split(",")[:4] == [id_to_name[i] for i in bare.input_ids[0, ::2].tolist()]
 
 
@@ -161,7 +161,7 @@ def test_paper_sizes(tok) -> None:
 def test_all_entities_as_shots(tok) -> None:
     n = len(single_token_entities("color", tok, "comma"))
     corpus = build_icl_corpus("color", tok, shots=n, n_samples=3, seed=0, fmt="comma")
-    assert all(sorted(row) == sorted(corpus.entity_ids) for row in corpus.input_ids[:, 0::2].tolist())
+    assert all(sorted(row) == sorted(i for (i,) in corpus.entity_ids) for row in corpus.input_ids[:, 0::2].tolist())
 
 
 # --- errors -----------------------------------------------------------------------------------------------
@@ -239,3 +239,36 @@ def test_to_arrow(tok) -> None:
     assert meta["tokenizer"] == TINY_TOKENIZER_NAME
     assert tuple(json.loads(meta["entities"])) == corpus.entities
     assert int(meta["separator_id"]) == corpus.separator_id
+
+
+# --- longer demonstrations (multi-token entities) ---------------------------------------------------------
+
+
+def test_multi_token_entities_make_longer_equal_shots(tok) -> None:
+    from ie_ray.corpora.icl import entities_of_length
+
+    pairs = entities_of_length("country", tok, "comma-space", 2)
+    assert len(pairs) >= 4, pairs  # e.g. " United States": the tiny tokenizer splits at spaces
+    assert all(len(ids) == 2 for _, ids in pairs)
+    corpus = build_icl_corpus("country", tok, shots=3, n_samples=100, seed=1, entity_tokens=2)
+    sep = tok(",", add_special_tokens=False).input_ids[0]
+    assert corpus.input_ids.shape == (100, 9) and corpus.seq_len == 9 and corpus.shot_length == 3
+    assert (corpus.input_ids[:, 2::3] == sep).all()
+    np.testing.assert_array_equal(corpus.entity_positions, [0, 3, 6])
+    np.testing.assert_array_equal(corpus.separator_positions, [2, 5, 8])
+    known = {ids: name for name, ids in pairs}
+    for text, row in zip(corpus.texts[:20], corpus.input_ids[:20].tolist(), strict=True):
+        assert tok(text, add_special_tokens=False).input_ids == row
+        shots = [tuple(row[i:i + 2]) for i in (0, 3, 6)]
+        assert len(set(shots)) == 3 and all(s in known for s in shots)
+        assert text.strip().rstrip(",").split(", ") == [known[s] for s in shots]
+    meta = {k.decode(): v.decode() for k, v in corpus.to_arrow().schema.metadata.items()}
+    assert meta["entity_tokens"] == "2" and json.loads(meta["entity_ids"])[0] == list(corpus.entity_ids[0])
+    assert corpus.describe()["entity_tokens"] == 2
+
+
+def test_too_few_multi_token_entities_names_the_length(tok) -> None:
+    with pytest.raises(ValueError, match=r"names are exactly 5 tokens"):
+        build_icl_corpus("animal", tok, shots=2, n_samples=5, seed=0, entity_tokens=5)
+    with pytest.raises(ValueError, match=r"entity_tokens must be >= 1, got 0"):
+        build_icl_corpus("animal", tok, shots=2, n_samples=5, seed=0, entity_tokens=0)

@@ -19,6 +19,11 @@ Token-level construction, and why it is done this way:
   input token" across positions. The paper's Gemma example ends with ``", "``; we end on ``","`` so that the
   space stays with the next entity and every shot stays two tokens.
 
+Longer demonstrations (the paper: "making each demonstration longer leaves the stepwise pattern unchanged")
+use ``entity_tokens = m > 1``: only names that encode to exactly m tokens are kept (" New Zealand", " Sri
+Lanka" for m = 2 with most BPE tokenizers), so every shot is ``m + 1`` tokens and sequences still share one
+length; a new demonstration starts at positions 0, m+1, 2(m+1), ...
+
 We build ids from the per-name encodings rather than tokenizing each text, then check once against the
 tokenizer that the text really tokenizes to those ids (a tokenizer that merges across the separator would
 otherwise silently give different sequence lengths).
@@ -43,6 +48,7 @@ __all__ = [
     "IclCorpus",
     "build_icl_corpus",
     "candidate_names",
+    "entities_of_length",
     "single_token_entities",
 ]
 
@@ -113,25 +119,34 @@ def separator_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return ids[0]
 
 
-def single_token_entities(
-    task: str, tokenizer: PreTrainedTokenizerBase, fmt: IclFormat = "comma-space"
-) -> list[tuple[str, int]]:
-    """Candidate names of ``task`` (file order) that are exactly one token in format ``fmt``, with their ids.
+def entities_of_length(
+    task: str, tokenizer: PreTrainedTokenizerBase, fmt: IclFormat = "comma-space", n_tokens: int = 1
+) -> list[tuple[str, tuple[int, ...]]]:
+    """Candidate names of ``task`` (file order) that are exactly ``n_tokens`` tokens in format ``fmt``.
 
-    Only single-token names keep every shot at two tokens (see module docstring). A name whose id was already
-    taken by an earlier name is dropped, so that distinct entities in a sequence are distinct input tokens.
+    Equal-length names keep every shot at ``n_tokens + 1`` tokens (see module docstring). A name whose ids
+    were already taken by an earlier name is dropped, so that distinct entities are distinct input tokens.
     """
     _check_task(task)
     _check_format(fmt)
+    if n_tokens < 1:
+        raise ValueError(f"entity_tokens must be >= 1, got {n_tokens}")
     separator_id(tokenizer)  # raise early: a multi-token separator makes any entity list useless
-    seen: set[int] = set()
-    kept: list[tuple[str, int]] = []
+    seen: set[tuple[int, ...]] = set()
+    kept: list[tuple[str, tuple[int, ...]]] = []
     for name in candidate_names(task):
-        ids = _encode(tokenizer, _entity_text(name, fmt))
-        if len(ids) == 1 and ids[0] not in seen:
-            seen.add(ids[0])
-            kept.append((name, ids[0]))
+        ids = tuple(_encode(tokenizer, _entity_text(name, fmt)))
+        if len(ids) == n_tokens and ids not in seen:
+            seen.add(ids)
+            kept.append((name, ids))
     return kept
+
+
+def single_token_entities(
+    task: str, tokenizer: PreTrainedTokenizerBase, fmt: IclFormat = "comma-space"
+) -> list[tuple[str, int]]:
+    """Candidate names of ``task`` (file order) that are exactly one token in format ``fmt``, with their ids."""
+    return [(name, ids[0]) for name, ids in entities_of_length(task, tokenizer, fmt, 1)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,12 +162,14 @@ class IclCorpus:
     seed: int
     tokenizer_name: str
     entities: tuple[str, ...]
-    """The entity set sequences are drawn from (after the single-token filter and ``n_entities``)."""
-    entity_ids: tuple[int, ...]
+    """The entity set sequences are drawn from (after the token-length filter and ``n_entities``)."""
+    entity_ids: tuple[tuple[int, ...], ...]
+    """The token ids of each entity (``entity_tokens`` ids each), in the order of ``entities``."""
     separator_id: int
     input_ids: np.ndarray
-    """int64, shape ``(n_samples, 2 * shots)``."""
+    """int64, shape ``(n_samples, shots * (entity_tokens + 1))``."""
     texts: list[str]
+    entity_tokens: int = 1
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -162,18 +179,28 @@ class IclCorpus:
         return len(self)
 
     @property
+    def shot_length(self) -> int:
+        """Tokens per demonstration: the entity's tokens and the separator."""
+        return self.entity_tokens + 1
+
+    @property
     def seq_len(self) -> int:
-        return 2 * self.shots
+        return self.shot_length * self.shots
 
     @property
     def entity_positions(self) -> np.ndarray:
-        """Token positions 0, 2, 4, ... where a new demonstration appears (the paper's IE steps)."""
-        return np.arange(0, self.seq_len, 2, dtype=np.int64)
+        """Token positions 0, m+1, 2(m+1), ... where a new demonstration appears (the paper's IE steps)."""
+        return np.arange(0, self.seq_len, self.shot_length, dtype=np.int64)
 
     @property
     def separator_positions(self) -> np.ndarray:
-        """Token positions 1, 3, 5, ... holding the separator (where IE should stay flat)."""
-        return np.arange(1, self.seq_len, 2, dtype=np.int64)
+        """Token positions m, 2m+1, ... holding the separator (where IE should stay flat)."""
+        return np.arange(self.entity_tokens, self.seq_len, self.shot_length, dtype=np.int64)
+
+    def describe(self) -> dict:
+        """What the run manifest records about this corpus."""
+        return dict(kind="icl", task=self.task, fmt=self.fmt, entity_tokens=self.entity_tokens,
+                    entities=list(self.entities), tokenizer=self.tokenizer_name, seed=self.seed)
 
     def to_arrow(self) -> pa.Table:
         """Columns ``sample_id``, ``input_ids`` (list<int64>), ``text``; corpus settings in schema metadata."""
@@ -194,7 +221,8 @@ class IclCorpus:
             "seed": str(self.seed),
             "tokenizer": self.tokenizer_name,
             "entities": json.dumps(list(self.entities)),
-            "entity_ids": json.dumps(list(self.entity_ids)),
+            "entity_ids": json.dumps([list(ids) for ids in self.entity_ids]),
+            "entity_tokens": str(self.entity_tokens),
             "separator_id": str(self.separator_id),
         }
         return table.replace_schema_metadata(metadata)
@@ -222,11 +250,12 @@ def build_icl_corpus(
     seed: int,
     fmt: IclFormat = "comma-space",
     n_entities: int | None = None,
+    entity_tokens: int = 1,
 ) -> IclCorpus:
-    """Draw ``n_samples`` k-shot sequences of distinct single-token entities of ``task``.
+    """Draw ``n_samples`` k-shot sequences of distinct ``entity_tokens``-token entities of ``task``.
 
-    ``n_entities`` keeps the first n single-token names (paper: 25 countries, 16 animals, 15 colours; see
-    ``PAPER_N_ENTITIES``); ``None`` keeps all of them. Same arguments and tokenizer give an identical corpus.
+    ``n_entities`` keeps the first n such names (paper: 25 countries, 16 animals, 15 colours, single-token;
+    see ``PAPER_N_ENTITIES``); ``None`` keeps all of them. Same arguments and tokenizer give an identical corpus.
     """
     _check_task(task)
     _check_format(fmt)
@@ -237,11 +266,12 @@ def build_icl_corpus(
     if n_entities is not None and n_entities < 1:
         raise ValueError(f"n_entities must be >= 1 or None (all single-token names), got {n_entities}")
 
-    candidates = single_token_entities(task, tokenizer, fmt)
+    candidates = entities_of_length(task, tokenizer, fmt, entity_tokens)
     name = tokenizer_name(tokenizer)
+    kind = "single tokens" if entity_tokens == 1 else f"exactly {entity_tokens} tokens"
     if n_entities is not None and n_entities > len(candidates):
         raise ValueError(
-            f"n_entities={n_entities} but only {len(candidates)} {task} names are single tokens for tokenizer "
+            f"n_entities={n_entities} but only {len(candidates)} {task} names are {kind} for tokenizer "
             f"{name!r} in format {fmt!r}; pass n_entities <= {len(candidates)} (or None), the other format, "
             "or another tokenizer/model"
         )
@@ -250,19 +280,20 @@ def build_icl_corpus(
         other = "comma" if fmt == "comma-space" else "comma-space"
         limit = "" if n_entities is None else f", of which n_entities={n_entities} are kept"
         raise ValueError(
-            f"only {len(candidates)} {task} names are single tokens for tokenizer {name!r} in format {fmt!r}"
+            f"only {len(candidates)} {task} names are {kind} for tokenizer {name!r} in format {fmt!r}"
             f"{limit}: fewer than shots k={shots}; use k <= {len(pool)}, the {other!r} format, "
             "or another tokenizer/model"
         )
 
     names = np.array([n for n, _ in pool], dtype=object)
-    ids = np.array([i for _, i in pool], dtype=np.int64)
+    ids = np.array([i for _, i in pool], dtype=np.int64).reshape(len(pool), entity_tokens)
     sep = separator_id(tokenizer)
 
     choice = _draw_permutations(np.random.default_rng(seed), len(pool), shots, n_samples)
-    input_ids = np.empty((n_samples, 2 * shots), dtype=np.int64)
-    input_ids[:, 0::2] = ids[choice]
-    input_ids[:, 1::2] = sep
+    shot_ids = np.empty((n_samples, shots, entity_tokens + 1), dtype=np.int64)
+    shot_ids[:, :, :entity_tokens] = ids[choice]
+    shot_ids[:, :, entity_tokens] = sep
+    input_ids = shot_ids.reshape(n_samples, shots * (entity_tokens + 1))
 
     prefix = " " if fmt == "comma-space" else ""
     texts = [prefix + (SEPARATOR + prefix).join(row) + SEPARATOR for row in names[choice].tolist()]
@@ -281,8 +312,9 @@ def build_icl_corpus(
         seed=seed,
         tokenizer_name=name,
         entities=tuple(names.tolist()),
-        entity_ids=tuple(ids.tolist()),
+        entity_ids=tuple(tuple(row) for row in ids.tolist()),
         separator_id=sep,
         input_ids=input_ids,
         texts=texts,
+        entity_tokens=entity_tokens,
     )
