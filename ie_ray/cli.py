@@ -29,6 +29,30 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(values: list[str] | None, sep: str, what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values or []:
+        left, found, right = value.partition(sep)
+        if not found or not left or not right:
+            raise ConfigError(f"{what} {value!r} must look like A{sep}B")
+        pairs.append((left, right))
+    return pairs
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ie_ray.compare import compare_run
+
+    run_dir = Path(args.run_dir).expanduser().resolve()
+    proxies = _pairs(args.proxy, ":", "--proxy") or None
+    families = dict(_pairs(args.family, "=", "--family"))
+    cross = compare_run(run_dir, args.statistic, proxies, families, args.predict_params)
+    print(cross.ranking.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for note in cross.notes:
+        print(f"[ie-ray] {note}")
+    print(f"\n[ie-ray] comparison written to {run_dir / 'compare.md'} and {run_dir / 'compare'}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ie-ray", description="Information Emergence sweeps on Ray")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--config", help="YAML sweep config (default: jobs/configs/smoke.yaml)")
     sweep.add_argument("--out", help="run directory (default: a fresh one under results/runs/)")
     sweep.set_defaults(func=_sweep)
+    compare = sub.add_parser("compare", help="cross-model tables, ranking, proxy estimates and plots of a run")
+    compare.add_argument("run_dir", help="directory of a finished sweep with >= 2 models")
+    compare.add_argument("--statistic", default="ie_mean_bits", choices=["ie_mean_bits", "ie_sum_bits"],
+                         help="model-level IE to rank and extrapolate: mean (default) or sum over layers")
+    compare.add_argument("--proxy", action="append", metavar="SMALL:LARGE",
+                         help="Proxy A pair: measuring model and target (repeatable; default: smallest model "
+                              "measuring every larger one)")
+    compare.add_argument("--family", action="append", metavar="MODEL=FAMILY",
+                         help="scaling family of a model for Proxy B (default: its name without size tokens)")
+    compare.add_argument("--predict-params", action="append", type=float, metavar="N",
+                         help="Proxy B: predict IE at this parameter count (repeatable; default 10x the largest)")
+    compare.set_defaults(func=_compare)
     return parser
 
 

@@ -36,6 +36,14 @@ def _markdown(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return frame.to_markdown(index=False, floatfmt=floatfmt)
 
 
+def _cross_model_lines(run_dir: Path, layers_table, models_table, infos: dict) -> list[str]:
+    """The cross-model and proxy sections (ie_ray.compare), written under run_dir/compare/."""
+    from ie_ray.compare import RunTables, compare_tables, model_info_table, write_cross_model_section
+
+    tables = RunTables(run_dir, layers_table, models_table, model_info_table(infos))
+    return write_cross_model_section(compare_tables(tables), run_dir)
+
+
 def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, infos: dict, timings: dict) -> None:
     """Write the plots and report.md of a run directory."""
     plots = []
@@ -74,6 +82,7 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
         "",
         *[f"![{p}]({p})" for p in plots],
         "",
+        *(_cross_model_lines(run_dir, layers_table, models_table, infos) if len(infos) >= 2 else []),
         "## How far to trust these numbers",
         f"- {len(mi)} MI estimates: {len(fitted)} fitted with `{mi.estimator.iloc[0]}`, "
         f"{len(mi) - len(fitted)} exact zeros (the input takes one value, e.g. the list separator at the micro level).",
