@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,15 +11,17 @@ from ie_ray.errors import ConfigError
 
 def _sweep(args: argparse.Namespace) -> int:
     from ie_ray.config import load_config
-    from ie_ray.store import new_run_dir
-    from ie_ray.sweep import run_sweep
+    from ie_ray.store import run_dir_for
+    from ie_ray.sweep import default_cache_dir, run_sweep
 
     config = load_config(args.config)
-    run_dir = Path(args.out).expanduser().resolve() if args.out else new_run_dir(config.name)
-    if args.out:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"[ie-ray] run directory: {run_dir}", flush=True)
-    result = run_sweep(config, run_dir)
+    run_dir = Path(args.out).expanduser().resolve() if args.out else run_dir_for(config.name, config.content_hash())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(args.cache_dir).expanduser().resolve() if args.cache_dir else default_cache_dir(run_dir)
+    if args.fresh and cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    print(f"[ie-ray] run directory: {run_dir} (finished shards cached in {cache_dir})", flush=True)
+    result = run_sweep(config, run_dir, cache_dir)
     table = result.layers[["model", "corpus", "shots", "layer", "mi_macro_bits", "mi_micro_bits", "ie_bits",
                            "ci_low", "ci_high", "macro_ceiling_bits", "flag"]]
     print("\nE(l) = IE at the last position, per layer (bits, 95% interval):")
@@ -58,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sweep = sub.add_parser("sweep", help="run a sweep (default: the embedded smoke config)")
     sweep.add_argument("--config", help="YAML sweep config (default: jobs/configs/smoke.yaml)")
-    sweep.add_argument("--out", help="run directory (default: a fresh one under results/runs/)")
+    sweep.add_argument("--out", help="run directory (default: results/runs/<name>-<config hash>; rerunning the "
+                                     "same command resumes there)")
+    sweep.add_argument("--cache-dir", help="shard cache to reuse across runs (default: $IE_RAY_CACHE_DIR, else "
+                                           "<run dir>/cache)")
+    sweep.add_argument("--fresh", action="store_true", help="delete the shard cache first: recompute everything")
     sweep.set_defaults(func=_sweep)
     compare = sub.add_parser("compare", help="cross-model tables, ranking, proxy estimates and plots of a run")
     compare.add_argument("run_dir", help="directory of a finished sweep with >= 2 models")

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,21 @@ import pyarrow.parquet as pq
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def new_run_dir(name: str, base: Path | None = None) -> Path:
-    """A fresh run directory under results/runs/ (or a user cache when the package is installed elsewhere)."""
-    if base is None:
-        base = REPO_ROOT / "results" / "runs" if (REPO_ROOT / "results").is_dir() else (
-            Path.home() / ".cache" / "ie_ray" / "runs"
-        )
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = base / f"{safe_name(name)}-{stamp}"
-    path.mkdir(parents=True, exist_ok=False)
+def runs_root() -> Path:
+    """results/runs/ in a checkout, else a user cache (an installed package has no results/ folder)."""
+    return REPO_ROOT / "results" / "runs" if (REPO_ROOT / "results").is_dir() else (
+        Path.home() / ".cache" / "ie_ray" / "runs"
+    )
+
+
+def run_dir_for(name: str, config_hash: str, base: Path | None = None) -> Path:
+    """The default run directory of a config: the same config always maps to the same directory.
+
+    That is what makes "run the same command again" the way to resume a crashed sweep: the rerun finds the
+    finished shards in the directory's cache. A changed config gets a new directory.
+    """
+    path = (base or runs_root()) / f"{safe_name(name)}-{config_hash[:8]}"
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
