@@ -351,7 +351,7 @@ def load_config(path: str | Path | None = None) -> SweepConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         raise ConfigError(f"config file {path} is empty; start from jobs/configs/smoke.yaml")
     return parse_config(data)
@@ -360,6 +360,15 @@ def load_config(path: str | Path | None = None) -> SweepConfig:
 def layer_for_depth(depth: float, n_layers: int) -> int:
     """Block index at relative depth `depth` in (0, 1]: the first block l with (l + 1) / L >= depth."""
     return min(n_layers - 1, max(0, math.ceil(depth * n_layers - 1e-9) - 1))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what the parser found and where (PyYAML's own message spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return where + (f"{problem} ({context})" if context else problem)
 
 
 def resolve_indices(requested: Union[str, tuple[int, ...], RelativeDepths], size: int, what: str,
