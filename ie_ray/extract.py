@@ -3,28 +3,109 @@ to block states, written as Parquet (one row per sample x layer, tensor columns 
 shape (positions, hidden)).
 
 This is the shape of Ray's own batch-inference examples: a callable class whose `__init__` holds the expensive
-state and whose `__call__` maps a `dict[str, np.ndarray]` batch to another; resources come from the config.
+state and whose `__call__` maps a `dict[str, np.ndarray]` batch to another; resources come from the config,
+or from `ie_ray.resources` when the config says `auto` (GPU share or GPU count from the model's size, batch
+size from memory).
+
+Several shards (e.g. every (corpus, shots) cell of a model plus its micro states) can go through ONE actor
+pool (`extract_shards`): the model is then loaded once per actor for the whole model's work, not once per
+cell. Each actor reports where it ran and how often it loaded its model to a small ledger actor, so a run can
+show (and a test can check) how the work spread over the nodes of a cluster.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import os
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ie_ray.capture import capture_block_states, pad_batch
 from ie_ray.config import ExtractConfig
 from ie_ray.models import ModelSpec, load_model
+from ie_ray.resources import ExtractPlan, forward_bytes_per_sample, micro_batch_size, plan_extract
 
 STATE_COLUMNS = ("resid_pre", "resid_post")
+# How many times this worker process has loaded each model: an actor that loads more than once (or a pool that
+# reloads a model per batch) shows up in the ledger instead of silently costing minutes per load.
+_LOADS: Counter = Counter()
+
+
+@dataclass(frozen=True)
+class StateShard:
+    """One unit of extraction: token sequences, the positions and layers to capture, and where they go."""
+
+    table: pa.Table  # columns sample_id, input_ids
+    positions: list[int]
+    layers: list[int]
+    out_dir: Path
+
+
+@dataclass
+class ActorRecord:
+    """What one extraction actor did: where it ran, how often it loaded the model, how much it processed."""
+
+    actor: str
+    node_id: str
+    pid: int
+    model: str
+    loads: int
+    load_s: float
+    device: str
+    batches: int = 0
+    rows: int = 0
+
+
+@dataclass
+class ExtractionReport:
+    """Result of one extraction pipeline: the plan it ran with and what each actor did."""
+
+    model: str
+    plan: dict
+    shards: list[str]
+    actors: list[ActorRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(model=self.model, plan=self.plan, shards=self.shards, actors=[asdict(a) for a in self.actors])
+
+
+#: Reports of every extraction this driver process ran, in order (the sweep can put them in its manifest).
+EXTRACTION_LOG: list[ExtractionReport] = []
+
+
+class _Ledger:
+    """Ray actor collecting ActorRecords (plain dicts) from the extraction actors of one pipeline."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict] = {}
+
+    def register(self, record: dict) -> None:
+        self.records[record["actor"]] = record
+
+    def add_batch(self, actor: str, rows: int) -> None:
+        self.records[actor]["batches"] += 1
+        self.records[actor]["rows"] += rows
+
+    def all(self) -> list[dict]:
+        return list(self.records.values())
 
 
 class BlockStateExtractor:
-    """Ray Data callable class: holds the model, maps {sample_id, input_ids} -> per-(sample, layer) states."""
+    """Ray Data callable class: holds the model, maps {shard, sample_id, input_ids} -> per-(sample, layer) states.
 
-    def __init__(self, model: dict, layers: list[int], positions: list[int], store_dtype: str, device: str,
-                 threads: int = 1):
+    A batch may mix rows of several shards (Ray Data packs blocks into batches); rows are grouped by shard and
+    each group is captured with that shard's positions and layers.
+    """
+
+    def __init__(self, model: dict, shard_layers: list[list[int]], shard_positions: list[list[int]],
+                 store_dtype: str, device: str, threads: int = 1, device_map: str | None = None, ledger=None):
+        import time
+
         import torch
 
         # One intra-op thread per CPU the actor holds: more threads than cores on a shared box made one
@@ -32,29 +113,176 @@ class BlockStateExtractor:
         torch.set_num_threads(max(1, threads))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.loaded = load_model(ModelSpec(**model), device=device)
-        self.layers = list(layers)
-        self.positions = list(positions)
+        spec = ModelSpec(**model)
+        start = time.perf_counter()
+        # A model split over GPUs is loaded on the host first, then dispatched block by block.
+        self.loaded = load_model(spec, device="cpu" if device_map else device)
+        if device_map:
+            self._dispatch(device_map)
+        _LOADS[spec.name] += 1
+        self.device = str(next(self.loaded.model.parameters()).device)
+        self.shard_layers = [list(l) for l in shard_layers]
+        self.shard_positions = [list(p) for p in shard_positions]
         self.store_dtype = np.dtype(store_dtype)
         tokenizer = self.loaded.tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         self.padding_side = getattr(tokenizer, "padding_side", "right")
         self.bos_id = tokenizer.bos_token_id if self.loaded.info.bos_prepended else None
+        self.ledger = ledger
+        self.actor_key = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if ledger is not None:
+            import ray
+
+            record = ActorRecord(self.actor_key, ray.get_runtime_context().get_node_id(), os.getpid(), spec.name,
+                                 _LOADS[spec.name], time.perf_counter() - start, self.device)
+            ray.get(ledger.register.remote(asdict(record)))
+
+    def _dispatch(self, device_map: str) -> None:
+        """Split the model over the actor's GPUs (Ray sets CUDA_VISIBLE_DEVICES to them), never cutting a block."""
+        import torch
+        from accelerate import dispatch_model, infer_auto_device_map
+
+        from ie_ray.resources import USABLE_FRACTION
+
+        budget = {i: int(USABLE_FRACTION * torch.cuda.get_device_properties(i).total_memory)
+                  for i in range(torch.cuda.device_count())}
+        block_class = type(self.loaded.blocks[0]).__name__
+        placement = infer_auto_device_map(self.loaded.model, max_memory=budget, no_split_module_classes=[block_class])
+        self.loaded.model = dispatch_model(self.loaded.model, device_map=placement)
+
+    def _rows_per_forward(self, n: int, seq_len: int) -> int:
+        """Split a batch further when the device's free memory after loading cannot hold it in one forward."""
+        if not self.device.startswith("cuda"):
+            return n
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        per_sample = forward_bytes_per_sample(self.loaded.info.hidden_size, seq_len, self.loaded.info.dtype)
+        return micro_batch_size(free, per_sample, n)
+
+    def _capture(self, sequences: list[np.ndarray], layers: list[int], positions: list[int]) -> list[np.ndarray]:
+        """(pre, post) stacked as (B, layers, P, H), forwarded in memory-sized chunks."""
+        step = self._rows_per_forward(len(sequences), max(len(s) for s in sequences) + 1)
+        parts: list[list[np.ndarray]] = [[], []]
+        for start in range(0, len(sequences), step):
+            chunk = sequences[start : start + step]
+            padded = pad_batch(chunk, self.pad_id, self.padding_side, self.bos_id)
+            states = capture_block_states(self.loaded.model, self.loaded.blocks, padded, layers, positions)
+            for k in range(2):
+                parts[k].append(np.stack([states[l][k].numpy() for l in layers], axis=1))
+        return [np.concatenate(p) for p in parts]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sequences = [np.asarray(ids, dtype=np.int64) for ids in batch["input_ids"]]
-        padded = pad_batch(sequences, self.pad_id, self.padding_side, self.bos_id)
-        states = capture_block_states(self.loaded.model, self.loaded.blocks, padded, self.layers, self.positions)
-        n = len(sequences)
-        out = {
-            "sample_id": np.repeat(np.asarray(batch["sample_id"], dtype=np.int64), len(self.layers)),
-            "layer": np.tile(np.asarray(self.layers, dtype=np.int64), n),
-        }
-        for k, column in enumerate(STATE_COLUMNS):
-            # (layers, B, P, H) -> (B, layers, P, H) -> rows ordered sample-major, layer-minor
-            stacked = np.stack([states[l][k].numpy() for l in self.layers], axis=1)
-            out[column] = stacked.reshape(n * len(self.layers), *stacked.shape[2:]).astype(self.store_dtype)
+        shard_ids = np.asarray(batch["shard"], dtype=np.int64)
+        columns: dict[str, list] = {"shard": [], "sample_id": [], "layer": [], **{c: [] for c in STATE_COLUMNS}}
+        for shard in np.unique(shard_ids):
+            rows = np.flatnonzero(shard_ids == shard)
+            layers, positions = self.shard_layers[shard], self.shard_positions[shard]
+            sequences = [np.asarray(batch["input_ids"][i], dtype=np.int64) for i in rows]
+            captured = self._capture(sequences, layers, positions)
+            n = len(rows)
+            columns["shard"].append(np.full(n * len(layers), shard, dtype=np.int64))
+            columns["sample_id"].append(np.repeat(np.asarray(batch["sample_id"], dtype=np.int64)[rows], len(layers)))
+            columns["layer"].append(np.tile(np.asarray(layers, dtype=np.int64), n))
+            for column, stacked in zip(STATE_COLUMNS, captured):
+                # (B, layers, P, H) -> rows ordered sample-major, layer-minor
+                flat = stacked.reshape(n * len(layers), *stacked.shape[2:]).astype(self.store_dtype)
+                columns[column].append(list(flat))
+        out = {key: np.concatenate(value) for key, value in columns.items() if key not in STATE_COLUMNS}
+        for column in STATE_COLUMNS:
+            tensors = [t for part in columns[column] for t in part]
+            if len({t.shape for t in tensors}) == 1:
+                out[column] = np.stack(tensors)
+            else:  # shards with different position counts in one batch: Ray stores variable-shaped tensors
+                ragged = np.empty(len(tensors), dtype=object)
+                ragged[:] = tensors
+                out[column] = ragged
+        if self.ledger is not None:  # waited on, so the driver's final read of the ledger sees every batch
+            import ray
+
+            ray.get(self.ledger.add_batch.remote(self.actor_key, int(len(shard_ids))))
         return out
+
+
+def resolve_plan(spec: ModelSpec, settings: ExtractConfig, seq_len: int) -> ExtractPlan:
+    """Turn `auto` in the extract settings into numbers for this model on the connected cluster."""
+    from ie_ray.models import describe_model, load_tokenizer
+    from ie_ray.resources import gpu_memory_from_cluster
+
+    auto_gpus, auto_batch = settings.num_gpus == "auto", settings.batch_size == "auto"
+    if not (auto_gpus or auto_batch):
+        device_map = "auto" if float(settings.num_gpus) >= 2 else None
+        return ExtractPlan(float(settings.num_gpus), device_map, int(settings.batch_size), 0, "from the config")
+    info = describe_model(spec, load_tokenizer(spec))
+    gpu_memory = gpu_memory_from_cluster() if auto_gpus or float(settings.num_gpus) > 0 else None
+    plan = plan_extract(info.n_params, info.hidden_size, seq_len, spec.dtype, gpu_memory,
+                        cpu_batch_size=64 if auto_batch else int(settings.batch_size))
+    if not auto_gpus:
+        gpus = float(settings.num_gpus)
+        plan = ExtractPlan(gpus, "auto" if gpus >= 2 else None, plan.batch_size, plan.weight_bytes, "num_gpus from the config")
+    if not auto_batch:
+        plan = ExtractPlan(plan.num_gpus, plan.device_map, int(settings.batch_size), plan.weight_bytes, plan.reason)
+    return plan
+
+
+def extract_shards(shards: list[StateShard], model: ModelSpec, settings: ExtractConfig) -> ExtractionReport:
+    """Run ONE pipeline `from_arrow -> map_batches(actor pool) -> write_parquet` over every shard of a model.
+
+    Each shard's states land in `shard.out_dir/layer=<l>/` (layers are partition columns, so the reducer reads
+    one layer's states without touching the others). With several shards the pipeline writes to a staging
+    directory partitioned by (shard, layer) and each shard's layer directories are then moved into place.
+    """
+    import ray
+
+    if not shards:
+        raise ValueError("extract_shards needs at least one shard")
+    seq_len = max(int(pc.max(pc.list_value_length(s.table.column("input_ids"))).as_py()) for s in shards)
+    plan = resolve_plan(model, settings, seq_len + 1)
+    tables = [s.table.select(["sample_id", "input_ids"]).append_column(
+        "shard", pa.array(np.full(s.table.num_rows, i, dtype=np.int64))) for i, s in enumerate(shards)]
+    ledger = ray.remote(num_cpus=0)(_Ledger).remote()
+    remote_args = dict(num_gpus=plan.num_gpus, num_cpus=settings.num_cpus)
+    if settings.resources:
+        remote_args["resources"] = dict(settings.resources)
+    states = ray.data.from_arrow(tables).map_batches(
+        BlockStateExtractor,
+        fn_constructor_kwargs=dict(
+            model=asdict(model),
+            shard_layers=[s.layers for s in shards],
+            shard_positions=[s.positions for s in shards],
+            store_dtype=settings.store_dtype,
+            device=settings.device,
+            threads=int(settings.num_cpus),
+            device_map=plan.device_map,
+            ledger=ledger,
+        ),
+        batch_size=plan.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=settings.concurrency),
+        batch_format="numpy",
+        **remote_args,
+    )
+    if len(shards) == 1:
+        shards[0].out_dir.mkdir(parents=True, exist_ok=True)
+        states.drop_columns(["shard"]).write_parquet(str(shards[0].out_dir), partition_cols=["layer"])
+    else:
+        staging = shards[0].out_dir.parent / f".staging-{uuid.uuid4().hex[:12]}"
+        try:
+            states.write_parquet(str(staging), partition_cols=["shard", "layer"])
+            for i, shard in enumerate(shards):
+                shard.out_dir.mkdir(parents=True, exist_ok=True)
+                for layer in shard.layers:
+                    source = staging / f"shard={i}" / f"layer={layer}"
+                    target = shard.out_dir / f"layer={layer}"
+                    if target.exists():
+                        raise FileExistsError(f"{target} exists; clear a shard's layers before extracting them")
+                    os.replace(source, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    records = [ActorRecord(**r) for r in ray.get(ledger.all.remote())]
+    ray.kill(ledger)
+    report = ExtractionReport(model.name, plan.to_dict(), [str(s.out_dir) for s in shards], records)
+    EXTRACTION_LOG.append(report)
+    return report
 
 
 def extract_states(
@@ -64,31 +292,6 @@ def extract_states(
     positions: list[int],
     settings: ExtractConfig,
     out_dir: Path,
-) -> Path:
-    """Run the extraction pipeline `from_arrow -> map_batches(actor pool) -> write_parquet` into `out_dir`.
-
-    `corpus` needs `sample_id` and `input_ids` columns. Layers are partition columns, so the reducer reads one
-    layer's states without touching the others.
-    """
-    import ray
-
-    dataset = ray.data.from_arrow(corpus.select(["sample_id", "input_ids"]))
-    states = dataset.map_batches(
-        BlockStateExtractor,
-        fn_constructor_kwargs=dict(
-            model=asdict(model),
-            layers=layers,
-            positions=positions,
-            store_dtype=settings.store_dtype,
-            device=settings.device,
-            threads=int(settings.num_cpus),
-        ),
-        batch_size=settings.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=settings.concurrency),
-        num_gpus=settings.num_gpus,
-        num_cpus=settings.num_cpus,
-        batch_format="numpy",
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    states.write_parquet(str(out_dir), partition_cols=["layer"])
-    return out_dir
+) -> ExtractionReport:
+    """One shard: `corpus` (columns `sample_id`, `input_ids`) -> `out_dir/layer=<l>/*.parquet`."""
+    return extract_shards([StateShard(corpus, list(positions), list(layers), Path(out_dir))], model, settings)
