@@ -79,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--predict-params", action="append", type=float, metavar="N",
                          help="Proxy B: predict IE at this parameter count (repeatable; default 10x the largest)")
     compare.set_defaults(func=_compare)
+    validate = sub.add_parser("validate", help="estimators vs closed-form MI on synthetic tasks (table, plot, "
+                                               "recommended estimator) under results/validation/")
+    from ie_ray.validate import add_arguments
+
+    add_arguments(validate)
+    validate.set_defaults(func=_validate)
     return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ie_ray.validate import main_from_args
+
+    return main_from_args(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,16 +3,23 @@ fitted as batched ensembles, and the closed-form Gaussian baseline."""
 
 from ie_ray.estimators.bounds import dv_bound_bits, infonce_bound_bits, nwj_bound_bits
 from ie_ray.estimators.critic import EnsembleFunnelCritic, funnel_widths
-from ie_ray.estimators.gaussian import estimate_gaussian, gaussian_mi_bits, ledoit_wolf_shrinkage
+from ie_ray.estimators.diagnostics import FLAGS, diagnose
+from ie_ray.estimators.gaussian import GaussianParams, estimate_gaussian, gaussian_mi_bits, ledoit_wolf_shrinkage
+from ie_ray.estimators.interface import ESTIMATORS, estimate
 from ie_ray.estimators.mine import OBJECTIVES, MINEParams, estimate_mine, fit_mine_ensemble
 from ie_ray.estimators.result import MIResult
 
 __all__ = [
+    "ESTIMATORS",
+    "FLAGS",
     "OBJECTIVES",
     "EnsembleFunnelCritic",
+    "GaussianParams",
     "MIResult",
     "MINEParams",
+    "diagnose",
     "dv_bound_bits",
+    "estimate",
     "estimate_gaussian",
     "estimate_mine",
     "fit_mine_ensemble",

@@ -1,14 +1,38 @@
 """Distributions with closed-form MI, to check estimators against the truth (true vs estimated is an output).
 
-Correlated Gaussians: x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps, so each of the d coordinate pairs has
-correlation rho and MI = -d/2 log2(1 - rho^2) bits. Any invertible map of x or of y leaves the MI unchanged.
+Three families, each sampled as n float32 pairs (x, y) of d dims each for a requested MI in bits:
+
+- "gaussian": x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps, so each of the d coordinate pairs has correlation
+  rho and MI = -d/2 log2(1 - rho^2) exactly.
+- "nonlinear": the same pairs seen through invertible maps, x' = cube(x) Qx and y' = asinh(4 y) Qy with random
+  orthogonal Qx, Qy (a per-coordinate monotone map, then a rotation that mixes the coordinates). Invertible maps
+  of x and of y leave MI unchanged, so the truth is the Gaussian one; the Gaussian closed form on (x', y') is
+  then only a baseline (it sees the covariance of heavy-tailed, mixed coordinates). tanh is avoided: in float32
+  it saturates to +-1 and stops being invertible.
+- "residual": like a residual block with a noisy input, z = (I + B) x + sigma eps (a random linear residual
+  branch B, Gaussian x and eps), then y = z + g(z) with g(z) = 0.9 W2 tanh(W1 z), ||W1||_2 = ||W2||_2 = 1.
+  g is 0.9-Lipschitz, so z -> z + g(z) is invertible (a contraction argument, as for invertible ResNets) and
+  I(x; y) = I(x; z) = 1/2 log2 det(I + A A^T / sigma^2) with A = I + B, in closed form; sigma is solved for
+  the requested MI. Here tanh is harmless: the skip connection carries z through unsaturated.
+
+`Task.invert` maps (x', y') back to the Gaussian pair the closed form is about, so tests can check that the
+generators give the MI they claim.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+FAMILIES: tuple[str, ...] = ("gaussian", "nonlinear", "residual")
+#: Lipschitz constant of the residual branch g (< 1 keeps z -> z + g(z) invertible).
+RESIDUAL_LIPSCHITZ: float = 0.9
+#: Scale of the random linear residual branch B (entries N(0, RESIDUAL_B_SCALE^2 / d)).
+RESIDUAL_B_SCALE: float = 0.5
+#: Input gain inside asinh for the "nonlinear" family's y map: large enough to bend, small enough for float32.
+ASINH_GAIN: float = 4.0
 
 
 def correlated_gaussians(d: int, mi_bits: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,3 +51,121 @@ def independent_gaussians(d: int, n: int, seed: int) -> tuple[np.ndarray, np.nda
     """n float32 pairs of independent N(0, I_d) vectors: MI = 0."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)).astype(np.float32), rng.standard_normal((n, d)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One synthetic problem: family, dims, the MI it is built to have, and the maps that build it.
+
+    All randomness (maps and samples) comes from `seed`, so `sample` is reproducible and the maps are the same
+    for every n.
+    """
+
+    family: str
+    d: int
+    mi_bits: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown task family {self.family!r}; choose one of {list(FAMILIES)}")
+        if self.d < 1:
+            raise ValueError(f"d must be >= 1, got {self.d}")
+        if not self.mi_bits > 0:
+            raise ValueError(f"mi_bits must be > 0, got {self.mi_bits}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-d{self.d}-{self.mi_bits:g}bit"
+
+    def sample(self, n: int, sample_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """n float32 pairs (x, y) with I(X; Y) = mi_bits exactly."""
+        rng = np.random.default_rng([self.seed, sample_seed])
+        if self.family == "residual":
+            return self._sample_residual(n, rng)
+        rho = math.sqrt(1.0 - 2.0 ** (-2.0 * self.mi_bits / self.d))
+        x = rng.standard_normal((n, self.d))
+        y = rho * x + math.sqrt(1.0 - rho**2) * rng.standard_normal((n, self.d))
+        if self.family == "nonlinear":
+            qx, qy = self._rotations()
+            x, y = x**3 @ qx, np.arcsinh(ASINH_GAIN * y) @ qy
+        return x.astype(np.float32), y.astype(np.float32)
+
+    def invert(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Undo the invertible maps: for "nonlinear" the correlated Gaussian pair, for "residual" (x, z) with
+        z = A x + sigma eps (y = z + g(z) inverted by fixed-point iteration, which converges because g is a
+        contraction); identity for "gaussian". The closed-form MI is exactly the Gaussian MI of the result."""
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if self.family == "nonlinear":
+            qx, qy = self._rotations()
+            return np.cbrt(x @ qx.T), np.sinh(y @ qy.T) / ASINH_GAIN
+        if self.family == "residual":
+            _, _, w1, w2 = self._residual_maps()
+            z = y.copy()
+            for _ in range(200):
+                z = y - RESIDUAL_LIPSCHITZ * np.tanh(z @ w1.T) @ w2.T
+            return x, z
+        return x, y
+
+    def _rotations(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, 0xA11])
+        return _orthogonal(self.d, rng), _orthogonal(self.d, rng)
+
+    def _residual_maps(self) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """(A = I + B, sigma, W1, W2): sigma solved so that 1/2 log2 det(I + A A^T / sigma^2) = mi_bits."""
+        rng = np.random.default_rng([self.seed, 0x4E5])
+        a = np.eye(self.d) + RESIDUAL_B_SCALE * rng.standard_normal((self.d, self.d)) / math.sqrt(self.d)
+        w1 = _unit_spectral_norm(rng.standard_normal((self.d, self.d)))
+        w2 = _unit_spectral_norm(rng.standard_normal((self.d, self.d)))
+        s2 = np.linalg.svd(a, compute_uv=False) ** 2
+        return a, _sigma_for_mi(s2, self.mi_bits), w1, w2
+
+    def _sample_residual(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        a, sigma, w1, w2 = self._residual_maps()
+        x = rng.standard_normal((n, self.d))
+        z = x @ a.T + sigma * rng.standard_normal((n, self.d))
+        y = z + RESIDUAL_LIPSCHITZ * np.tanh(z @ w1.T) @ w2.T
+        return x.astype(np.float32), y.astype(np.float32)
+
+    def residual_mi_bits(self) -> float:
+        """The closed form 1/2 log2 det(I + A A^T / sigma^2) recomputed from the maps (equals mi_bits up to the
+        root solver's tolerance; tests check that)."""
+        a, sigma, _, _ = self._residual_maps()
+        return _gaussian_channel_bits(np.linalg.svd(a, compute_uv=False) ** 2, sigma)
+
+
+def make_tasks(dims: list[int], mi_bits: list[float], families: list[str], seed: int = 0) -> list[Task]:
+    """Every (family, d, MI) combination, each with its own seed derived from `seed` and its position."""
+    return [
+        Task(f, d, mi, int(np.random.SeedSequence([seed, i, j, k]).generate_state(1)[0]))
+        for i, f in enumerate(families)
+        for j, d in enumerate(dims)
+        for k, mi in enumerate(mi_bits)
+    ]
+
+
+def _gaussian_channel_bits(s2: np.ndarray, sigma: float) -> float:
+    """I(x; A x + sigma eps) for x ~ N(0, I), from the squared singular values s2 of A."""
+    return float(0.5 * np.log2(1.0 + s2 / sigma**2).sum())
+
+
+def _sigma_for_mi(s2: np.ndarray, mi_bits: float) -> float:
+    """Bisection on log sigma (the MI decreases monotonically in sigma) to 1e-12 relative."""
+    lo, hi = -30.0, 30.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _gaussian_channel_bits(s2, math.exp(mid)) > mi_bits:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(0.5 * (lo + hi))
+
+
+def _orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
+    """Haar-random orthogonal matrix (QR of a Gaussian matrix with the sign fix)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+def _unit_spectral_norm(w: np.ndarray) -> np.ndarray:
+    return w / np.linalg.norm(w, 2)

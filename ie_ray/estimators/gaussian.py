@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
+from ie_ray.estimators.diagnostics import diagnose
 from ie_ray.estimators.mine import DEFAULT_HELDOUT_FRACTION, DEFAULT_N_BOOTSTRAP
 from ie_ray.estimators.result import MIResult
 
@@ -31,6 +35,27 @@ from ie_ray.estimators.result import MIResult
 _CONSTANT_STD: float = 1e-6
 #: Offset mixed into the seed of the bootstrap generator (as in mine.py), so it is not the split's stream.
 _BOOTSTRAP_STREAM: int = 0xB007
+
+
+@dataclass(frozen=True)
+class GaussianParams:
+    """The Gaussian estimator's parameters as data (the MINEParams counterpart), for `estimate(..., "gaussian")`.
+
+    shrinkage: None = Ledoit-Wolf, 0.0 = plain sample covariance, (0, 1] = fixed intensity.
+    """
+
+    shrinkage: float | None = None
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GaussianParams:
+        """Build from a config mapping (missing keys take the defaults), rejecting unknown keys by name."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown Gaussian parameter(s) {unknown}; valid parameters are {valid}")
+        return cls(**dict(d))
 
 
 def estimate_gaussian(
@@ -78,6 +103,7 @@ def estimate_gaussian(
         rows = train[rng.integers(0, n_train, n_train)]
         boot[b] = gaussian_mi_bits(x[rows], y[rows], shrinkage)
     ci_low, ci_high = np.percentile(boot, [2.5, 97.5]) if np.isfinite(boot).all() else (math.nan,) * 2
+    curve = np.empty(0, dtype=np.float32)  # nothing is trained
     return MIResult(
         mi_bits=value,
         readout="gaussian",
@@ -87,13 +113,13 @@ def estimate_gaussian(
         ci_low=float(ci_low),
         ci_high=float(ci_high),
         bootstrap=boot,
-        curve=np.empty(0, dtype=np.float32),
+        curve=curve,
         n_samples=n,
         n_train=n_train,
         n_heldout=n_heldout,
         seed=seed,
         wall_s=time.perf_counter() - start,
-        flag="ok" if math.isfinite(value) else "nan",
+        flag=diagnose(value, curve),
         objective="gaussian",
     )
 

@@ -46,6 +46,7 @@ from ie_ray.estimators.bounds import (
     smile_objective_bits,
 )
 from ie_ray.estimators.critic import EnsembleFunnelCritic
+from ie_ray.estimators.diagnostics import diagnose
 from ie_ray.estimators.result import MIResult, Readout
 
 Objective = Literal["dv", "nwj", "infonce", "smile", "mine_ema"]
@@ -368,7 +369,13 @@ def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -
                 seed=seed,
                 wall_s=math.nan,
                 # A critic that stayed finite can still score held-out rows that are not (bad data there).
-                flag="ok" if bool(alive[i]) and math.isfinite(value) else "nan",
+                flag=diagnose(
+                    value,
+                    curve_np[:, i],
+                    heldout_ci_high=float(ci_high) if n_heldout else math.nan,
+                    bound_cap_bits=cap,
+                    finite_training=bool(alive[i]),
+                ),
                 objective=params.objective,
                 bound_cap_bits=cap,
             )

@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ie_ray.estimators.diagnostics import Flag
+
 Readout = Literal["heldout", "max", "gaussian"]
-Flag = Literal["ok", "nan"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class MIResult:
     `objective` names the bound (or "gaussian"). `bound_cap_bits` is the most the reported value can be for any
     critic and any data: log2 of the contrasted batch for InfoNCE, inf for the other bounds. An InfoNCE value
     near its cap says "at least this much", not "this much".
+
+    `flag` is "ok", "nan" (not finite: drop it), "diverged" (the critic memorised or blew up: the value is not a
+    valid estimate) or "not_converged" (the bound was still rising: an under-estimate); the rules are in
+    `diagnostics.py`.
     """
 
     mi_bits: float
@@ -60,7 +65,7 @@ class MIResult:
 
     @property
     def ok(self) -> bool:
-        """True when training stayed finite; a `nan` result should be dropped, not averaged."""
+        """True when no diagnostic fired (see `diagnostics.py`); a `nan` result should be dropped, not averaged."""
         return self.flag == "ok"
 
     def to_row(self) -> dict[str, Any]:
