@@ -221,6 +221,19 @@ class CrossModel:
     notes: list[str] = field(default_factory=list)
 
 
+def _short_names(tables: RunTables) -> RunTables:
+    """Models named by a local path ('/data/ckpt/gpt2-xl') are shown by their last component when those are
+    unique: tables and plots stay readable and a committed result does not carry the machine's paths."""
+    names = list(tables.info.model)
+    local = {n: Path(n).name for n in names if n.startswith(("/", "~", "."))}
+    short = [local.get(n, n) for n in names]
+    if not local or len(set(short)) != len(short):
+        return tables
+    rename = {"model": local}
+    return RunTables(tables.run_dir, tables.layers.replace(rename), tables.models.replace(rename),
+                     tables.info.replace(rename))
+
+
 def default_proxy_pairs(info: pd.DataFrame) -> list[tuple[str, str]]:
     """The smallest model as the measuring instrument for every larger one (the paper's use of a proxy)."""
     ordered = info.sort_values("n_params").model.tolist()
@@ -237,11 +250,15 @@ def compare_tables(
 ) -> CrossModel:
     """Build every cross-model table; proxies that the run cannot support are explained in `notes`."""
     interval_columns(statistic)
+    tables = _short_names(tables)
     layers = layer_table(tables.layers, tables.info)
-    grid = depth_grid if depth_grid is not None else sorted(set(np.round(layers.relative_depth, 2)))
+    # default grid: measured depths rounded to 0.1, so 8/30 (SmolLM2) and 5/18 (Gemma 3) share the row 0.3
+    grid = depth_grid if depth_grid is not None else sorted(set(np.round(layers.relative_depth, 1)))
+    aligned = depth_aligned(layers, grid)
+    measured = aligned.groupby("relative_depth").ie_bits.transform(lambda v: v.notna().any())
     models = model_table(tables.models, tables.info)
-    result = CrossModel(tables.info, layers, depth_aligned(layers, grid), models, ranking(models, statistic),
-                        pairwise_confidence(models, statistic), statistic)
+    result = CrossModel(tables.info, layers, aligned[measured].reset_index(drop=True), models,
+                        ranking(models, statistic), pairwise_confidence(models, statistic), statistic)
     explicit_pairs = proxy_pairs is not None
     for proxy, target in (proxy_pairs if explicit_pairs else default_proxy_pairs(tables.info)):
         try:

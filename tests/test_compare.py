@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -181,7 +182,8 @@ def family_run(ray_local, tmp_path_factory):
         "reduce": {"estimators_per_task": 8},
     })
     run_dir = tmp_path_factory.mktemp("run")
-    return run_sweep(config, run_dir), names
+    # compare shows models named by a local path by their directory name
+    return run_sweep(config, run_dir), [Path(n).name for n in names]
 
 
 @pytest.mark.slow
@@ -219,7 +221,7 @@ def test_compare_cli_fits_proxy_b_on_the_family(family_run, capsys) -> None:
     # the fit is the least-squares line of the run's own model-level table against log10(parameters)
     models = pd.read_csv(result.run_dir / "models.csv")
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
-    x = np.log10(models.model.map(lambda m: manifest["models"][m]["n_params"]).astype(float))
+    x = np.log10(models.model.map(lambda m: manifest["models"][m]["n_params"]).astype(float))  # full paths here
     slope, intercept = np.polyfit(x, models.ie_mean_bits, 1)
     assert proxy_b.slope_bits_per_decade.iloc[0] == pytest.approx(slope, rel=1e-3, abs=1e-3)
     assert predictions.predicted.iloc[1] == pytest.approx(intercept + 8 * slope, rel=1e-3, abs=1e-3)
