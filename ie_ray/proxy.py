@@ -243,7 +243,9 @@ def text_proxy(models: pd.DataFrame, proxy_model: str, target_model: str,
     cols = CONDITION_KEYS + [statistic, low_col, high_col]
     pair = models[models.model == proxy_model][cols].merge(
         models[models.model == target_model][cols], on=CONDITION_KEYS, suffixes=("_proxy", "_target"))
-    pair = pair.sort_values(CONDITION_KEYS).reset_index(drop=True)
+    # a condition whose IE is NaN (an estimate that failed twice, see reduce.py) cannot be paired
+    finite = np.isfinite(pair[[f"{statistic}_proxy", f"{statistic}_target"]].astype(float)).all(axis=1)
+    pair = pair[finite].sort_values(CONDITION_KEYS).reset_index(drop=True)
     x, y = pair[f"{statistic}_proxy"].to_numpy(), pair[f"{statistic}_target"].to_numpy()
     x_se = standard_error(pair[f"{low_col}_proxy"], pair[f"{high_col}_proxy"])
     y_se = standard_error(pair[f"{low_col}_target"], pair[f"{high_col}_target"])
@@ -335,6 +337,7 @@ def scaling_fit(
     """
     interval_columns(statistic)
     families = dict(families or {})
+    models = models[np.isfinite(models[statistic].astype(float))]  # failed estimates carry NaN: not a size
     member_of = models.model.map(lambda m: families.get(m, family_of(m)))
     rows = models[member_of == family]
     sizes = sorted(rows.n_params.unique()) if len(rows) else []

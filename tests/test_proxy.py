@@ -258,3 +258,13 @@ def test_explicit_family_mapping_overrides_names() -> None:
     assert fit.predictions.predicted.iloc[0] == pytest.approx(3.0)  # IE = log10(N) - 6
     with pytest.raises(ConfigError, match="positive"):
         scaling_fit(table, "toy", predict_params=[-1], families=families)
+
+
+def test_conditions_with_a_failed_estimate_are_left_out() -> None:
+    table = _models_table({"small": [1.0, 2.0, 3.0, 4.0], "large": [2.0, float("nan"), 6.0, 8.0]})
+    result = text_proxy(table, "small", "large")
+    assert result.correlation.n == 3 and result.correlation.pearson_r == pytest.approx(1.0)
+    sizes = {"a-1m": 10**6, "a-10m": 10**7, "a-100m": 10**8, "a-1b": 10**9}
+    family = _models_table({m: [v] for m, v in zip(sizes, [1.0, 2.0, float("nan"), 4.0])}, n_params=sizes)
+    (fit,) = scaling_fit(family, "a")
+    assert fit.fit.n == 3 and fit.fit.slope == pytest.approx(1.0)
