@@ -105,6 +105,13 @@ class ShardCache:
         self.root = Path(root)
         self.reused: dict[str, int] = {"extraction_layers": 0, "estimates": 0}
         self.computed: dict[str, int] = {"extraction_layers": 0, "estimates": 0}
+        self.log: list[dict] = []  # one row per shard touched by this run: which were reused, which computed
+
+    def record(self, kind: str, status: str, key: str, **where: Any) -> None:
+        """Count a shard as reused or computed and remember which one it was (for the run's shards table)."""
+        counts = self.reused if status == "reused" else self.computed
+        counts[kind] += 1
+        self.log.append(dict(kind=kind, status=status, key=key, **where))
 
     def cell_states(
         self, model_fingerprint: dict, input_ids: np.ndarray, positions: list[int], store_dtype: str

@@ -140,21 +140,27 @@ def fit_jobs(
 class EstimateCache:
     """Binds the shard cache to one cell: the key of a job is (cell states, job identity, estimator params)."""
 
-    def __init__(self, shards, states_key: str, params: dict) -> None:
-        self.shards, self.states_key, self.params = shards, states_key, params
+    def __init__(self, shards, states_key: str, params: dict, **where) -> None:
+        self.shards, self.states_key, self.params, self.where = shards, states_key, params, where
 
     def _key(self, job: EstimateJob) -> str:
         return self.shards.estimate_key(self.states_key, job, self.params)
 
+    def _record(self, job: EstimateJob, key: str, status: str) -> None:
+        self.shards.record("estimates", status, key, **self.where, layer=job.layer, position=job.position,
+                           level=job.level, seed=job.seed)
+
     def load(self, job: EstimateJob) -> dict | None:
-        row = self.shards.load_estimate(self._key(job))
+        key = self._key(job)
+        row = self.shards.load_estimate(key)
         if row is not None:
-            self.shards.reused["estimates"] += 1
+            self._record(job, key, "reused")
         return row
 
     def save(self, job: EstimateJob, row: dict) -> None:
-        self.shards.save_estimate(self._key(job), row)
-        self.shards.computed["estimates"] += 1
+        key = self._key(job)
+        self.shards.save_estimate(key, row)
+        self._record(job, key, "computed")
 
 
 def _job_row(job: EstimateJob, result: dict, attempt: int = 0) -> dict:
