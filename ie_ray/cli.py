@@ -1,4 +1,4 @@
-"""The `ie-ray` command: `ie-ray sweep [--config FILE] [--out DIR]`."""
+"""The `ie-ray` command: `ie-ray sweep [--config FILE] [--out DIR]`, `compare`, `validate`, `generate`."""
 from __future__ import annotations
 
 import argparse
@@ -85,7 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(validate)
     validate.set_defaults(func=_validate)
+    generate = sub.add_parser("generate", help="model-written continuations of human prompts, with provenance, "
+                                               "for a generated-vs-human comparison")
+    from ie_ray.corpora.generate import add_arguments as add_generate_arguments
+
+    add_generate_arguments(generate)
+    generate.set_defaults(func=_generate)
     return parser
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ie_ray.corpora.generate import main_from_args
+
+    return main_from_args(args)
 
 
 def _validate(args: argparse.Namespace) -> int:

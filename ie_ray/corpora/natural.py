@@ -50,9 +50,12 @@ __all__ = [
     "NaturalSpec",
     "build_natural_corpus",
     "load_documents",
+    "TokenClasses",
     "sentence_ends",
+    "sentences",
     "sentence_windows",
     "source_short_name",
+    "tokenized",
 ]
 
 ANCHORS: tuple[str, ...] = ("start", "end")
@@ -365,7 +368,7 @@ def check_source(source: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class _TokenClasses:
+class TokenClasses:
     """Per-token-id flags, decoded lazily once per id (tokenizer-agnostic: no offsets mapping needed)."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, reject_chars: str) -> None:
@@ -408,7 +411,7 @@ class _TokenClasses:
             self.space_after[i] = text[-1:].isspace()
 
 
-def sentence_ends(ids: np.ndarray, classes: _TokenClasses) -> np.ndarray:
+def sentence_ends(ids: np.ndarray, classes: TokenClasses) -> np.ndarray:
     """Positions of terminator tokens that really end a sentence.
 
     A terminator ends a sentence when it ends the document, or is followed by a newline, or by a space and a
@@ -424,22 +427,27 @@ def sentence_ends(ids: np.ndarray, classes: _TokenClasses) -> np.ndarray:
     return np.flatnonzero(term & closes)
 
 
-def sentence_windows(
-    ids: np.ndarray, classes: _TokenClasses, length: int, anchor: str
-) -> tuple[list[int], int]:
-    """Window starts of one tokenized document, and its number of complete sentences (see module docstring)."""
+def sentences(ids: np.ndarray, classes: TokenClasses) -> Iterator[tuple[int, int]]:
+    """``(a, b)`` of every complete sentence of one tokenized document: tokens ``a..b-1``, terminator at ``b``."""
     ends = sentence_ends(ids, classes)
     is_end = np.zeros(len(ids), dtype=bool)
     is_end[ends] = True
     cuts = np.flatnonzero(is_end | classes.newline[ids])
-    windows, n_sentences = [], 0
     for a, b in zip(np.concatenate([[0], cuts + 1]).tolist(), np.concatenate([cuts, [len(ids)]]).tolist()):
         if b >= len(ids) or not is_end[b]:
             continue  # run closed by a newline or by the end of the document: not a complete sentence
         while a < b and classes.blank[ids[a]]:
             a += 1
-        if a >= b or not classes.capital[ids[a]]:
-            continue
+        if a < b and classes.capital[ids[a]]:
+            yield a, b
+
+
+def sentence_windows(
+    ids: np.ndarray, classes: TokenClasses, length: int, anchor: str
+) -> tuple[list[int], int]:
+    """Window starts of one tokenized document, and its number of complete sentences (see module docstring)."""
+    windows, n_sentences = [], 0
+    for a, b in sentences(ids, classes):
         n_sentences += 1
         if b - a < length:
             continue
@@ -449,7 +457,7 @@ def sentence_windows(
     return windows, n_sentences
 
 
-def _tokenized(documents: Iterable[str], tokenizer) -> Iterator[np.ndarray]:
+def tokenized(documents: Iterable[str], tokenizer) -> Iterator[np.ndarray]:
     chunk: list[str] = []
 
     def flush() -> Iterator[np.ndarray]:
@@ -472,13 +480,13 @@ def build_natural_corpus(spec: NaturalSpec, tokenizer: PreTrainedTokenizerBase) 
         raise ConfigError(f"anchor {spec.anchor!r} is unknown; use 'start' (sentence start) or 'end'")
     if spec.length < 1 or spec.n_samples < 1:
         raise ConfigError(f"length and n_samples must be >= 1, got length={spec.length}, n_samples={spec.n_samples}")
-    classes = _TokenClasses(tokenizer, spec.reject_chars)
+    classes = TokenClasses(tokenizer, spec.reject_chars)
     documents = itertools.islice(load_documents(spec.source, spec.text_field, spec.split), spec.max_documents)
     windows: list[np.ndarray] = []
     doc_ids: list[int] = []
     token_starts: list[int] = []
     n_documents = n_sentences = 0
-    for doc_id, ids in enumerate(_tokenized(documents, tokenizer)):
+    for doc_id, ids in enumerate(tokenized(documents, tokenizer)):
         n_documents += 1
         if not ids.size:
             continue
