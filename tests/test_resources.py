@@ -109,3 +109,39 @@ def test_config_accepts_auto_and_rejects_bad_resources():
     for bad in ({"num_gpus": "many"}, {"num_gpus": -1}, {"batch_size": "big"}, {"resources": {"gpu_node": 0}}):
         with pytest.raises(ConfigError, match="extract"):
             parse_config({**base, "extract": bad})
+
+
+SPILL_SCRIPT = """
+import os
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from ie_ray.sweep import init_ray
+
+init_ray(num_cpus=1)
+store = ray.cluster_resources()["object_store_memory"]
+refs = [ray.put(np.full(40 * 2**20, i, dtype=np.uint8)) for i in range(4)]  # 160 MB through a 100 MB store
+spilled = sum(f.stat().st_size for f in Path(os.environ["IE_RAY_SPILL_DIR"]).rglob("*") if f.is_file())
+assert all(int(ray.get(ref)[0]) == i for i, ref in enumerate(refs))
+print(store, spilled)
+"""
+
+
+@pytest.mark.slow
+def test_in_process_ray_takes_its_object_store_size_and_spill_directory_from_the_environment(tmp_path):
+    """Block states flow through the object store; when they outgrow it, Ray must spill where we said."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # keeps conftest's Ray auth token
+    env.update(PYTHONPATH=str(repo), IE_RAY_OBJECT_STORE_GB="0.1", IE_RAY_SPILL_DIR=str(tmp_path / "spill"))
+    proc = subprocess.run([sys.executable, "-c", SPILL_SCRIPT], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    store, spilled = map(float, proc.stdout.split()[-2:])
+    assert store == pytest.approx(0.1 * GIB, rel=0.01)
+    assert spilled >= 40 * 2**20  # at least one 40 MB object went to our directory
