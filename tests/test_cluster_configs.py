@@ -196,7 +196,11 @@ def test_rayjob_entrypoint_runs_the_sweep_with_an_existing_config(rayjob):
     config_path = REPO / Path(argv[argv.index("--config") + 1]).relative_to(IMAGE_ROOT)
     load_config(config_path)  # exists and is a valid sweep config
     assert argv[argv.index("--out") + 1].startswith(f"{SHARED}/")  # results survive the cluster
-    assert "WORKDIR " + IMAGE_ROOT in (CLUSTER / "Dockerfile").read_text()
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert "WORKDIR " + IMAGE_ROOT in dockerfile
+    copied = [src for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for src in line.split()[1:-1] if not src.startswith("--")]
+    assert {"ie_ray", "jobs"} <= set(copied) and all((REPO / c).exists() for c in copied)
 
 
 def test_runtime_envs_parse_and_agree(rayjob):
