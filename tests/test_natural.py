@@ -312,3 +312,25 @@ def test_tiny_sweep_on_a_natural_corpus(ray_local, tmp_path) -> None:
     assert entry["n_candidates"] >= 240 and entry["length"] == 4
     table = pq.read_table(tmp_path / "corpora" / "tiny-gpt2" / "natural-pydoc-end4-0shot.parquet")
     assert table.num_rows == 240 and "doc_id" in table.column_names
+
+
+# --- the experiment configs parse (generated-text configs first need `ie-ray generate`) --------------------
+
+
+@pytest.mark.parametrize("name", ["paper-icl-shots", "paper-icl-shots-small", "paper-natural", "paper-natural-small",
+                                  "paper-generated-vs-human", "paper-generated-vs-human-small"])
+def test_experiment_configs_parse(name: str) -> None:
+    from ie_ray.config import load_config
+    from ie_ray.store import REPO_ROOT
+
+    path = REPO_ROOT / "jobs" / "configs" / f"{name}.yaml"
+    if "generated" in name:
+        with pytest.raises(ConfigError, match=r"results/generated/.*does not exist.*ie-ray generate"):
+            load_config(path)
+        return
+    config = load_config(path)
+    assert config.name == name
+    if "small" in name:
+        assert [m.name for m in config.models] == ["smollm2-135m"]
+    else:
+        assert config.estimator_params().steps == 10_000 and all(c.n_samples == 300_000 for c in config.corpora)

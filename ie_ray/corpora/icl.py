@@ -49,6 +49,7 @@ __all__ = [
     "build_icl_corpus",
     "candidate_names",
     "entities_of_length",
+    "sequence_table",
     "single_token_entities",
 ]
 
@@ -149,8 +150,37 @@ def single_token_entities(
     return [(name, ids[0]) for name, ids in entities_of_length(task, tokenizer, fmt, 1)]
 
 
+def sequence_table(input_ids: np.ndarray, texts: list[str], **columns: np.ndarray) -> pa.Table:
+    """The corpus table every stage reads: ``sample_id``, ``input_ids`` (list<int64>), ``text``, then ``columns``.
+
+    The id lists are built from one flat buffer and offsets (no Python list per row): 300k rows in milliseconds.
+    """
+    n, length = input_ids.shape
+    flat = pa.array(np.ascontiguousarray(input_ids, dtype=np.int64).reshape(-1), type=pa.int64())
+    offsets = pa.array(np.arange(0, (n + 1) * length, length, dtype=np.int32), type=pa.int32())
+    return pa.table({
+        "sample_id": pa.array(np.arange(n, dtype=np.int64), type=pa.int64()),
+        "input_ids": pa.ListArray.from_arrays(offsets, flat),
+        "text": pa.array(texts, type=pa.string()),
+        **{name: pa.array(values) for name, values in columns.items()},
+    })
+
+
+class SequenceCorpus:
+    """What every corpus kind shares: ``input_ids`` of shape (n_samples, length), one row per sequence."""
+
+    input_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return len(self)
+
+
 @dataclass(frozen=True, eq=False)
-class IclCorpus:
+class IclCorpus(SequenceCorpus):
     """A k-shot ICL list corpus: ``input_ids[i]`` alternates entity ids (even positions) and the separator.
 
     ``eq=False`` because the dataclass-generated ``==`` would compare numpy arrays elementwise and fail.
@@ -170,13 +200,6 @@ class IclCorpus:
     """int64, shape ``(n_samples, shots * (entity_tokens + 1))``."""
     texts: list[str]
     entity_tokens: int = 1
-
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        return len(self)
 
     @property
     def shot_length(self) -> int:
@@ -204,16 +227,7 @@ class IclCorpus:
 
     def to_arrow(self) -> pa.Table:
         """Columns ``sample_id``, ``input_ids`` (list<int64>), ``text``; corpus settings in schema metadata."""
-        n, length = self.input_ids.shape
-        flat = pa.array(np.ascontiguousarray(self.input_ids, dtype=np.int64).reshape(-1), type=pa.int64())
-        offsets = pa.array(np.arange(0, (n + 1) * length, length, dtype=np.int32), type=pa.int32())
-        table = pa.table(
-            {
-                "sample_id": pa.array(np.arange(n, dtype=np.int64), type=pa.int64()),
-                "input_ids": pa.ListArray.from_arrays(offsets, flat),
-                "text": pa.array(self.texts, type=pa.string()),
-            }
-        )
+        table = sequence_table(self.input_ids, self.texts)
         metadata = {
             "task": self.task,
             "fmt": self.fmt,

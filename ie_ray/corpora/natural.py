@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from ie_ray.corpora.icl import tokenizer_name
+from ie_ray.corpora.icl import SequenceCorpus, sequence_table, tokenizer_name
 from ie_ray.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class NaturalSpec:
 
 
 @dataclass(frozen=True, eq=False)
-class NaturalCorpus:
+class NaturalCorpus(SequenceCorpus):
     """``n_samples`` windows of ``length`` tokens, each inside one sentence, with where each came from."""
 
     source: str
@@ -109,13 +109,6 @@ class NaturalCorpus:
     entities: tuple[str, ...] = field(default=())
     """Empty: natural text has no demonstrations (kept so code written for ICL corpora still runs)."""
 
-    def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        return len(self)
-
     @property
     def seq_len(self) -> int:
         return self.length
@@ -128,18 +121,8 @@ class NaturalCorpus:
 
     def to_arrow(self) -> pa.Table:
         """Columns ``sample_id``, ``input_ids`` (list<int64>), ``text``, ``doc_id``, ``token_start``."""
-        n, length = self.input_ids.shape
-        flat = pa.array(np.ascontiguousarray(self.input_ids, dtype=np.int64).reshape(-1), type=pa.int64())
-        offsets = pa.array(np.arange(0, (n + 1) * length, length, dtype=np.int32), type=pa.int32())
-        table = pa.table(
-            {
-                "sample_id": pa.array(np.arange(n, dtype=np.int64), type=pa.int64()),
-                "input_ids": pa.ListArray.from_arrays(offsets, flat),
-                "text": pa.array(self.texts, type=pa.string()),
-                "doc_id": pa.array(self.doc_ids, type=pa.int64()),
-                "token_start": pa.array(self.token_starts, type=pa.int64()),
-            }
-        )
+        table = sequence_table(self.input_ids, self.texts, doc_id=self.doc_ids.astype(np.int64),
+                               token_start=self.token_starts.astype(np.int64))
         metadata = {key: json.dumps(value) if not isinstance(value, str) else value
                     for key, value in self.describe().items()}
         metadata["length"] = str(self.length)
