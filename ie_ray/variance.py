@@ -164,7 +164,8 @@ def _summary(curve: pd.DataFrame, seeds: pd.DataFrame | None) -> pd.DataFrame:
     keys = CURVE_KEYS + ["shot", "unit"]
     grouped = curve.groupby(keys, sort=True)
     summary = grouped.agg(
-        ie_mean_bits=("ie_bits", "mean"),
+        # strict mean: a shot where some layer's estimate failed (NaN) is not averaged over fewer layers
+        ie_mean_bits=("ie_bits", lambda v: float(np.mean(v.to_numpy()))),
         n_layers=("layer", "nunique"),
         std_layers=("ie_bits", lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")),
         std_bootstrap=("se_bits", lambda v: float(np.sqrt(np.mean(np.square(v))))),
@@ -188,6 +189,9 @@ def analyse_variance(ie: pd.DataFrame, mi: pd.DataFrame | None = None, z: float 
     summary = _summary(curve, seeds)
     rows = []
     for (model, corpus), group in summary.groupby(CURVE_KEYS, sort=True):
+        group = group[np.isfinite(group.ie_mean_bits)]  # shots with a failed estimate carry no evidence
+        if group.empty:
+            continue
         x, y, se = group.shot.to_numpy(), group.ie_mean_bits.to_numpy(), group.se_mean_bits.to_numpy()
         sat = saturation_shot(x, y, se, z=z, patience=patience)
         k0, a, b = broken_stick(x, y, se)
@@ -212,7 +216,10 @@ def plot_variance(result: VarianceResult, path: Path) -> Path:
     groups = list(result.summary.groupby(CURVE_KEYS, sort=True))
     fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False)
     for row, ((model, corpus), summary) in enumerate(groups):
-        finding = result.findings[(result.findings.model == model) & (result.findings.corpus == corpus)].iloc[0]
+        matches = result.findings[(result.findings.model == model) & (result.findings.corpus == corpus)]
+        if matches.empty:  # every shot had a failed estimate: nothing to mark
+            continue
+        finding = matches.iloc[0]
         unit = summary.unit.iloc[0]
         left, right = axes[row]
         for layer, part in result.curve[(result.curve.model == model) & (result.curve.corpus == corpus)].groupby("layer"):

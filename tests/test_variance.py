@@ -142,3 +142,12 @@ def test_write_variance_writes_tables_and_one_figure(tmp_path) -> None:
     assert (tmp_path / "variance.png").read_bytes()[:4] == b"\x89PNG"
     findings = pd.read_csv(tmp_path / "variance_findings.csv")
     assert findings.saturation_shot.tolist() == [7.0] and len(result.summary) == 12
+
+
+def test_a_failed_estimate_drops_its_shot_instead_of_averaging_fewer_layers() -> None:
+    table = _shot_sweep_table()
+    failed = (table.shots == 3) & (table.layer == 2) & (table.position == 5)
+    table.loc[failed, "ie_bits"] = np.nan
+    result = analyse_variance(table)
+    assert np.isnan(result.summary.set_index("shot").ie_mean_bits[3])
+    assert result.findings.iloc[0].saturation_shot == 7
