@@ -334,3 +334,10 @@ def test_experiment_configs_parse(name: str) -> None:
         assert [m.name for m in config.models] == ["smollm2-135m"]
     else:
         assert config.estimator_params().steps == 10_000 and all(c.n_samples == 300_000 for c in config.corpora)
+
+
+def test_a_sentence_repeated_verbatim_gives_one_window(tok, tmp_path) -> None:
+    text = " ".join(s + "." for s in SENTENCES)
+    path = _write(tmp_path / "twice.txt", text + "\n\n" + text + "\n\n" + SENTENCES[0].replace("lazy", "sleepy") + ".")
+    windows = _all_windows(tok, path, anchor="start")
+    assert len(windows) == len(SENTENCES) + 1  # the edited sentence is new, even with the same first 4 tokens

