@@ -23,10 +23,11 @@ from ie_ray.cache import CellStates, ShardCache, content_key
 from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
 from ie_ray.corpora.build import Corpus, build_corpus, corpus_shots
 from ie_ray.errors import ConfigError
-from ie_ray.extract import extract_states
+from ie_ray.extract import StateShard, extract_shards
 from ie_ray.ie import information_emergence, layer_summary, model_summary
 from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
 from ie_ray.reduce import EstimateCache, EstimateJob, fit_jobs, plan_jobs
+from ie_ray.resources import estimator_gpus
 
 
 @dataclass
@@ -213,11 +214,11 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
         if config.micro == "single_token":
             manifest["models"][spec.name]["micro_states"] = str(micro.directory)
         with timer.stage(f"extract {spec.name}"):
-            for cell in plan.cells:
-                _extract_cached(shards, macro[cell.key], cell.table, spec, plan.layers, cell.positions, config)
+            todo = [(macro[cell.key], cell.table, cell.positions) for cell in plan.cells]
             if config.micro == "single_token":
                 # micro states depend only on the token: one forward per UNIQUE token id, joined back later
-                _extract_cached(shards, micro, _micro_table(plan.unique_tokens), spec, plan.layers, [0], config)
+                todo.append((micro, _micro_table(plan.unique_tokens), [0]))
+            _extract_cached(shards, todo, spec, plan.layers, config)
         with timer.stage(f"reduce {spec.name}"):
             init_ray()
             for cell in plan.cells:
@@ -255,19 +256,28 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
 
 
 def _extract_cached(
-    shards: ShardCache, cell: CellStates, table: pa.Table, spec: ModelSpec, layers: list[int],
-    positions: list[int], config: SweepConfig,
+    shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int]]], spec: ModelSpec, layers: list[int],
+    config: SweepConfig,
 ) -> None:
-    """Extract only the layers of this cell that are not finished in the cache, then seal them."""
-    missing = cell.missing_layers(layers)
-    shards.reused["extraction_layers"] += len(layers) - len(missing)
-    if not missing:
+    """Extract the layers of every cell of one model that are not finished in the cache, then seal them.
+
+    All unfinished cells go through ONE actor pool, so each actor loads the model once for the whole model's
+    work instead of once per (corpus, shots) cell.
+    """
+    pending = []
+    for cell, table, positions in todo:
+        missing = cell.missing_layers(layers)
+        shards.reused["extraction_layers"] += len(layers) - len(missing)
+        if missing:
+            cell.clear_layers(missing)
+            pending.append((cell, table, missing, StateShard(table, positions, missing, cell.directory)))
+    if not pending:
         return
     init_ray()  # only now: everything before this point was validation and cache look-ups
-    cell.clear_layers(missing)
-    extract_states(table, spec, missing, positions, config.extract, cell.directory)
-    cell.seal_layers(missing, table.column("sample_id").to_numpy())
-    shards.computed["extraction_layers"] += len(missing)
+    extract_shards([p[3] for p in pending], spec, config.extract)
+    for cell, table, missing, _ in pending:
+        cell.seal_layers(missing, table.column("sample_id").to_numpy())
+        shards.computed["extraction_layers"] += len(missing)
 
 
 def _reduce_cell(
@@ -307,8 +317,10 @@ def _reduce_cell(
         rows = token_row[:, job.position]
         return pre[rows], post[rows]
 
+    num_gpus = estimator_gpus(config.reduce.num_gpus_per_task, params, config.reduce.estimators_per_task,
+                              len(input_ids), next(iter(macro_states.values()))[0].shape[-1])
     return fit_jobs(
         jobs, states_for, params, config.reduce.estimators_per_task,
-        config.reduce.num_cpus_per_task, config.reduce.num_gpus_per_task, progress_label=f"MI {label}",
+        config.reduce.num_cpus_per_task, num_gpus, progress_label=f"MI {label}",
         cache=cache,
     )
