@@ -277,3 +277,30 @@ def test_compare_refuses_a_single_model_run(tmp_path) -> None:
     _fake_run(tmp_path, {"only-1m": (10**6, 4, [1.0, 2.0])})
     with pytest.raises(ConfigError, match="needs >= 2"):
         compare_run(tmp_path)
+
+
+# --- the cross-model configs parse (the text proxy first needs `ie-ray generate`) ------------------------------
+
+
+@pytest.mark.parametrize("name, n_models", [("cross-model-small", 2), ("paper-families-gpt2", 4),
+                                            ("paper-families-qwen2.5", 5), ("paper-families-gemma-openllama", 5)])
+def test_cross_model_configs_parse_and_each_family_config_can_fit_proxy_b(name: str, n_models: int) -> None:
+    from ie_ray.config import RelativeDepths, load_config
+    from ie_ray.proxy import family_of
+    from ie_ray.store import REPO_ROOT
+
+    config = load_config(REPO_ROOT / "jobs" / "configs" / f"{name}.yaml")
+    assert config.name == name and len(config.models) == n_models
+    assert isinstance(config.layers, RelativeDepths) and config.positions == "last"
+    families = [family_of(m.name) for m in config.models]
+    if name.startswith("paper-families"):
+        assert max(families.count(f) for f in set(families)) >= 3  # Proxy B needs >= 3 sizes of one family
+
+
+def test_text_proxy_config_asks_for_its_generated_text_first() -> None:
+    from ie_ray.config import load_config
+    from ie_ray.errors import ConfigError
+    from ie_ray.store import REPO_ROOT
+
+    with pytest.raises(ConfigError, match=r"generated/gemma3-270m-pydoc.*does not exist.*ie-ray generate"):
+        load_config(REPO_ROOT / "jobs" / "configs" / "cross-model-text-proxy.yaml")
