@@ -93,15 +93,22 @@ def _tensor_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def read_layer_states(states_dir: Path, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sample_id, resid_pre, resid_post) of one layer, sorted by sample id; states are float32 (N, P, H)."""
+    """(sample_id, resid_pre, resid_post) of one layer, sorted by sample id; states are float32 (N, P, H).
+
+    Files are read one by one, not as one dataset: when a Ray Data block mixed rows of cells with different
+    numbers of positions, Ray stores that block's states as a *variable-shaped* tensor column, and Arrow refuses
+    to unify it with the fixed-shape files of the same layer. Per file, both types convert to dense arrays.
+    """
     import ray.data  # noqa: F401  (registers Ray's Arrow tensor extension types for reading)
 
     layer_dir = states_dir / f"layer={layer}"
-    if not layer_dir.is_dir():
+    files = sorted(f for f in layer_dir.rglob("*.parquet") if not f.name.startswith((".", "_")))
+    if not files:
         raise FileNotFoundError(f"no extracted states for layer {layer} under {states_dir}")
-    table = pq.read_table(layer_dir)
-    order = np.argsort(table.column("sample_id").to_numpy())
-    ids = table.column("sample_id").to_numpy()[order]
-    pre = _tensor_to_numpy(table.column("resid_pre"))[order].astype(np.float32, copy=False)
-    post = _tensor_to_numpy(table.column("resid_post"))[order].astype(np.float32, copy=False)
-    return ids, pre, post
+    parts = [pq.read_table(f, columns=["sample_id", "resid_pre", "resid_post"]) for f in files]
+    parts = [t for t in parts if t.num_rows]
+    ids = np.concatenate([t.column("sample_id").to_numpy() for t in parts])
+    order = np.argsort(ids, kind="stable")
+    pre = np.concatenate([_tensor_to_numpy(t.column("resid_pre")) for t in parts])[order]
+    post = np.concatenate([_tensor_to_numpy(t.column("resid_post")) for t in parts])[order]
+    return ids[order], pre.astype(np.float32, copy=False), post.astype(np.float32, copy=False)

@@ -78,7 +78,10 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, resources:
         extra["object_store_memory"] = int(float(os.environ["IE_RAY_OBJECT_STORE_GB"]) * 1024**3)
     if os.environ.get("IE_RAY_SPILL_DIR"):
         extra["object_spilling_directory"] = os.environ["IE_RAY_SPILL_DIR"]
-    ray.init(num_cpus=num_cpus, resources=resources, include_dashboard=False, log_to_driver=True, **extra)
+    # address="local": a NEW in-process instance. Without it ray.init() attaches to whatever cluster `ray start`
+    # (or a test) last left in /tmp/ray/ray_current_cluster; use RAY_ADDRESS=auto to mean that on purpose.
+    ray.init(address="local", num_cpus=num_cpus, resources=resources, include_dashboard=False, log_to_driver=True,
+             **extra)
 
 
 def _versions() -> dict[str, str]:
@@ -214,19 +217,19 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
         if config.micro == "single_token":
             manifest["models"][spec.name]["micro_states"] = str(micro.directory)
         with timer.stage(f"extract {spec.name}"):
-            todo = [(macro[cell.key], cell.table, cell.positions) for cell in plan.cells]
+            todo = [(macro[cell.key], cell.table, cell.positions, cell.key) for cell in plan.cells]
             if config.micro == "single_token":
                 # micro states depend only on the token: one forward per UNIQUE token id, joined back later
-                todo.append((micro, _micro_table(plan.unique_tokens), [0]))
+                todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro"))
             _extract_cached(shards, todo, spec, plan.layers, config)
         with timer.stage(f"reduce {spec.name}"):
-            init_ray()
             for cell in plan.cells:
                 states_key = content_key(macro[cell.key].key, micro.key if config.micro == "single_token" else "")
                 frame = _reduce_cell(config, params, plan.layers, cell.positions, cell.corpus.input_ids,
                                      plan.unique_tokens, macro[cell.key].directory, micro.directory,
                                      label=f"{spec.name} {cell.key}",
-                                     cache=EstimateCache(shards, states_key, params.to_dict()))
+                                     cache=EstimateCache(shards, states_key, params.to_dict(), model=spec.name,
+                                                         cell=cell.key))
                 frame.insert(0, "shots", cell.shots)
                 frame.insert(0, "corpus", cell.corpus_cfg.label)
                 frame.insert(0, "model", spec.name)
@@ -247,7 +250,8 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
     with timer.stage("report"):
         write_report(run_dir, config, mi, ie, layers_table, models_table, infos, timer.seconds)
     manifest["timings_s"] = timer.seconds
-    manifest["shards"] = dict(reused=shards.reused, computed=shards.computed)
+    manifest["shards"] = dict(reused=shards.reused, computed=shards.computed)  # which ones: shards.csv
+    store.write_table(run_dir / "shards.parquet", pd.DataFrame(shards.log), csv=True)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest["estimator_params"] = {k: v for k, v in params.__dict__.items()}
     store.write_json(run_dir / "manifest.json", manifest)
@@ -256,7 +260,7 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
 
 
 def _extract_cached(
-    shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int]]], spec: ModelSpec, layers: list[int],
+    shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int], str]], spec: ModelSpec, layers: list[int],
     config: SweepConfig,
 ) -> None:
     """Extract the layers of every cell of one model that are not finished in the cache, then seal them.
@@ -265,9 +269,11 @@ def _extract_cached(
     work instead of once per (corpus, shots) cell.
     """
     pending = []
-    for cell, table, positions in todo:
+    for cell, table, positions, label in todo:
         missing = cell.missing_layers(layers)
-        shards.reused["extraction_layers"] += len(layers) - len(missing)
+        for layer in layers:
+            status = "computed" if layer in missing else "reused"
+            shards.record("extraction_layers", status, cell.key, model=spec.name, cell=label, layer=layer)
         if missing:
             cell.clear_layers(missing)
             pending.append((cell, table, missing, StateShard(table, positions, missing, cell.directory)))
@@ -277,7 +283,10 @@ def _extract_cached(
     extract_shards([p[3] for p in pending], spec, config.extract)
     for cell, table, missing, _ in pending:
         cell.seal_layers(missing, table.column("sample_id").to_numpy())
-        shards.computed["extraction_layers"] += len(missing)
+
+
+def _no_states(job: EstimateJob) -> tuple[np.ndarray, np.ndarray]:
+    raise RuntimeError(f"estimate {job} is cached; its states should never be needed")
 
 
 def _reduce_cell(
@@ -295,6 +304,12 @@ def _reduce_cell(
     """Fit every estimate of one (model, corpus, shots) cell; states are read one layer at a time."""
     with_micro = config.micro == "single_token"
     jobs = plan_jobs(input_ids, layers, positions, list(config.seeds), with_micro=with_micro)
+    if cache is not None and all(job.n_distinct <= 1 or cache.shards.load_estimate(
+            cache.shards.estimate_key(cache.states_key, job, cache.params)) is not None for job in jobs):
+        # Every estimate is cached (a rerun): read no states and start no Ray (benchmarks/sweep.py).
+        return fit_jobs(jobs, _no_states, params, config.reduce.estimators_per_task,
+                        config.reduce.num_cpus_per_task, 0.0, progress_label=f"MI {label}", cache=cache)
+    init_ray()
     position_index = {p: j for j, p in enumerate(positions)}
     token_row = np.searchsorted(unique_tokens, input_ids)  # (N, T): row of each token's micro state
     macro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -173,7 +173,7 @@ def test_bad_store_dtype() -> None:
 
 @pytest.mark.parametrize("key", ["batch_size", "concurrency"])
 def test_extract_sizes_must_be_positive(key: str) -> None:
-    with pytest.raises(ConfigError, match=rf"extract.{key} must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=rf"extract.{key} must be (an integer|'auto' or an integer) >= 1, got 0"):
         parse_config(with_change(extract={key: 0}))
 
 

@@ -72,6 +72,10 @@ def test_rerun_reuses_every_finished_shard(first_run, ray_local):
     }
     _assert_same_rows(again.mi, first_run.mi)
     pd.testing.assert_frame_equal(again.ie, first_run.ie)
+    table = pd.read_csv(first_run.run_dir / "shards.csv")  # which shards, not just how many
+    assert set(table.status) == {"reused"}
+    assert sorted(table[table.kind == "extraction_layers"].cell) == ["icl-country-2shot", "micro"]
+    assert len(table[table.kind == "estimates"]) == fitted
 
 
 def test_changed_config_recomputes_only_the_new_layer(first_run, ray_local, tmp_path):
