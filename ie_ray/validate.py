@@ -321,7 +321,7 @@ def summary_markdown(table: pd.DataFrame, recs: pd.DataFrame, config: Validation
         f"layers={p.n_layers}, min_width={p.min_width}, held-out fraction={p.heldout_fraction}, "
         f"marginal shifts={p.marginal_shifts}, bootstrap={p.n_bootstrap}; InfoNCE batch = "
         f"{config.infonce_batch_size or p.batch_size} (cap log2 B bits). "
-        f"{'These are the package defaults (MINEParams()).' if p == MINEParams() else 'Not the package defaults.'}",
+        f"{'These are the package defaults (MINEParams(); threads aside).' if replace(p, threads=None) == MINEParams() else 'Not the package defaults.'}",
         "- Gaussian = closed form with Ledoit-Wolf shrinkage: exact for the gaussian family, a baseline elsewhere.",
         "- Flags: see ie_ray/estimators/diagnostics.py (diverged = held-out bound significantly < 0 or a collapsed "
         "training curve; not_converged = curve still rising at the end).",
