@@ -53,12 +53,24 @@ def inside(run_dir: Path, *parts: str) -> Path:
     return path
 
 
+def _file_mode() -> int:
+    """The mode a plain `open()` would give under the process umask (mkstemp alone gives 0600, which hides
+    results from the other users of a shared cluster volume)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -49,3 +49,12 @@ def test_model_and_corpus_names_become_safe_single_path_components(tmp_path, nam
     slug = store.safe_name(name)
     assert "/" not in slug and slug not in ("", ".", "..")
     assert store.inside(tmp_path, slug, "x.parquet").parent.parent == tmp_path.resolve()
+
+
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    store.write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
