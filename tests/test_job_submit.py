@@ -42,7 +42,32 @@ def head_node(tmp_path_factory):
     try:
         yield f"http://127.0.0.1:{dashboard_port}"
     finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_head(temp_dir)
+
+
+def _stop_head(temp_dir: Path) -> None:
+    """Stop THIS head node only. `ray stop --force` kills every Ray process on the machine, including the test
+    session's own in-process Ray (which takes pytest down with it) and anyone else's runs on a shared box."""
+    import psutil
+
+    ours = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
+                ours.append(proc)
+        except (psutil.Error, TypeError):
+            continue
+    for proc in ours:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(ours, timeout=20)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
 
 
 def test_sweep_runs_as_a_ray_job(head_node, tmp_path):
@@ -60,11 +85,21 @@ def test_sweep_runs_as_a_ray_job(head_node, tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     out_dir = tmp_path / "out"
     client = JobSubmissionClient(head_node)
-    job_id = client.submit_job(
+    submit = dict(
         entrypoint=f"{sys.executable} jobs/sweep.py --config {config_path} --out {out_dir}",
-        runtime_env={"working_dir": str(REPO), "excludes": ["results/runs", ".git", ".venv", "venv", "*.png"],
+        runtime_env={"working_dir": str(REPO), "excludes": ["results", ".git", ".venv", "venv", "*.png"],
                      "env_vars": {"HF_HUB_OFFLINE": "1"}},
     )
+    for _ in range(60):  # the head's job agent comes up some seconds after `ray start` returns
+        try:
+            job_id = client.submit_job(**submit)
+            break
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc):
+                raise
+            time.sleep(2)
+    else:
+        pytest.fail("the head node's job agent never became available")
     deadline = time.time() + 500
     status = client.get_job_status(job_id)
     while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED) and time.time() < deadline:

@@ -186,11 +186,13 @@ def test_killed_extraction_actor_restarts_and_output_is_unchanged(ray_local, tmp
     stop = threading.Event()
 
     def kill_first_worker() -> None:
+        me = psutil.Process()
         while not stop.is_set():
-            for proc in psutil.process_iter(["pid", "cmdline"]):
+            # only this session's in-process Ray (its raylet is our child): never another run on a shared box
+            for proc in me.children(recursive=True):
                 try:
-                    cmdline = " ".join(proc.info["cmdline"] or [])
-                except (psutil.Error, TypeError):
+                    cmdline = " ".join(proc.cmdline())
+                except psutil.Error:
                     continue
                 if "MapBatches(BlockStateExtractor)" in cmdline and proc.pid not in seen:
                     seen[proc.pid] = time.time()
