@@ -14,8 +14,10 @@ show (and a test can check) how the work spread over the nodes of a cluster.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,13 @@ from ie_ray.models import ModelSpec, load_model
 from ie_ray.resources import ExtractPlan, forward_bytes_per_sample, micro_batch_size, plan_extract
 
 STATE_COLUMNS = ("resid_pre", "resid_post")
+#: Input blocks per actor when there are several: enough to balance the rows over the pool, few enough to keep
+#: the Parquet files (one per written block and layer) few.
+BLOCKS_PER_ACTOR = 4
+#: Parquet writer options for the state files. Dictionary encoding (pyarrow's default) never pays on float
+#: activations (almost no value repeats) but costs: ~3x the write time and +13% bytes on float32 states in a
+#: write/read micro-benchmark here, and 5x the read time on float16.
+PARQUET_ARGS: dict = dict(use_dictionary=False)
 # How many times this worker process has loaded each model: an actor that loads more than once (or a pool that
 # reloads a model per batch) shows up in the ledger instead of silently costing minutes per load.
 _LOADS: Counter = Counter()
@@ -59,6 +68,10 @@ class ActorRecord:
     device: str
     batches: int = 0
     rows: int = 0
+    # Wall-clock (time.time()) ends of the actor's first and last batch: the steady-state window, without the
+    # actor's process start, imports and model load (benchmarks/extraction.py reads them).
+    first_batch_done: float = 0.0
+    last_batch_done: float = 0.0
 
 
 @dataclass
@@ -88,8 +101,11 @@ class _Ledger:
         self.records[record["actor"]] = record
 
     def add_batch(self, actor: str, rows: int) -> None:
-        self.records[actor]["batches"] += 1
-        self.records[actor]["rows"] += rows
+        record = self.records[actor]
+        record["batches"] += 1
+        record["rows"] += rows
+        record["last_batch_done"] = time.time()
+        record["first_batch_done"] = record["first_batch_done"] or record["last_batch_done"]
 
     def all(self) -> list[dict]:
         return list(self.records.values())
@@ -225,6 +241,20 @@ def resolve_plan(spec: ModelSpec, settings: ExtractConfig, seq_len: int) -> Extr
     return plan
 
 
+def input_blocks(tables: list[pa.Table], batch_size: int, concurrency: int) -> list[pa.Table]:
+    """With several actors, cut the shards' token tables into blocks of whole batches, ~BLOCKS_PER_ACTOR per actor.
+
+    Ray Data hands an actor pool whole input blocks, and one table per shard is one block: with several actors,
+    one of them did all the rows while the others idled (benchmarks/extraction.py, rows per actor). One actor
+    keeps the tables whole: cutting them gained nothing there in that benchmark and wrote more files.
+    """
+    if concurrency <= 1:
+        return tables
+    rows = sum(t.num_rows for t in tables)
+    per_block = max(1, math.ceil(rows / (BLOCKS_PER_ACTOR * concurrency) / batch_size)) * batch_size
+    return [t.slice(i, per_block) for t in tables for i in range(0, t.num_rows, per_block)]
+
+
 def extract_shards(shards: list[StateShard], model: ModelSpec, settings: ExtractConfig) -> ExtractionReport:
     """Run ONE pipeline `from_arrow -> map_batches(actor pool) -> write_parquet` over every shard of a model.
 
@@ -244,7 +274,7 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     remote_args = dict(num_gpus=plan.num_gpus, num_cpus=settings.num_cpus)
     if settings.resources:
         remote_args["resources"] = dict(settings.resources)
-    states = ray.data.from_arrow(tables).map_batches(
+    states = ray.data.from_arrow(input_blocks(tables, plan.batch_size, settings.concurrency)).map_batches(
         BlockStateExtractor,
         fn_constructor_kwargs=dict(
             model=asdict(model),
@@ -263,11 +293,11 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     )
     if len(shards) == 1:
         shards[0].out_dir.mkdir(parents=True, exist_ok=True)
-        states.drop_columns(["shard"]).write_parquet(str(shards[0].out_dir), partition_cols=["layer"])
+        states.drop_columns(["shard"]).write_parquet(str(shards[0].out_dir), partition_cols=["layer"], **PARQUET_ARGS)
     else:
         staging = shards[0].out_dir.parent / f".staging-{uuid.uuid4().hex[:12]}"
         try:
-            states.write_parquet(str(staging), partition_cols=["shard", "layer"])
+            states.write_parquet(str(staging), partition_cols=["shard", "layer"], **PARQUET_ARGS)
             for i, shard in enumerate(shards):
                 shard.out_dir.mkdir(parents=True, exist_ok=True)
                 for layer in shard.layers:
