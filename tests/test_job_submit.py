@@ -35,8 +35,12 @@ def head_node(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("rayhead")
     gcs_port, dashboard_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Every port explicit and free: the session's in-process Ray already runs a dashboard agent on the default
+    # agent ports, and a head node whose agent cannot bind them never accepts a job ("No available agent").
     start = [ray_bin, "start", "--head", "--num-cpus=2", "--node-ip-address=127.0.0.1",
              f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+             f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+             f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
              "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
     try:
