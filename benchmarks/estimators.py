@@ -42,7 +42,7 @@ from torch import nn
 
 from ie_ray.estimators.benchmark import correlated_gaussians
 from ie_ray.estimators.critic import NEGATIVE_SLOPE, funnel_widths
-from ie_ray.estimators.mine import MINEParams, fit_mine_ensemble, poly_decay_with_warmup
+from ie_ray.estimators.mine import MINEParams, ensemble_chunk_size, fit_mine_ensemble, poly_decay_with_warmup
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: The reference funnel: 10 Linear layers halving from the input width, down to 1 unit (1536 -> 768 -> ... -> 3 -> 1).
@@ -202,9 +202,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     fit_mine_ensemble(xs[:1], ys[:1], warm, [0])
     reference_fit(xs[0], ys[0], replace(ref_params, steps=2), 0)
 
-    log(f"(a) batched: one fit_mine_ensemble call over E={e} ...")
+    chunk = ensemble_chunk_size(params, n, d, d)
+    log(f"(a) batched: one fit_mine_ensemble call over E={e} (auto chunks of {chunk}) ...")
     batched, t_a = timed(lambda: fit_mine_ensemble(xs, ys, params, seeds))
     log(f"    {t_a:.1f} s")
+    log(f"(a1) batched: one fit_mine_ensemble call over E={e} as ONE ensemble (chunk_size={e}) ...")
+    unchunked, t_a1 = timed(lambda: fit_mine_ensemble(xs, ys, params, seeds, chunk_size=e))
+    log(f"    {t_a1:.1f} s")
     log(f"(b) one-by-one: {e} fit_mine_ensemble calls with E=1 ...")
     single, t_b = timed(
         lambda: [fit_mine_ensemble(xs[i : i + 1], ys[i : i + 1], params, [s])[0] for i, s in enumerate(seeds)]
@@ -216,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     log(f"    {t_c_k:.1f} s" + ("" if k == e else f" -> {t_c:.1f} s extrapolated to E={e}"))
 
     est_a = [r.mi_bits for r in batched]
+    est_a1 = [r.mi_bits for r in unchunked]
     est_b = [r.mi_bits for r in single]
     est_c = [r.mi_bits for r in ref]
     curve_diff = max(
@@ -226,6 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "max_abs_diff_estimate_bits": float(np.max(np.abs(np.subtract(est_a, est_b)))),
         "max_abs_diff_training_curve_bits": curve_diff,
         "all_equal": bool(np.array_equal(est_a, est_b)),
+        "unchunked_equal": bool(np.array_equal(est_a, est_a1)),
     }
 
     def mode(name: str, what: str, timed_n: int, wall: float, estimates: list[float], extrapolated: bool) -> dict:
@@ -244,7 +250,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         }
 
     modes = [
-        mode("a", f"batched: 1 x fit_mine_ensemble(E={e})", e, t_a, est_a, False),
+        mode("a", f"batched: 1 x fit_mine_ensemble(E={e}), auto chunks of {chunk}", e, t_a, est_a, False),
+        mode("a1", f"batched: 1 x fit_mine_ensemble(E={e}, chunk_size={e})", e, t_a1, est_a1, False),
         mode("b", f"one-by-one: {e} x fit_mine_ensemble(E=1)", e, t_b, est_b, False),
         mode("c", "reference loop (nn.Sequential, one at a time)", k, t_c, est_c, k < e),
     ]
@@ -277,7 +284,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "machine": info,
         "modes": modes,
         "a_vs_b": identical,
-        "ratios": {"b_over_a": t_b / t_a, "c_over_a": t_c / t_a},
+        "ratios": {"b_over_a": t_b / t_a, "c_over_a": t_c / t_a, "a1_over_a": t_a1 / t_a},
+        "auto_chunk": chunk,
     }
 
 
@@ -303,13 +311,16 @@ def to_markdown(res: dict) -> str:
     ab, r = res["a_vs_b"], res["ratios"]
     lines += [
         "",
-        f"- (b)/(a) = **{r['b_over_a']:.2f}**, (c)/(a) = **{r['c_over_a']:.2f}**",
+        f"- (b)/(a) = **{r['b_over_a']:.2f}**, (c)/(a) = **{r['c_over_a']:.2f}**"
+        + (f", (a1)/(a) = **{r['a1_over_a']:.2f}** (one unchunked ensemble vs auto chunks of {res['auto_chunk']})"
+           if "a1_over_a" in r else ""),
         f"- (a) vs (b): max |estimate diff| = {ab['max_abs_diff_estimate_bits']:.3g} bits, max |training-curve diff| = "
-        f"{ab['max_abs_diff_training_curve_bits']:.3g} bits (bit-identical estimates: {ab['all_equal']})",
+        f"{ab['max_abs_diff_training_curve_bits']:.3g} bits (bit-identical estimates: {ab['all_equal']}"
+        + (f"; (a1) identical to (a): {ab['unchunked_equal']})" if "unchunked_equal" in ab else ")"),
         f"- reference loop: {res['reference_loop']['nan_stops']} NaN stop(s); its readout is floored at 0 as in the "
         "reference (which would crash on a never-positive run)",
     ]
-    if res["modes"][2]["extrapolated_from_subset"]:
+    if res["modes"][-1]["extrapolated_from_subset"]:
         lines.append(
             f"- (c) was run on {cfg['reference_subset']} of {cfg['estimators']} problems and its wall time "
             "extrapolated linearly; its accuracy is over that subset"

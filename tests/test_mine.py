@@ -71,6 +71,33 @@ def test_ensemble_equals_one_by_one(n_layers: int) -> None:
         np.testing.assert_allclose(joint.bootstrap, alone.bootstrap, atol=1e-5)
 
 
+def test_chunked_ensemble_gives_the_same_values_as_one_ensemble() -> None:
+    params = MINEParams(steps=60, batch_size=128, n_bootstrap=30, min_width=16)
+    problems = [correlated_gaussians(16, 0.5 + i, 600, seed=i) for i in range(5)]
+    xs, ys = np.stack([p[0] for p in problems]), np.stack([p[1] for p in problems])
+    seeds = [3, 1, 4, 1, 5]
+    whole = fit_mine_ensemble(xs, ys, params, seeds, chunk_size=5)
+    for chunk in (1, 2, 3):
+        parts = fit_mine_ensemble(xs, ys, params, seeds, chunk_size=chunk)
+        assert [r.seed for r in parts] == seeds
+        for a, b in zip(whole, parts):
+            assert a.heldout_bits == pytest.approx(b.heldout_bits, abs=1e-5)
+            np.testing.assert_allclose(a.curve, b.curve, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        fit_mine_ensemble(xs, ys, params, seeds, chunk_size=-1)
+
+
+def test_auto_chunk_shrinks_as_the_critic_grows() -> None:
+    from ie_ray.estimators.mine import ENSEMBLE_CHUNK_BYTES, ensemble_chunk_size
+
+    small = ensemble_chunk_size(MINEParams(min_width=16, batch_size=64), 2000, 8, 8)
+    default = ensemble_chunk_size(MINEParams(), 2000, 64, 64)
+    huge = ensemble_chunk_size(MINEParams(), 2000, 768, 768)
+    assert small > default >= huge >= 1
+    # the default critic at d = 64 (2 x 256 rows x 512 units) is a few MB per estimator
+    assert default == ENSEMBLE_CHUNK_BYTES // (4 * (4 * 2 * 256 * 512 + 4 * 128 * 512))
+
+
 def test_same_seed_same_number_and_different_seed_differs() -> None:
     x, y = correlated_gaussians(4, 2.0, 600, seed=0)
     a = estimate_mine(x, y, QUICK, seed=3)
