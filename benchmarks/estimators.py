@@ -25,11 +25,7 @@ the implementation alone. `--params default` runs (a) and (b) on the package def
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_info, machine_line, write_outputs  # noqa: E402
 
 from ie_ray.estimators.benchmark import correlated_gaussians
 from ie_ray.estimators.critic import NEGATIVE_SLOPE, funnel_widths
@@ -157,31 +156,6 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
 
 def rel_errors(estimates: Sequence[float], truth: float) -> list[float]:
     return [abs(v - truth) / truth for v in estimates]
-
-
-def machine_info(threads: int) -> dict[str, object]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_threads_requested": threads,
-        # glibc malloc tunables change the batched mode's cost at large E (see benchmarks/README.md).
-        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))},
-    }
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -326,9 +300,7 @@ def to_markdown(res: dict) -> str:
             "extrapolated linearly; its accuracy is over that subset"
         )
     lines += [
-        f"- machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({m['cpus_usable']} usable), load average at start "
-        f"{m['loadavg_at_start']}, torch {m['torch']}, Python {m['python']}, {m['platform']}"
-        + (f", malloc env {m['malloc_env']}" if m["malloc_env"] else ""),
+        machine_line(m),
         f"- command: `{cfg['command']}`",
         "",
     ]
@@ -363,12 +335,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     res = run(args)
-    md = to_markdown(res)
-    print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(md)
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}", file=sys.stderr)
+    write_outputs(args.out, res, to_markdown(res))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ that the two give the same states for the same token.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from estimators import machine_info  # noqa: E402  (one description of the machine for every benchmark)
+from _report import machine_info, machine_line, write_outputs  # noqa: E402  (one machine description for all)
 
 from ie_ray.capture import pad_batch  # noqa: E402
 from ie_ray.config import ExtractConfig  # noqa: E402
@@ -408,9 +407,7 @@ def to_markdown(res: dict) -> str:
         "- input_blocks (several input blocks per actor, after) vs one input block per shard (before), tokens/s "
         "after / before: "
         + ", ".join(f"{k.rsplit('_', 1)[1]} **{v:.2f}**" for k, v in r.items() if k.startswith("split_over")),
-        f"- machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({m['cpus_usable']} usable), load average at start "
-        f"{[round(v, 1) for v in m['loadavg_at_start']]}, at end {[round(v, 1) for v in m['loadavg_at_end']]}, "
-        f"torch {m['torch']}, Python {m['python']}",
+        machine_line(m),
         f"- command: `{cfg['command']}`",
         "",
     ]
@@ -451,12 +448,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     args = parse_args(argv)
     res = run(args)
-    md = to_markdown(res)
-    print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(md)
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}", file=sys.stderr)
+    write_outputs(args.out, res, to_markdown(res))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from estimators import machine_info  # noqa: E402  (one description of the machine for every benchmark)
+from _report import machine_info, machine_line, write_outputs  # noqa: E402  (one machine description for all)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -250,9 +250,7 @@ def to_markdown(res: dict) -> str:
         f"- shards, first run: {first['shards'].get('computed')} computed, {first['shards'].get('reused')} reused; "
         f"rerun: {rerun['shards'].get('computed')} computed, {rerun['shards'].get('reused')} reused",
         f"- extraction actors' model load (first run): {load} s",
-        f"- machine: {m['cpu_model']}, {m['cpu_count']} CPUs ({m['cpus_usable']} usable), load average at start "
-        f"{[round(v, 1) for v in m['loadavg_at_start']]}, at end {[round(v, 1) for v in m['loadavg_at_end']]}, "
-        f"torch {m['torch']}, Python {m['python']}",
+        machine_line(m),
         f"- command: `{res['config']['command']}`",
         "",
     ]
@@ -283,12 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         child(args)
         return
     res = run(args)
-    md = to_markdown(res)
-    print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    args.out.with_suffix(".md").write_text(md)
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}", file=sys.stderr)
+    write_outputs(args.out, res, to_markdown(res))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -228,7 +227,7 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
                 frame = _reduce_cell(config, params, plan.layers, cell.positions, cell.corpus.input_ids,
                                      plan.unique_tokens, macro[cell.key].directory, micro.directory,
                                      label=f"{spec.name} {cell.key}",
-                                     cache=EstimateCache(shards, states_key, params.to_dict(), model=spec.name,
+                                     cache=EstimateCache(shards, states_key, params.key_dict(), model=spec.name,
                                                          cell=cell.key))
                 frame.insert(0, "shots", cell.shots)
                 frame.insert(0, "corpus", cell.corpus_cfg.label)

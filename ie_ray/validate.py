@@ -181,7 +181,7 @@ def run_validation(
 def _part_digest(config: ValidationConfig, tasks: list[Task], n: int, estimator: str) -> str:
     """Hash of what one part's numbers depend on (threads excluded: they never change an estimate)."""
     settings = (asdict(config.gaussian) if estimator == "gaussian"
-                else asdict(replace(config.params_for(estimator), threads=None)))
+                else replace(config.params_for(estimator), threads=None).key_dict())
     key = dict(tasks=[asdict(t) for t in tasks], n=n, estimator=estimator, settings=settings)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 

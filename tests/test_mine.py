@@ -4,6 +4,7 @@ determinism, parameter validation and the paper preset's network."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,6 +97,29 @@ def test_auto_chunk_shrinks_as_the_critic_grows() -> None:
     assert small > default >= huge >= 1
     # the default critic at d = 64 (2 x 256 rows x 512 units) is a few MB per estimator
     assert default == ENSEMBLE_CHUNK_BYTES // (4 * (4 * 2 * 256 * 512 + 4 * 128 * 512))
+
+
+def test_early_stopping_keeps_the_best_checkpoint_and_stays_ensemble_exact() -> None:
+    # 64-dim Gaussians with 600 pairs: the default critic memorises them, so the final critic's held-out bound
+    # drops below the best checkpoint's; with early stopping the held-out split is still unseen by the choice.
+    params = MINEParams(steps=200, batch_size=128, n_bootstrap=30, early_stop_fraction=0.25)
+    problems = [correlated_gaussians(64, 1.0 + i, 600, seed=i) for i in range(2)]
+    xs, ys = np.stack([p[0] for p in problems]), np.stack([p[1] for p in problems])
+    stopped = fit_mine_ensemble(xs, ys, params, [5, 6])
+    plain = fit_mine_ensemble(xs, ys, replace(params, early_stop_fraction=0.0), [5, 6])
+    assert stopped[0].n_train == 360 and stopped[0].n_heldout == 120 and plain[0].n_train == 480
+    assert np.mean([r.mi_bits for r in stopped]) > np.mean([r.mi_bits for r in plain])
+    for (x, y), seed, joint in zip(problems, [5, 6], stopped):
+        alone = estimate_mine(x, y, params, seed=seed)
+        assert joint.heldout_bits == pytest.approx(alone.heldout_bits, abs=1e-5)
+    with pytest.raises(ValueError, match="early_stop_fraction must be in"):
+        MINEParams(early_stop_fraction=1.0).validate()
+
+
+def test_cache_keys_ignore_options_added_later_while_they_are_off() -> None:
+    assert "early_stop_fraction" not in MINEParams().key_dict()
+    assert MINEParams(early_stop_fraction=0.2).key_dict()["early_stop_fraction"] == 0.2
+    assert MINEParams().key_dict() == {k: v for k, v in MINEParams().to_dict().items() if k != "early_stop_fraction"}
 
 
 def test_same_seed_same_number_and_different_seed_differs() -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ie_ray import store
 from ie_ray.corpora.natural import TokenClasses, load_documents, sentences, tokenized
@@ -162,7 +163,8 @@ def generate_texts(
     records: list[dict] = []
     started = time.perf_counter()
     batches = [drawn[i:i + settings.batch_size] for i in range(0, len(drawn), settings.batch_size)]
-    for index, batch in enumerate(batches):
+    # generation is minutes per batch on a CPU: show where it is (stderr, one line per update)
+    for index, batch in enumerate(tqdm(batches, desc=f"generate {spec.name}", unit="batch", mininterval=10)):
         ids, mask = _left_padded(batch, pad_id, bos_id)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             # one seed per batch, derived from (seed, batch index): reproducible and independent of other batches

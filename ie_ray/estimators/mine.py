@@ -114,10 +114,24 @@ DEFAULT_EMA_RATE: float = 0.01
 #: MI(in + N; out + N'), finite and sensitive to the geometry of the map. 0 = off (the plain quantity).
 DEFAULT_NOISE_FRACTION: float = 0.0
 
-#: Rows (x estimators) per chunk when scoring held-out pairs, bounding memory on large held-out splits.
-#: Working-set budget of one ensemble chunk (see `ensemble_chunk_size`); sized by benchmarks/estimators.py
-#: `--chunks` on the 2-core EPYC (its L3 is 32 MB, shared).
+#: Early stopping (off by default): the fraction of the TRAINING split held back to choose the checkpoint. Every
+#: EARLY_STOP_EVERY steps the critic's bound is read on that slice, and each estimator ends with its best
+#: checkpoint; the held-out split stays unseen, so the readout is not biased by the choice. Why: at d >= 256
+#: with 2,000 pairs the critic memorises the training pairs within ~100 steps and its final held-out bound
+#: falls far below zero (results/validation); the best checkpoint is the one from before that.
+DEFAULT_EARLY_STOP_FRACTION: float = 0.0
+#: Steps between two readings of the early-stopping slice (and the last step is always read).
+EARLY_STOP_EVERY: int = 20
+#: Marginal shifts when reading the early-stopping slice: a cheap, noisier version of the held-out readout.
+EARLY_STOP_SHIFTS: int = 32
+#: Parameters that joined MINEParams after estimates were cached: left out of cache keys while they are at
+#: their off value, so adding an option never invalidates finished estimates that did not use it.
+_KEY_OMITTED_AT_DEFAULT: tuple[str, ...] = ("early_stop_fraction",)
+
+#: Working-set budget of one ensemble chunk (see `ensemble_chunk_size`), about half the 32 MB L3 of the
+#: 2-core EPYC this was measured on (benchmarks/estimators.py, modes (a) and (a1)).
 ENSEMBLE_CHUNK_BYTES: int = 16 << 20
+#: Rows (x estimators) per chunk when scoring held-out pairs, bounding memory on large held-out splits.
 _SCORE_CHUNK_ELEMENTS: int = 1 << 24
 #: Offset mixed into the seed of the bootstrap generator so it is not the torch stream of the same seed.
 _BOOTSTRAP_STREAM: int = 0xB007
@@ -147,6 +161,7 @@ class MINEParams:
     smile_tau: float = DEFAULT_SMILE_TAU
     ema_rate: float = DEFAULT_EMA_RATE
     noise_fraction: float = DEFAULT_NOISE_FRACTION
+    early_stop_fraction: float = DEFAULT_EARLY_STOP_FRACTION
 
     @classmethod
     def paper(cls) -> MINEParams:
@@ -185,6 +200,21 @@ class MINEParams:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def key_dict(self) -> dict[str, Any]:
+        """What a cached estimate's key hashes: every setting, except later-added options at their off value,
+        so that estimates cached before an option existed stay valid."""
+        default = MINEParams()
+        return {k: v for k, v in asdict(self).items()
+                if not (k in _KEY_OMITTED_AT_DEFAULT and v == getattr(default, k))}
+
+    def split_sizes_with_early_stop(self, n_samples: int) -> tuple[int, int, int]:
+        """(pairs trained on, pairs of the early-stopping slice, held-out pairs)."""
+        n_train, n_heldout = self.split_sizes(n_samples)
+        n_stop = round(self.early_stop_fraction * n_train) if self.early_stop_fraction > 0 else 0
+        if self.early_stop_fraction > 0:
+            n_stop = max(n_stop, 2)
+        return n_train - n_stop, n_stop, n_heldout
 
     def split_sizes(self, n_samples: int) -> tuple[int, int]:
         """(n_train, n_heldout) for n_samples pairs."""
@@ -249,6 +279,8 @@ class MINEParams:
         _require(self.smile_tau > 0, f"smile_tau must be > 0, got {self.smile_tau}")
         _require(0 < self.ema_rate <= 1, f"ema_rate must be in (0, 1], got {self.ema_rate}")
         _require(self.noise_fraction >= 0, f"noise_fraction must be >= 0 (0 = no noise), got {self.noise_fraction}")
+        _require(0 <= self.early_stop_fraction < 1,
+                 f"early_stop_fraction must be in [0, 1) (0 = off, e.g. 0.2), got {self.early_stop_fraction}")
         if n_samples is None:
             return
         n_train, n_heldout = self.split_sizes(n_samples)
@@ -265,6 +297,13 @@ class MINEParams:
             f"{n_samples} samples with heldout_fraction={self.heldout_fraction} leave {n_train} training "
             f"pairs; need at least 2",
         )
+        n_fit, n_stop, _ = self.split_sizes_with_early_stop(n_samples)
+        _require(
+            n_fit >= 2 and (n_stop == 0 or n_stop <= n_train - 2),
+            f"{n_samples} samples leave too few training pairs next to early_stop_fraction="
+            f"{self.early_stop_fraction}: lower it or give more samples",
+        )
+        n_train = n_fit
         _require(
             self.batch_size is None or self.batch_size <= n_train,
             f"batch_size={self.batch_size} > n_train={n_train} ({n_samples} samples, "
@@ -356,8 +395,8 @@ def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -
     y = torch.from_numpy(np.array(ys[..., :d], dtype=np.float32, order="C", copy=True))
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     critic = EnsembleFunnelCritic(x.shape[2], y.shape[2], params.n_layers, params.min_width, gens)
-    split = _split(x, y, params, gens)
-    curve, alive = _train(critic, split, params, gens)
+    split, stop_slice = _carve_early_stop(_split(x, y, params, gens), params)
+    curve, alive = _train(critic, split, params, gens, stop_slice)
     n_heldout = split.x_heldout.shape[1]
     with torch.no_grad():
         samples = _heldout_samples(critic, split, params, gens)
@@ -424,6 +463,18 @@ def _split(x: torch.Tensor, y: torch.Tensor, params: MINEParams, gens: list[torc
     return _Split(x_tr, y_tr, x_ho, y_ho)
 
 
+def _carve_early_stop(split: _Split, params: MINEParams) -> tuple[_Split, _Split | None]:
+    """Take the early-stopping slice off the end of the (already shuffled) training split: (what is trained
+    on, the slice as a _Split whose held-out part is the slice); None when early stopping is off."""
+    n_train = split.x_train.shape[1]
+    n_fit, n_stop, _ = params.split_sizes_with_early_stop(n_train + split.x_heldout.shape[1])
+    if n_stop == 0:
+        return split, None
+    fit = _Split(split.x_train[:, :n_fit], split.y_train[:, :n_fit], split.x_heldout, split.y_heldout)
+    stop = _Split(fit.x_train, fit.y_train, split.x_train[:, n_fit:], split.y_train[:, n_fit:])
+    return fit, stop
+
+
 def _add_isotropic_noise(
     train: torch.Tensor, heldout: torch.Tensor, fraction: float, gens: list[torch.Generator]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -445,10 +496,16 @@ def _standardize(train: torch.Tensor, heldout: torch.Tensor) -> tuple[torch.Tens
 
 
 def _train(
-    critic: EnsembleFunnelCritic, split: _Split, params: MINEParams, gens: list[torch.Generator]
+    critic: EnsembleFunnelCritic,
+    split: _Split,
+    params: MINEParams,
+    gens: list[torch.Generator],
+    stop_slice: _Split | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Maximise the objective; return the training-batch bound per step (steps, E) (the bound that is read out,
-    which for SMILE and MINE-EMA is plain DV, not the surrogate they follow) and which estimators stayed finite."""
+    which for SMILE and MINE-EMA is plain DV, not the surrogate they follow) and which estimators stayed finite.
+
+    With a `stop_slice`, each estimator's critic ends at its checkpoint with the best bound on that slice."""
     e, n_train = split.x_train.shape[:2]
     batch = params.batch_size or n_train
     full_batch = params.batch_size is None or params.batch_size == n_train
@@ -460,6 +517,7 @@ def _train(
     alive = torch.ones(e, dtype=torch.bool)
     curve = torch.full((params.steps, e), math.nan)
     ema = EMADenominator(params.ema_rate)
+    best: tuple[torch.Tensor, list[torch.Tensor]] | None = None
     for step in range(params.steps):
         if full_batch:
             xb, yb = split.x_train, split.y_train
@@ -481,7 +539,37 @@ def _train(
         curve[step] = torch.where(alive, bound.detach(), math.nan)
         _step_frozen_aware(optimizer, plist, alive)
         schedule.step()
+        if stop_slice is not None and ((step + 1) % EARLY_STOP_EVERY == 0 or step + 1 == params.steps):
+            best = _keep_best_checkpoint(critic, stop_slice, params, gens, alive, best)
+    if stop_slice is not None and best is not None:
+        with torch.no_grad():
+            for p, kept in zip(plist, best[1]):
+                p.copy_(kept)
     return curve, alive
+
+
+def _keep_best_checkpoint(
+    critic: EnsembleFunnelCritic,
+    stop_slice: _Split,
+    params: MINEParams,
+    gens: list[torch.Generator],
+    alive: torch.Tensor,
+    best: tuple[torch.Tensor, list[torch.Tensor]] | None,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Read the bound on the early-stopping slice; where it beats an estimator's best so far, copy that
+    estimator's parameters. Returns (best value per estimator, best parameters)."""
+    plist = list(critic.parameters())
+    with torch.no_grad():
+        samples = _heldout_samples(critic, stop_slice, replace(params, marginal_shifts=EARLY_STOP_SHIFTS), gens)
+        value = _HELDOUT_BOUND[params.objective](*samples)
+    value = torch.where(alive & torch.isfinite(value), value, -math.inf)
+    if best is None:
+        return value, [p.detach().clone() for p in plist]
+    better = value > best[0]
+    with torch.no_grad():
+        for kept, p in zip(best[1], plist):
+            kept.copy_(torch.where(_bcast(better, p), p.detach(), kept))
+    return torch.where(better, value, best[0]), best[1]
 
 
 def _pair_objective(
