@@ -379,6 +379,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, help="MINE steps for every neural estimator (default: the package's)")
     parser.add_argument("--infonce-batch", type=int, help=f"InfoNCE batch (default {DEFAULT_INFONCE_BATCH}; "
                                                           "0 = the shared batch size)")
+    parser.add_argument("--early-stop", type=float, metavar="FRACTION",
+                        help="early_stop_fraction for every neural estimator (default 0 = off, the package's)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, help="task seed (default 0)")
     parser.add_argument("--reuse-only", action="store_true",
@@ -402,6 +404,12 @@ def config_from_args(args) -> ValidationConfig:
         params = replace(params, steps=args.steps)
     if args.threads is not None:
         params = replace(params, threads=args.threads)
+    if getattr(args, "early_stop", None) is not None:
+        params = replace(params, early_stop_fraction=args.early_stop)
+        try:
+            params.validate()
+        except ValueError as err:
+            raise ConfigError(f"--early-stop: {err}") from None
     return replace(config, params=params, **changes)
 
 

@@ -183,3 +183,5 @@ def test_bad_validate_options_are_config_errors(tmp_path, capsys) -> None:
     assert "unknown estimator(s) ['mine']" in capsys.readouterr().err
     assert main(["validate", "--quick", "--samples", "50", "--out", str(tmp_path)]) == 2
     assert "50 samples do not fit the MINE settings" in capsys.readouterr().err
+    assert main(["validate", "--quick", "--early-stop", "1.5", "--out", str(tmp_path)]) == 2
+    assert "early_stop_fraction must be in [0, 1)" in capsys.readouterr().err
