@@ -319,7 +319,8 @@ def summary_markdown(table: pd.DataFrame, recs: pd.DataFrame, config: Validation
         f"N = {list(config.samples)} pairs each (see ie_ray/estimators/benchmark.py for the constructions).",
         f"- Neural estimators share one setting: steps={p.steps}, batch={p.batch_size}, lr={p.lr}, "
         f"layers={p.n_layers}, min_width={p.min_width}, held-out fraction={p.heldout_fraction}, "
-        f"marginal shifts={p.marginal_shifts}, bootstrap={p.n_bootstrap}; InfoNCE batch = "
+        f"marginal shifts={p.marginal_shifts}, bootstrap={p.n_bootstrap}, "
+        f"early stopping={'off' if not p.early_stop_fraction else f'on a {p.early_stop_fraction:g} slice of the training split'}; InfoNCE batch = "
         f"{config.infonce_batch_size or p.batch_size} (cap log2 B bits). "
         f"{'These are the package defaults (MINEParams(); threads aside).' if replace(p, threads=None) == MINEParams() else 'Not the package defaults.'}",
         "- Gaussian = closed form with Ledoit-Wolf shrinkage: exact for the gaussian family, a baseline elsewhere.",
