@@ -10,6 +10,8 @@ never travels without its own uncertainty.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -113,19 +115,26 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
 
     Intervals of the mean/sum assume independent layer estimates (each layer has its own estimators), so the
     half-widths combine in quadrature.
+
+    A layer whose E(l) has no value (its estimates failed and were blanked) is left out and counted in
+    `n_layers_missing`: the mean is then over the layers that have one (`n_layers`), and the sum is NaN,
+    because a sum over fewer layers is not comparable with a sum over all of them.
     """
     per_layer = layer_summary(ie)
     rows = []
     for (model, corpus, shots), group in per_layer.groupby(["model", "corpus", "shots"], sort=True):
-        half = ((group.ci_high - group.ci_low) / 2.0).to_numpy()
-        n = len(group)
-        mean, total = float(group.ie_bits.mean()), float(group.ie_bits.sum())
+        valid = group[np.isfinite(group.ie_bits.to_numpy(dtype=float))]
+        half = ((valid.ci_high - valid.ci_low) / 2.0).to_numpy()
+        n, missing = len(valid), len(group) - len(valid)
+        mean = float(valid.ie_bits.mean()) if n else math.nan
+        total = float(valid.ie_bits.sum()) if n and not missing else math.nan
         rows.append(
             dict(
                 model=model,
                 corpus=corpus,
                 shots=int(shots),
                 n_layers=n,
+                n_layers_missing=missing,
                 ie_mean_bits=mean,
                 ie_mean_ci_low=mean - float(np.sqrt((half**2).sum())) / n,
                 ie_mean_ci_high=mean + float(np.sqrt((half**2).sum())) / n,

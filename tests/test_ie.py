@@ -249,6 +249,18 @@ def test_model_summary_mean_and_sum() -> None:
     assert row.ie_mean_ci_high == pytest.approx(3.0 + half_sum / 3, abs=1e-12)
 
 
+def test_model_summary_leaves_out_a_blanked_layer_and_says_so() -> None:
+    ie = pd.DataFrame(
+        dict(model="m", corpus="c", shots=0, layer=[0, 1, 2], position=3, ie_bits=[2.0, math.nan, 4.0],
+             ci_low=[1.0, 4.0, 3.0], ci_high=[3.0, 10.0, 5.0])  # the blanked layer's interval must not count
+    )
+    row = model_summary(ie).iloc[0]
+    assert row.n_layers == 2 and row.n_layers_missing == 1
+    assert row.ie_mean_bits == pytest.approx(3.0)
+    assert row.ie_mean_ci_high - row.ie_mean_bits == pytest.approx(math.sqrt(2.0) / 2)
+    assert math.isnan(row.ie_sum_bits)  # a sum over 2 of 3 layers is not comparable with full sums
+
+
 def test_model_summary_one_row_per_model_corpus_shots() -> None:
     macro_b = {t: 2 * v for t, v in MACRO.items()}
     mi = frame(

@@ -128,9 +128,11 @@ EARLY_STOP_SHIFTS: int = 32
 #: their off value, so adding an option never invalidates finished estimates that did not use it.
 _KEY_OMITTED_AT_DEFAULT: tuple[str, ...] = ("early_stop_fraction",)
 
-#: Working-set budget of one ensemble chunk (see `ensemble_chunk_size`), about half the 32 MB L3 of the
-#: 2-core EPYC this was measured on (benchmarks/estimators.py, modes (a) and (a1)).
-ENSEMBLE_CHUNK_BYTES: int = 16 << 20
+#: Working-set budget of one ensemble chunk (see `ensemble_chunk_size`): a memory guard, not a cache size.
+#: Cache-sized chunks (16 MB, 3 critics) were measured slower than one whole ensemble on the 2-core EPYC
+#: (benchmarks/results/estimators.md: 60.3 s vs 49.0 s for 32 paper-preset fits), so chunks only keep a very
+#: large ensemble (hundreds of 768-dim critics) from exhausting memory.
+ENSEMBLE_CHUNK_BYTES: int = 1 << 30
 #: Rows (x estimators) per chunk when scoring held-out pairs, bounding memory on large held-out splits.
 _SCORE_CHUNK_ELEMENTS: int = 1 << 24
 #: Offset mixed into the seed of the bootstrap generator so it is not the torch stream of the same seed.
@@ -329,10 +331,9 @@ def fit_mine_ensemble(
     per problem. Result i equals `estimate_mine(xs[i], ys[i], params, seeds[i])` up to float rounding: the
     ensemble is only a way of using the hardware, never a change of the estimate.
 
-    The E estimators are trained `chunk_size` at a time (default: `ensemble_chunk_size`, which keeps one
-    chunk's working set inside a CPU's cache): one 32-wide ensemble of 512-unit critics streams ~100 MB per
-    step through DRAM and ran slower than 32 fits one by one, while chunks of a few are faster than both.
-    Chunking cannot change a value, for the same reason the ensemble cannot.
+    The E estimators are trained `chunk_size` at a time (default: `ensemble_chunk_size`, which bounds one
+    chunk's working set by ENSEMBLE_CHUNK_BYTES so that a large ensemble cannot exhaust memory). Chunking
+    cannot change a value, for the same reason the ensemble cannot.
     """
     xs, ys = np.asarray(xs), np.asarray(ys)
     if xs.ndim != 3 or ys.ndim != 3 or xs.shape[:2] != ys.shape[:2]:
