@@ -128,6 +128,7 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
         n, missing = len(valid), len(group) - len(valid)
         mean = float(valid.ie_bits.mean()) if n else math.nan
         total = float(valid.ie_bits.sum()) if n and not missing else math.nan
+        spread = float(np.sqrt((half**2).sum()))  # quadrature half-width of the sum
         rows.append(
             dict(
                 model=model,
@@ -136,11 +137,11 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
                 n_layers=n,
                 n_layers_missing=missing,
                 ie_mean_bits=mean,
-                ie_mean_ci_low=mean - float(np.sqrt((half**2).sum())) / n,
-                ie_mean_ci_high=mean + float(np.sqrt((half**2).sum())) / n,
+                ie_mean_ci_low=mean - spread / n if n else math.nan,
+                ie_mean_ci_high=mean + spread / n if n else math.nan,
                 ie_sum_bits=total,
-                ie_sum_ci_low=total - float(np.sqrt((half**2).sum())),
-                ie_sum_ci_high=total + float(np.sqrt((half**2).sum())),
+                ie_sum_ci_low=total - spread,
+                ie_sum_ci_high=total + spread,
             )
         )
     return pd.DataFrame(rows)

@@ -260,6 +260,11 @@ def test_model_summary_leaves_out_a_blanked_layer_and_says_so() -> None:
     assert row.ie_mean_ci_high - row.ie_mean_bits == pytest.approx(math.sqrt(2.0) / 2)
     assert math.isnan(row.ie_sum_bits)  # a sum over 2 of 3 layers is not comparable with full sums
 
+    # every layer blanked (e.g. all estimates of a tiny model failed): a row of NaNs, not a crash
+    none = model_summary(ie.assign(ie_bits=math.nan)).iloc[0]
+    assert none.n_layers == 0 and none.n_layers_missing == 3
+    assert all(math.isnan(none[c]) for c in ("ie_mean_bits", "ie_mean_ci_low", "ie_sum_bits", "ie_sum_ci_high"))
+
 
 def test_model_summary_one_row_per_model_corpus_shots() -> None:
     macro_b = {t: 2 * v for t, v in MACRO.items()}
