@@ -142,6 +142,7 @@ class EstimateCache:
 
     def __init__(self, shards, states_key: str, params: dict, **where) -> None:
         self.shards, self.states_key, self.params, self.where = shards, states_key, params, where
+        self._peeked: dict[str, dict] = {}
 
     def _key(self, job: EstimateJob) -> str:
         return self.shards.estimate_key(self.states_key, job, self.params)
@@ -150,9 +151,18 @@ class EstimateCache:
         self.shards.record("estimates", status, key, **self.where, layer=job.layer, position=job.position,
                            level=job.level, seed=job.seed)
 
-    def load(self, job: EstimateJob) -> dict | None:
+    def peek(self, job: EstimateJob) -> dict | None:
+        """The cached row, without counting it as reused yet; `load` later takes it from memory, so asking
+        "is everything cached?" before fitting reads each file once."""
         key = self._key(job)
         row = self.shards.load_estimate(key)
+        if row is not None:
+            self._peeked[key] = row
+        return row
+
+    def load(self, job: EstimateJob) -> dict | None:
+        key = self._key(job)
+        row = self._peeked.pop(key) if key in self._peeked else self.shards.load_estimate(key)
         if row is not None:
             self._record(job, key, "reused")
         return row

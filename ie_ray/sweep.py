@@ -303,8 +303,7 @@ def _reduce_cell(
     """Fit every estimate of one (model, corpus, shots) cell; states are read one layer at a time."""
     with_micro = config.micro == "single_token"
     jobs = plan_jobs(input_ids, layers, positions, list(config.seeds), with_micro=with_micro)
-    if cache is not None and all(job.n_distinct <= 1 or cache.shards.load_estimate(
-            cache.shards.estimate_key(cache.states_key, job, cache.params)) is not None for job in jobs):
+    if cache is not None and all(job.n_distinct <= 1 or cache.peek(job) is not None for job in jobs):
         # Every estimate is cached (a rerun): read no states and start no Ray (benchmarks/sweep.py).
         return fit_jobs(jobs, _no_states, params, config.reduce.estimators_per_task,
                         config.reduce.num_cpus_per_task, 0.0, progress_label=f"MI {label}", cache=cache)

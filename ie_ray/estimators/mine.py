@@ -213,9 +213,7 @@ class MINEParams:
     def split_sizes_with_early_stop(self, n_samples: int) -> tuple[int, int, int]:
         """(pairs trained on, pairs of the early-stopping slice, held-out pairs)."""
         n_train, n_heldout = self.split_sizes(n_samples)
-        n_stop = round(self.early_stop_fraction * n_train) if self.early_stop_fraction > 0 else 0
-        if self.early_stop_fraction > 0:
-            n_stop = max(n_stop, 2)
+        n_stop = max(round(self.early_stop_fraction * n_train), 2) if self.early_stop_fraction > 0 else 0
         return n_train - n_stop, n_stop, n_heldout
 
     def split_sizes(self, n_samples: int) -> tuple[int, int]:
@@ -299,9 +297,9 @@ class MINEParams:
             f"{n_samples} samples with heldout_fraction={self.heldout_fraction} leave {n_train} training "
             f"pairs; need at least 2",
         )
-        n_fit, n_stop, _ = self.split_sizes_with_early_stop(n_samples)
+        n_fit, _, _ = self.split_sizes_with_early_stop(n_samples)
         _require(
-            n_fit >= 2 and (n_stop == 0 or n_stop <= n_train - 2),
+            n_fit >= 2,
             f"{n_samples} samples leave too few training pairs next to early_stop_fraction="
             f"{self.early_stop_fraction}: lower it or give more samples",
         )
@@ -344,7 +342,7 @@ def fit_mine_ensemble(
         raise ValueError(f"need one seed per estimator: {xs.shape[0]} estimators, {len(seeds)} seeds")
     params.validate(n_samples=xs.shape[1])
     e = xs.shape[0]
-    chunk = chunk_size or ensemble_chunk_size(params, xs.shape[1], xs.shape[2], ys.shape[2])
+    chunk = ensemble_chunk_size(params, xs.shape[1], xs.shape[2], ys.shape[2]) if chunk_size is None else chunk_size
     if chunk < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk}")
     start = time.perf_counter()
