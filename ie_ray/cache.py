@@ -34,6 +34,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 # Modules whose source determines the bytes of each kind of shard.
 EXTRACTION_SOURCES = ("capture.py", "extract.py", "models.py")
 ESTIMATE_SOURCES = ("reduce.py", "estimators")
+READINGS_SOURCES = ("reduce_smoothed.py", "noise_scale.py", "entropy_limit.py", "estimators/smoothed.py")
 MARKER = "_COMPLETE.json"  # leading underscore: pyarrow's dataset reader skips it
 
 
@@ -127,6 +128,24 @@ class ShardCache:
         """Key of one estimate: the cell's states, the job's identity and the estimator, nothing else."""
         identity = {k: v for k, v in asdict(job).items() if k in ("layer", "position", "level", "seed")}
         return content_key("estimate-v1", code_version(ESTIMATE_SOURCES), states_key, identity, params)
+
+    def readings_key(self, states_key: str, problem: dict, params: dict) -> str:
+        """Key of one layer's smoothed / entropy-limit rows: the cell's states, the layer's problem (positions,
+        seeds, readings, scale rule, tolerance) and the smoothed-MI parameters."""
+        return content_key("readings-v1", code_version(READINGS_SOURCES), states_key, problem, params)
+
+    def load_readings(self, key: str) -> dict | None:
+        """{rows, scales} of a finished layer shard (None when absent or unreadable: recompute it)."""
+        payload = self.load_estimate(key)
+        if payload is None or not isinstance(payload.get("rows"), list):
+            return None
+        for row in payload["rows"]:
+            row["bootstrap_bits"] = np.asarray(row.get("bootstrap_bits", []), dtype=np.float64)
+        return payload
+
+    def save_readings(self, key: str, rows: list[dict], scales: list[dict]) -> None:
+        rows = [{k: (v.tolist() if isinstance(v, np.ndarray) else _plain(v)) for k, v in r.items()} for r in rows]
+        self.save_estimate(key, dict(rows=rows, scales=scales))
 
     def _estimate_path(self, key: str) -> Path:
         return self.root / "estimates" / key[:2] / f"{key}.json"

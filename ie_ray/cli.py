@@ -22,12 +22,14 @@ def _sweep(args: argparse.Namespace) -> int:
         shutil.rmtree(cache_dir)
     print(f"[ie-ray] run directory: {run_dir} (finished shards cached in {cache_dir})", flush=True)
     result = run_sweep(config, run_dir, cache_dir)
-    table = result.layers[["model", "corpus", "shots", "layer", "mi_macro_bits", "mi_micro_bits", "ie_bits",
-                           "ci_low", "ci_high", "macro_ceiling_bits", "flag"]]
-    print("\nE(l) = IE at the last position, per layer (bits, 95% interval):")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("\nModel-level IE:")
-    print(result.models.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    from ie_ray.report import layer_view, model_view
+
+    print(f"\nE(l) = IE at the last position, per layer (bits): headline {result.layers.headline.iloc[0]} "
+          "with its 95% interval, the entropy limit (what a perfect estimator of the paper's MI returns, exact "
+          "counts, capped at log2 N) and the paper's MINE reading; a flag other than ok marks a failed reading:")
+    print(layer_view(result.layers).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nModel-level IE (mean over the analysed layers):")
+    print(model_view(result.models).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\n[ie-ray] done; results in {run_dir} (report.md, ie.csv, mi.parquet, plots)")
     return 0
 

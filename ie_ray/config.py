@@ -22,6 +22,10 @@ from ie_ray.models import TORCH_DTYPES, ModelSpec
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "smoke.yaml"
 MICRO_MODES = ("single_token", "full_context")
 STORE_DTYPES = ("float32", "float16")
+#: The readings a sweep can make of every (layer, position): smoothed MI I_sigma (the headline), the entropy
+#: limit (exact counts), and the paper's neural MINE bound.
+READINGS = ("smoothed", "entropy_limit", "mine")
+MINE_POSITIONS = ("all", "last")
 
 
 CORPUS_KINDS = ("icl", "natural")
@@ -122,6 +126,42 @@ class SweepConfig:
     estimator: dict = field(default_factory=dict)
     extract: ExtractConfig = ExtractConfig()
     reduce: ReduceConfig = ReduceConfig()
+    readings: tuple[str, ...] = READINGS
+    smoothed: dict = field(default_factory=dict)
+    entropy_limit: dict = field(default_factory=dict)
+    mine: dict = field(default_factory=dict)
+
+    @property
+    def headline(self) -> str:
+        """The reading shown first (`ie_bits` of every table): smoothed MI when computed, else MINE."""
+        return "smoothed" if "smoothed" in self.readings else "mine"
+
+    def smoothed_params(self):
+        """The smoothed-MI parameters: package defaults with the `smoothed:` section's overrides."""
+        from ie_ray.estimators.smoothed import SmoothedParams
+
+        settings = {k: v for k, v in self.smoothed.items() if k != "scale_rule"}
+        try:
+            return SmoothedParams.from_dict(settings)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"smoothed: {exc}") from exc
+
+    @property
+    def scale_rule(self) -> str:
+        from ie_ray.noise_scale import DEFAULT_SCALE_RULE
+
+        return str(self.smoothed.get("scale_rule", DEFAULT_SCALE_RULE))
+
+    @property
+    def entropy_tolerance(self) -> float:
+        from ie_ray.entropy_limit import DEFAULT_TOLERANCE
+
+        return float(self.entropy_limit.get("tolerance", DEFAULT_TOLERANCE))
+
+    @property
+    def mine_positions(self) -> str:
+        """`all` (every analysed position, needed for IE by position) or `last` (only E(l): MINE is costly)."""
+        return str(self.mine.get("positions", "all"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -209,6 +249,14 @@ def _layers(value: Any) -> Union[str, tuple[int, ...], RelativeDepths]:
     return RelativeDepths(tuple(float(d) for d in items))
 
 
+def _readings(value: Any) -> tuple[str, ...]:
+    """Which readings to make, e.g. [smoothed, entropy_limit] (no MINE: no critic is trained)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items or any(v not in READINGS for v in items):
+        raise ConfigError(f"readings must be a non-empty list from {list(READINGS)}, got {value!r}")
+    return tuple(dict.fromkeys(items))
+
+
 def _positions(value: Any) -> Union[str, tuple[int, ...]]:
     """'all', 'last' (only the paper's E(l): the whole sequence, whatever its length) or a list of indices."""
     return "last" if value == "last" else _int_list(value, "positions", allow_all=True)
@@ -242,6 +290,10 @@ def parse_config(data: dict) -> SweepConfig:
         estimator=_mapping(data.get("estimator"), "estimator"),
         extract=_build(ExtractConfig, data.get("extract"), "extract"),
         reduce=_build(ReduceConfig, data.get("reduce"), "reduce"),
+        readings=_readings(data.get("readings", list(READINGS))),
+        smoothed=_mapping(data.get("smoothed"), "smoothed"),
+        entropy_limit=_mapping(data.get("entropy_limit"), "entropy_limit"),
+        mine=_mapping(data.get("mine"), "mine"),
     )
     validate_static(config)
     return config
@@ -282,6 +334,7 @@ def validate_static(config: SweepConfig) -> None:
     if config.reduce.estimators_per_task < 1:
         raise ConfigError("reduce.estimators_per_task must be >= 1")
     params = config.estimator_params()
+    _validate_readings(config)
 
     for i, corpus in enumerate(config.corpora):
         if corpus.kind not in CORPUS_KINDS:
@@ -298,12 +351,34 @@ def validate_static(config: SweepConfig) -> None:
         if corpus.n_samples < 10:
             raise ConfigError(f"corpora[{i}].n_samples={corpus.n_samples} is too small for an MI estimate")
         try:
-            params.validate(n_samples=corpus.n_samples)
+            if "mine" in config.readings:
+                params.validate(n_samples=corpus.n_samples)
         except ValueError as exc:
             raise ConfigError(f"corpora[{i}] with n_samples={corpus.n_samples}: estimator {exc}") from None
     labels = [c.label for c in config.corpora]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"corpus labels {labels} repeat; give each corpus its own `label`")
+
+
+def _validate_readings(config: SweepConfig) -> None:
+    """The `smoothed`, `entropy_limit` and `mine` sections: known keys, valid values."""
+    from ie_ray.noise_scale import SCALE_RULES
+
+    config.smoothed_params()
+    if config.scale_rule not in SCALE_RULES:
+        raise ConfigError(f"smoothed.scale_rule {config.scale_rule!r} is unknown; use one of {list(SCALE_RULES)}")
+    stray = sorted(set(config.entropy_limit) - {"tolerance"})
+    if stray:
+        raise ConfigError(f"unknown key(s) {stray} in entropy_limit; valid keys: ['tolerance']")
+    tolerance = config.entropy_limit.get("tolerance", 1e-3)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance > 0:
+        raise ConfigError(f"entropy_limit.tolerance must be a number > 0 (RMS per standardised coordinate), "
+                          f"got {tolerance!r}")
+    stray = sorted(set(config.mine) - {"positions"})
+    if stray:
+        raise ConfigError(f"unknown key(s) {stray} in mine; valid keys: ['positions']")
+    if config.mine_positions not in MINE_POSITIONS:
+        raise ConfigError(f"mine.positions must be one of {list(MINE_POSITIONS)}, got {config.mine_positions!r}")
 
 
 def _validate_icl_corpus(i: int, corpus: CorpusConfig) -> None:

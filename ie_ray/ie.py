@@ -118,7 +118,9 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
 
     A layer whose E(l) has no value (its estimates failed and were blanked) is left out and counted in
     `n_layers_missing`: the mean is then over the layers that have one (`n_layers`), and the sum is NaN,
-    because a sum over fewer layers is not comparable with a sum over all of them.
+    because a sum over fewer layers is not comparable with a sum over all of them. A layer whose E(l) carries a
+    flag (not converged, memorised critic, ...) is kept in the mean but its flag becomes the row's `flag`
+    (`n_layers_flagged` counts them), so no aggregate of a failed reading reads `ok`.
     """
     per_layer = layer_summary(ie)
     rows = []
@@ -129,6 +131,9 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
         mean = float(valid.ie_bits.mean()) if n else math.nan
         total = float(valid.ie_bits.sum()) if n and not missing else math.nan
         spread = float(np.sqrt((half**2).sum()))  # quadrature half-width of the sum
+        # an aggregate is only as sound as its layers: any flagged layer's flag travels with it
+        layer_flags = valid["flag"] if "flag" in valid.columns else pd.Series("ok", index=valid.index)
+        flags = sorted({f for v in layer_flags for f in str(v).split(",") if f not in ("ok", "constant", "")})
         rows.append(
             dict(
                 model=model,
@@ -142,6 +147,78 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
                 ie_sum_bits=total,
                 ie_sum_ci_low=total - spread,
                 ie_sum_ci_high=total + spread,
+                n_layers_flagged=int(sum(str(v) not in ("ok", "constant") for v in layer_flags)),
+                flag=",".join(flags) if flags else "ok",
             )
         )
     return pd.DataFrame(rows)
+
+
+# --- several readings of one quantity, side by side -------------------------------------------------------------
+
+TABLE_KEYS = ["model", "corpus", "shots", "layer", "position"]
+#: Column prefix of each reading in the side-by-side tables.
+READING_PREFIX = {"smoothed": "ie_sigma", "entropy_limit": "ie_limit", "mine": "ie_mine"}
+
+
+def ie_by_reading(mi: pd.DataFrame, micro_source: str = "micro") -> pd.DataFrame:
+    """IE for every reading of the MI table (one `information_emergence` per (reading, tau)), stacked long.
+
+    `mi` carries `reading` ("smoothed", "entropy_limit", "mine") and `tau` (the smoothed MI's noise fraction,
+    NaN for the others). Every reading goes through the one IE formula above, so they differ only in their MI.
+    """
+    frames = []
+    for (reading, tau), part in mi.groupby(["reading", "tau"], dropna=False, sort=True):
+        ie = information_emergence(part, micro_source=micro_source)
+        ie.insert(0, "tau", tau)
+        ie.insert(0, "reading", reading)
+        frames.append(ie)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def side_by_side(long: pd.DataFrame, headline: str, tau: float) -> pd.DataFrame:
+    """The IE table users read: the headline reading as `ie_bits` / `ci_low` / `ci_high` / `flag` (what
+    every aggregate and comparison uses), and each reading in its own columns next to it:
+    `ie_sigma_*` (smoothed MI at the headline tau), `ie_limit_*` (entropy limit), `ie_mine_*` (MINE)."""
+    def pick(reading: str) -> pd.DataFrame:
+        part = long[long.reading == reading]
+        if reading == "smoothed":
+            part = part[np.isclose(part.tau.astype(float), tau)]
+        return part
+
+    head = pick(headline)
+    table = head[TABLE_KEYS + ["mi_macro_bits", "mi_micro_bits", "ie_bits", "ci_low", "ci_high",
+                               "macro_ceiling_bits", "n_seeds", "flag"]].copy()
+    table.insert(len(TABLE_KEYS), "headline", f"smoothed tau={tau:g}" if headline == "smoothed" else headline)
+    for reading, prefix in READING_PREFIX.items():
+        part = pick(reading)
+        if part.empty:
+            continue
+        cols = {"ie_bits": f"{prefix}_bits", "ci_low": f"{prefix}_ci_low", "ci_high": f"{prefix}_ci_high",
+                "flag": f"{prefix}_flag", "mi_macro_bits": f"{prefix}_macro_bits",
+                "mi_micro_bits": f"{prefix}_micro_bits"}
+        if reading == "entropy_limit":  # exact counts: no interval, no flag of its own
+            cols = {k: v for k, v in cols.items() if k in ("ie_bits", "mi_macro_bits", "mi_micro_bits")}
+        table = table.merge(part[TABLE_KEYS + list(cols)].rename(columns=cols), on=TABLE_KEYS, how="outer")
+    if "smoothed" in set(long.reading):
+        table["tau"] = tau
+    return table.sort_values(TABLE_KEYS).reset_index(drop=True)
+
+
+def models_side_by_side(long: pd.DataFrame, headline: str, tau: float) -> pd.DataFrame:
+    """models.csv: model-level IE of the headline reading (`ie_mean_bits`, ...) and of every reading next to it
+    (`ie_sigma_mean_bits`, `ie_limit_mean_bits`, `ie_mine_mean_bits`, with intervals and flags)."""
+    table = model_summary(side_by_side(long, headline, tau))
+    keys = ["model", "corpus", "shots"]
+    for reading, prefix in READING_PREFIX.items():
+        part = long[long.reading == reading]
+        if reading == "smoothed":
+            part = part[np.isclose(part.tau.astype(float), tau)]
+        if part.empty:
+            continue
+        summary = model_summary(part)
+        wanted = ["ie_mean_bits", "ie_mean_ci_low", "ie_mean_ci_high", "flag"]
+        renamed = {c: c.replace("ie_", f"{prefix}_", 1) if c.startswith("ie_") else f"{prefix}_{c}"
+                   for c in wanted}
+        table = table.merge(summary[keys + wanted].rename(columns=renamed), on=keys, how="left")
+    return table

@@ -7,6 +7,7 @@ recorded as such with flag `constant` instead of asking a neural estimator to fi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,13 @@ RETRY_FLAGS = ("nan", "diverged")
 MAX_RETRIES = 1
 # An estimate this far above the entropy ceiling is flagged: the true MI cannot exceed the ceiling.
 ABOVE_CEILING_TOLERANCE_BITS = 0.25
+# A critic whose best training bound exceeds the entropy ceiling by more than this has memorised its training
+# pairs (no critic can find more information than there is): its held-out reading is not a sound number. Not 0:
+# the max over steps of a minibatch bound overshoots by noise alone; on the default job's healthy readings
+# (held-out within 0.1 bit of the ceiling) it overshot by 1.1-1.9 bits, on the failed ones by 7-20 bits.
+MEMORISED_MARGIN_BITS = 3.0
+# A held-out reading whose 95% interval is wider than this says nothing at the scale of IE (a few bits).
+MAX_INTERVAL_BITS = 4.0
 
 
 @dataclass(frozen=True)
@@ -190,9 +198,24 @@ def _job_row(job: EstimateJob, result: dict, attempt: int = 0) -> dict:
         row["flag"] = "nan"  # whatever the estimator said, a non-finite value is never an "ok" number
     if row["flag"] in RETRY_FLAGS:
         row["mi_bits"] = float("nan")
-    elif row["flag"] == "ok" and row["mi_bits"] > job.ceiling_bits + ABOVE_CEILING_TOLERANCE_BITS:
-        row["flag"] = "above_ceiling"
+    elif row["flag"] == "ok":
+        row["flag"] = reading_flag(row["mi_bits"], row["ci_low"], row["ci_high"], row.get("max_train_bits", math.nan),
+                                   job.ceiling_bits)
     return row
+
+
+def reading_flag(mi_bits: float, ci_low: float, ci_high: float, max_train_bits: float, ceiling_bits: float) -> str:
+    """The reducer's flag of a MINE reading that the estimator itself called ok, against the entropy ceiling:
+    `above_ceiling` (the value exceeds what any true MI can be), `memorised` (the best training bound exceeds the
+    ceiling by more than MEMORISED_MARGIN_BITS), `unstable` (the interval is wider than MAX_INTERVAL_BITS), else
+    ok. Any of these keeps every IE figure built on the reading from reading `ok`."""
+    if mi_bits > ceiling_bits + ABOVE_CEILING_TOLERANCE_BITS:
+        return "above_ceiling"
+    if math.isfinite(max_train_bits) and max_train_bits > ceiling_bits + MEMORISED_MARGIN_BITS:
+        return "memorised"
+    if ci_high - ci_low > MAX_INTERVAL_BITS:
+        return "unstable"
+    return "ok"
 
 
 def _constant_row(job: EstimateJob, params) -> dict:

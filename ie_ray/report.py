@@ -32,6 +32,51 @@ def plot_ie_by_position(ie: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def plot_ie_vs_tau(readings: pd.DataFrame, path: Path, title: str) -> None:
+    """E(l) (IE at the last position) against the noise fraction tau, one line per layer, with the entropy
+    limit as a dashed line: tau -> 0 climbs to the count, large tau falls to 0; where a layer sits in between
+    is the geometry of its map."""
+    smoothed = readings[readings.reading == "smoothed"]
+    limit = readings[readings.reading == "entropy_limit"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    cmap = plt.get_cmap("viridis")
+    layers = sorted(smoothed.layer.unique())
+    last = smoothed.position.max()
+    for k, layer in enumerate(layers):
+        part = smoothed[(smoothed.layer == layer) & (smoothed.position == last)].sort_values("tau")
+        color = cmap(k / max(1, len(layers) - 1))
+        ax.plot(part.tau, part.ie_bits, marker="o", color=color, label=f"block {layer}")
+        ax.fill_between(part.tau, part.ci_low, part.ci_high, color=color, alpha=0.15)
+        lim = limit[(limit.layer == layer) & (limit.position == last)]
+        if len(lim):
+            ax.axhline(float(lim.ie_bits.iloc[0]), color=color, ls="--", lw=0.8)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("tau (noise std per coordinate / sqrt(d), standardised states)")
+    ax.set_ylabel(f"IE_sigma at position {last} (bits)")
+    ax.set_title(title + " (dashed: entropy limit)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+#: Columns of the per-layer view, in reading order: headline with interval, entropy limit, MINE with interval.
+LAYER_VIEW = ["model", "corpus", "shots", "layer", "position", "ie_bits", "ci_low", "ci_high", "flag",
+              "ie_limit_bits", "ie_mine_bits", "ie_mine_ci_low", "ie_mine_ci_high", "ie_mine_flag"]
+MODEL_VIEW = ["model", "corpus", "shots", "n_layers", "ie_mean_bits", "ie_mean_ci_low", "ie_mean_ci_high", "flag",
+              "ie_limit_mean_bits", "ie_mine_mean_bits", "ie_mine_mean_ci_low", "ie_mine_mean_ci_high", "ie_mine_flag"]
+
+
+def layer_view(layers_table: pd.DataFrame) -> pd.DataFrame:
+    """E(l) per layer: the headline reading and its interval, the entropy limit, the MINE reading."""
+    return layers_table[[c for c in LAYER_VIEW if c in layers_table.columns]]
+
+
+def model_view(models_table: pd.DataFrame) -> pd.DataFrame:
+    return models_table[[c for c in MODEL_VIEW if c in models_table.columns]]
+
+
 def _markdown(frame: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return frame.to_markdown(index=False, floatfmt=floatfmt)
 
@@ -44,37 +89,59 @@ def _cross_model_lines(run_dir: Path, layers_table, models_table, infos: dict) -
     return write_cross_model_section(compare_tables(tables), run_dir)
 
 
-def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, infos: dict, timings: dict) -> None:
+def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, infos: dict, timings: dict,
+                 readings: pd.DataFrame | None = None, scales: pd.DataFrame | None = None) -> None:
     """Write the plots and report.md of a run directory."""
     plots = []
     for (model, corpus, shots), part in ie.groupby(["model", "corpus", "shots"], sort=True):
         name = store.safe_name(f"ie_{model}_{corpus}_{shots}shot") + ".png"
-        plot_ie_by_position(part, run_dir / name, f"{model} · {corpus} · {shots} shots")
+        plot_ie_by_position(part, run_dir / name, f"{model} · {corpus} · {shots} shots · {part.headline.iloc[0]}")
         plots.append(name)
+        if readings is not None and (readings.reading == "smoothed").any():
+            sel = readings[(readings.model == model) & (readings.corpus == corpus) & (readings.shots == shots)]
+            name = store.safe_name(f"ie_vs_tau_{model}_{corpus}_{shots}shot") + ".png"
+            plot_ie_vs_tau(sel, run_dir / name, f"{model} · {corpus} · {shots} shots")
+            plots.append(name)
     flags = mi.flag.value_counts().to_dict()
     model_rows = pd.DataFrame([
         dict(model=i.name, family=i.family, params_M=i.n_params / 1e6, layers=i.n_layers, hidden=i.hidden_size,
              dtype=i.dtype, bos=i.bos_prepended, revision=i.revision[:23])
         for i in infos.values()
     ])
-    layer_view = layers_table[["model", "corpus", "shots", "layer", "position", "mi_macro_bits", "mi_micro_bits",
-                               "ie_bits", "ci_low", "ci_high", "macro_ceiling_bits", "flag"]]
-    fitted = mi[mi.flag != "constant"]
+    mine = mi[mi.reading == "mine"]
+    fitted = mine[mine.flag != "constant"]
+    smoothed = mi[(mi.reading == "smoothed") & (mi.flag != "constant")]
     lines = [
         f"# IE report: {config.name}",
         "",
         "Information Emergence (arXiv 2405.12617): IE(l, t) = MI(block-l output; block-l input) of the prefix's "
         "last token (macro) minus the mean over positions 0..t of the same MI with each token fed alone (micro). "
-        "Bits. Intervals are 95% bootstrap intervals of the held-out estimates (pooled over seeds).",
+        "Bits. Intervals are 95% bootstrap intervals (pooled over seeds).",
+        "",
+        "## Three readings of every IE figure",
+        f"- **Headline: {ie.headline.iloc[0]}** (`ie_bits`, `ie_sigma_*`): IE of the smoothed MI "
+        "I_sigma = MI(in + sigma Z; out + sigma Z') of the empirical joint, sigma = tau * sqrt(d) per coordinate "
+        "after per-dimension standardisation (tau is the noise relative to the typical distance between states). "
+        "Well-posed and finite: it counts how many (input, output) configurations stay distinguishable at that "
+        "noise. Flag `not_converged`: the reading on half the samples differs from the full one by more than "
+        "max(0.05 bit, 5%) (the plug-in still moves with N).",
+        "- **Entropy limit** (`ie_limit_bits`): what a perfect estimator of the paper's MI would return: block "
+        "states are deterministic functions of the prefix, so MI(in; out) = H(out), counted exactly from "
+        "distinct states (tolerance in `manifest.json`). Capped at log2 N by the plug-in.",
+        "- **MINE** (`ie_mine_*`): the paper's neural bound (held-out readout). A reading whose critic memorised "
+        "(best training bound more than 3 bits above the entropy ceiling) or whose interval is wider than 4 bits "
+        "is flagged and never counts as ok.",
         "",
         "## Models",
         _markdown(model_rows),
         "",
         "## Model-level IE (mean and sum over the analysed layers of E(l) = IE at the last position)",
-        _markdown(models_table),
+        _markdown(model_view(models_table)),
+        "",
+        "Full table with sums and every reading's interval: `models.csv`.",
         "",
         "## Per-layer E(l)",
-        _markdown(layer_view),
+        _markdown(layer_view(layers_table)),
         "",
         "## IE by position (bits)",
         _markdown(ie.pivot_table(index=["model", "corpus", "shots", "position"], columns="layer",
@@ -84,12 +151,16 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
         "",
         *(_cross_model_lines(run_dir, layers_table, models_table, infos) if len(infos) >= 2 else []),
         "## How far to trust these numbers",
-        f"- {len(mi)} MI estimates: {len(fitted)} fitted with `{mi.estimator.iloc[0]}`, "
-        f"{len(mi) - len(fitted)} exact zeros (the input takes one value, e.g. the list separator at the micro level).",
-        f"- Flags: {flags}. `above_ceiling` marks an estimate more than 0.25 bit above the entropy of the inputs, "
-        "which no true MI can exceed (block states are deterministic functions of the tokens).",
-        f"- Mean fitted estimate / ceiling: {fitted.mi_bits.mean():.2f} / {fitted.ceiling_bits.mean():.2f} bits."
-        if len(fitted) else "- No fitted estimates.",
+        f"- {len(mi)} MI rows: {len(smoothed)} smoothed readings (every tau of the grid), "
+        f"{int((mi.reading == 'entropy_limit').sum())} entropy-limit counts, {len(fitted)} MINE estimates "
+        f"fitted with `{fitted.estimator.iloc[0] if len(fitted) else 'mine'}`; exact zeros where the input takes "
+        "one value (the list separator fed alone).",
+        f"- Flags (all readings): {flags}. `above_ceiling` marks a MINE estimate more than 0.25 bit above the "
+        "entropy of the inputs, which no true MI can exceed; `memorised` and `unstable` mark MINE readings whose "
+        "critic memorised or whose interval is too wide to mean anything.",
+        f"- Mean MINE estimate / ceiling: {fitted.mi_bits.mean():.2f} / {fitted.ceiling_bits.mean():.2f} bits."
+        if len(fitted) else "- No MINE estimates (readings without `mine`: no critic was trained).",
+        *(_scale_lines(scales) if scales is not None and not scales.empty else []),
         "- Neural MI estimates of high-dimensional states on a few thousand samples can fall below the ceiling "
         "(the critic did not find all the structure) or overshoot it (held-out noise of the DV bound); compare "
         "IE across layers, positions and models measured with the same settings, not against the paper's "
@@ -98,8 +169,18 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
         "## Timings (s)",
         _markdown(pd.DataFrame([dict(stage=k, seconds=v) for k, v in timings.items()]), floatfmt=".1f"),
         "",
-        "Files: `mi.parquet` (one row per estimate), `ie.parquet`/`ie.csv` (one row per layer x position), "
+        "Files: `mi.parquet` (one row per estimate and reading), `ie.parquet`/`ie.csv` (one row per layer x "
+        "position, readings side by side), `ie_readings.csv` (every reading and tau, long), `scales.csv`, "
         "`layers.csv`, `models.csv`, `manifest.json` (versions, hashes, timings), `config.yaml`.",
         "",
     ]
     store.write_text(run_dir / "report.md", "\n".join(lines))
+
+
+def _scale_lines(scales: pd.DataFrame) -> list[str]:
+    """How the smoothed MI's noise scale was set, per block side: the rule and which positions were left out."""
+    rule = scales.rule.iloc[0]
+    sinks = sorted({p for v in scales.sink_positions for p in list(v)})
+    return [f"- Noise scale: rule `{rule}`, one per block input and output, shared by macro and micro readings; "
+            f"positions found to be attention sinks (mean norm > 10x the median position's): {sinks or 'none'}"
+            + (" (left out of the scale)." if rule == "pooled_no_sink" and sinks else ".")]

@@ -226,3 +226,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+#: GPU share of one smoothed-MI task under `auto`: a task holds one layer's states plus `memory_mb` (512 MB by
+#: default) of chunked work arrays, so a quarter of any data-centre GPU holds one with room to spare.
+SMOOTHED_GPU_SHARE: float = 0.25
+
+
+def smoothed_gpus(num_gpus_per_task: float | str) -> float:
+    """num_gpus of a smoothed-MI / entropy-limit layer task: the config's number, or for `auto` a
+    SMOOTHED_GPU_SHARE of a GPU when the cluster has one (0 otherwise: the task runs on its CPUs)."""
+    if num_gpus_per_task != "auto":
+        return float(num_gpus_per_task)
+    return SMOOTHED_GPU_SHARE if gpu_memory_from_cluster() else 0.0

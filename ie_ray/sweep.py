@@ -23,10 +23,11 @@ from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
 from ie_ray.corpora.build import Corpus, build_corpus, corpus_shots
 from ie_ray.errors import ConfigError
 from ie_ray.extract import StateShard, extract_shards
-from ie_ray.ie import information_emergence, layer_summary, model_summary
+from ie_ray.ie import ie_by_reading, layer_summary, models_side_by_side, side_by_side
 from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
 from ie_ray.reduce import EstimateCache, EstimateJob, fit_jobs, plan_jobs
-from ie_ray.resources import estimator_gpus
+from ie_ray.reduce_smoothed import LayerProblem, reduce_layer, rows_frame
+from ie_ray.resources import estimator_gpus, smoothed_gpus
 
 
 @dataclass
@@ -194,6 +195,7 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
     manifest: dict = dict(config_hash=config.content_hash(), versions=_versions(), models={}, corpora={},
                           cache_dir=str(shards.root), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     mi_frames: list[pd.DataFrame] = []
+    scale_frames: list[pd.DataFrame] = []
     infos: dict[str, ModelInfo] = {}
     for plan in plans:
         spec = plan.spec
@@ -224,35 +226,51 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
         with timer.stage(f"reduce {spec.name}"):
             for cell in plan.cells:
                 states_key = content_key(macro[cell.key].key, micro.key if config.micro == "single_token" else "")
-                frame = _reduce_cell(config, params, plan.layers, cell.positions, cell.corpus.input_ids,
-                                     plan.unique_tokens, macro[cell.key].directory, micro.directory,
-                                     label=f"{spec.name} {cell.key}",
-                                     cache=EstimateCache(shards, states_key, params.key_dict(), model=spec.name,
-                                                         cell=cell.key))
-                frame.insert(0, "shots", cell.shots)
-                frame.insert(0, "corpus", cell.corpus_cfg.label)
-                frame.insert(0, "model", spec.name)
-                mi_frames.append(frame)
+                reduction = _reduce_cell(config, params, plan.layers, cell.positions, cell.corpus.input_ids,
+                                         plan.unique_tokens, macro[cell.key].directory, micro.directory,
+                                         label=f"{spec.name} {cell.key}",
+                                         cache=EstimateCache(shards, states_key, params.key_dict(),
+                                                             model=spec.name, cell=cell.key),
+                                         shards=shards, states_key=states_key)
+                for frame in (reduction.mi, reduction.scales):
+                    if frame.empty:
+                        continue
+                    frame.insert(0, "shots", cell.shots)
+                    frame.insert(0, "corpus", cell.corpus_cfg.label)
+                    frame.insert(0, "model", spec.name)
+                mi_frames.append(reduction.mi)
+                scale_frames.append(reduction.scales)
     with timer.stage("tables"):
         mi = pd.concat(mi_frames, ignore_index=True)
-        mi["estimator"] = f"mine-{params.objective}/{params.readout}"
+        mi["estimator"] = np.where(mi.reading == "mine", f"mine-{params.objective}/{params.readout}", mi.reading)
         mi["n_params"] = mi.model.map(lambda m: infos[m].n_params)
-        ie = information_emergence(mi, micro_source="micro" if config.micro == "single_token" else "macro")
+        tau = config.smoothed_params().tau
+        readings = ie_by_reading(mi, micro_source="micro" if config.micro == "single_token" else "macro")
+        ie = side_by_side(readings, config.headline, tau)
         layers_table = layer_summary(ie)
-        models_table = model_summary(ie)
+        models_table = models_side_by_side(readings, config.headline, tau)
         store.write_table(run_dir / "mi.parquet", mi)
         store.write_table(run_dir / "ie.parquet", ie, csv=True)
+        store.write_table(run_dir / "ie_readings.parquet", readings, csv=True)
+        scales = pd.concat([f for f in scale_frames if not f.empty], ignore_index=True) \
+            if any(not f.empty for f in scale_frames) else pd.DataFrame()
+        if not scales.empty:
+            store.write_table(run_dir / "scales.parquet", scales, csv=True)
         store.write_table(run_dir / "layers.parquet", layers_table, csv=True)
         store.write_table(run_dir / "models.parquet", models_table, csv=True)
     from ie_ray.report import write_report
 
     with timer.stage("report"):
-        write_report(run_dir, config, mi, ie, layers_table, models_table, infos, timer.seconds)
+        write_report(run_dir, config, mi, ie, layers_table, models_table, infos, timer.seconds, readings=readings,
+                     scales=scales)
     manifest["timings_s"] = timer.seconds
     manifest["shards"] = dict(reused=shards.reused, computed=shards.computed)  # which ones: shards.csv
     store.write_table(run_dir / "shards.parquet", pd.DataFrame(shards.log), csv=True)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest["estimator_params"] = {k: v for k, v in params.__dict__.items()}
+    manifest["readings"] = dict(readings=list(config.readings), headline=config.headline,
+                                smoothed=config.smoothed_params().key_dict(), scale_rule=config.scale_rule,
+                                entropy_tolerance=config.entropy_tolerance, mine_positions=config.mine_positions)
     store.write_json(run_dir / "manifest.json", manifest)
     print(f"[ie-ray] shards reused: {shards.reused}; computed: {shards.computed}", flush=True)
     return SweepResult(run_dir, mi, ie, layers_table, models_table, timer.seconds)
@@ -288,6 +306,14 @@ def _no_states(job: EstimateJob) -> tuple[np.ndarray, np.ndarray]:
     raise RuntimeError(f"estimate {job} is cached; its states should never be needed")
 
 
+@dataclass
+class CellReduction:
+    """What the reducer made of one cell: MI rows of every reading, and the noise scale of each block side."""
+
+    mi: pd.DataFrame
+    scales: pd.DataFrame
+
+
 def _reduce_cell(
     config: SweepConfig,
     params,
@@ -299,14 +325,33 @@ def _reduce_cell(
     micro_dir: Path,
     label: str,
     cache: EstimateCache | None = None,
-) -> pd.DataFrame:
-    """Fit every estimate of one (model, corpus, shots) cell; states are read one layer at a time."""
+    shards: ShardCache | None = None,
+    states_key: str = "",
+) -> CellReduction:
+    """Every reading of one (model, corpus, shots) cell: the smoothed MI and entropy limit (one Ray task per
+    layer, `reduce_smoothed.py`) and the MINE estimates (`reduce.py`). States are read only when something is
+    missing from the cache."""
     with_micro = config.micro == "single_token"
-    jobs = plan_jobs(input_ids, layers, positions, list(config.seeds), with_micro=with_micro)
-    if cache is not None and all(job.n_distinct <= 1 or cache.peek(job) is not None for job in jobs):
-        # Every estimate is cached (a rerun): read no states and start no Ray (benchmarks/sweep.py).
-        return fit_jobs(jobs, _no_states, params, config.reduce.estimators_per_task,
-                        config.reduce.num_cpus_per_task, 0.0, progress_label=f"MI {label}", cache=cache)
+    mine_positions = [max(positions)] if config.mine_positions == "last" else positions
+    jobs = (plan_jobs(input_ids, layers, mine_positions, list(config.seeds), with_micro=with_micro)
+            if "mine" in config.readings else [])
+    well_posed = [r for r in config.readings if r != "mine"]
+    sparams = config.smoothed_params()
+    problems = {layer: LayerProblem(layer, tuple(positions), tuple(range(max(positions) + 1)) if with_micro else (),
+                                    tuple(config.seeds), tuple(well_posed), config.scale_rule,
+                                    config.entropy_tolerance)
+                for layer in layers} if well_posed else {}
+    layer_keys = {layer: shards.readings_key(states_key, p.key_dict(), sparams.key_dict())
+                  for layer, p in problems.items()} if shards is not None else {}
+    done = {layer: shards.load_readings(key) for layer, key in layer_keys.items()} if shards is not None else {}
+    done = {layer: payload for layer, payload in done.items() if payload is not None}
+    mine_cached = cache is not None and all(job.n_distinct <= 1 or cache.peek(job) is not None for job in jobs)
+    if mine_cached and len(done) == len(problems):
+        # Everything is cached (a rerun): read no states and start no Ray (benchmarks/sweep.py).
+        frames = [fit_jobs(jobs, _no_states, params, config.reduce.estimators_per_task,
+                           config.reduce.num_cpus_per_task, 0.0, progress_label=f"MI {label}", cache=cache)] \
+            if jobs else []
+        return _cell_reduction(frames, done, shards, layer_keys, params)
     init_ray()
     position_index = {p: j for j, p in enumerate(positions)}
     token_row = np.searchsorted(unique_tokens, input_ids)  # (N, T): row of each token's micro state
@@ -321,6 +366,9 @@ def _reduce_cell(
             _, mpre, mpost = store.read_layer_states(micro_dir, layer)
             micro_states[layer] = (mpre[:, 0], mpost[:, 0])
 
+    pending = _submit_layer_readings(config, sparams, problems, done, input_ids, macro_states, micro_states,
+                                     token_row if with_micro else None)
+
     def states_for(job: EstimateJob) -> tuple[np.ndarray, np.ndarray]:
         if job.level == "macro":
             pre, post = macro_states[job.layer]
@@ -330,10 +378,66 @@ def _reduce_cell(
         rows = token_row[:, job.position]
         return pre[rows], post[rows]
 
-    num_gpus = estimator_gpus(config.reduce.num_gpus_per_task, params, config.reduce.estimators_per_task,
-                              len(input_ids), next(iter(macro_states.values()))[0].shape[-1])
-    return fit_jobs(
-        jobs, states_for, params, config.reduce.estimators_per_task,
-        config.reduce.num_cpus_per_task, num_gpus, progress_label=f"MI {label}",
-        cache=cache,
-    )
+    frames = []
+    if jobs:
+        num_gpus = estimator_gpus(config.reduce.num_gpus_per_task, params, config.reduce.estimators_per_task,
+                                  len(input_ids), next(iter(macro_states.values()))[0].shape[-1])
+        frames.append(fit_jobs(jobs, states_for, params, config.reduce.estimators_per_task,
+                               config.reduce.num_cpus_per_task, num_gpus, progress_label=f"MI {label}",
+                               cache=cache))
+    done.update(_collect_layer_readings(pending, shards, layer_keys, label))
+    return _cell_reduction(frames, done, shards, layer_keys, params)
+
+
+def _submit_layer_readings(config, sparams, problems, done, input_ids, macro_states, micro_states, token_row):
+    """One Ray task per layer that is not cached: its states travel once, all its problems are fitted in it."""
+    import ray
+
+    remote = ray.remote(reduce_layer).options(num_cpus=config.reduce.num_cpus_per_task,
+                                              num_gpus=smoothed_gpus(config.reduce.num_gpus_per_task),
+                                              max_retries=2)
+    ids = ray.put(input_ids)
+    rows_ref = ray.put(token_row) if token_row is not None else None
+    pending = {}
+    for layer, problem in problems.items():
+        if layer in done:
+            continue
+        pre, post = macro_states[layer]
+        mpre, mpost = micro_states.get(layer, (None, None))
+        ref = remote.remote(problem, sparams, ids, pre, post, mpre, mpost, rows_ref, config.reduce.num_cpus_per_task)
+        pending[ref] = layer
+    return pending
+
+
+def _collect_layer_readings(pending: dict, shards: ShardCache | None, layer_keys: dict, label: str) -> dict:
+    """Wait for the layer tasks; save each one's rows the moment it returns (a killed driver loses only tasks
+    in flight)."""
+    import ray
+    from tqdm.auto import tqdm
+
+    out = {}
+    with tqdm(total=len(pending), desc=f"smoothed MI + entropy limit {label}", unit="layer") as bar:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            layer = pending.pop(ready[0])
+            payload = ray.get(ready[0])
+            if shards is not None:
+                shards.save_readings(layer_keys[layer], payload["rows"], payload["scales"])
+                shards.record("estimates", "computed", layer_keys[layer], layer=layer, reading="smoothed+limit")
+            out[layer] = payload
+            bar.update(1)
+    return out
+
+
+def _cell_reduction(frames: list[pd.DataFrame], done: dict, shards, layer_keys: dict, params) -> CellReduction:
+    """Stack the MINE rows and the per-layer smoothed / entropy-limit rows into one tidy table."""
+    for frame in frames:
+        frame["reading"] = "mine"
+        frame["tau"] = np.nan
+        frame.loc[:, "objective"] = frame["objective"].fillna(params.objective)
+    well_posed = [r for layer in sorted(done) for r in done[layer]["rows"]]
+    if well_posed:
+        frames.append(rows_frame(well_posed))
+    scales = pd.DataFrame([s for layer in sorted(done) for s in done[layer]["scales"]])
+    mi = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return CellReduction(mi, scales)

@@ -1,15 +1,23 @@
 """Mutual-information estimators: MINE-style neural bounds (DV, NWJ, InfoNCE, SMILE, MINE's moving-average DV)
-fitted as batched ensembles, and the closed-form Gaussian baseline."""
+fitted as batched ensembles, the closed-form Gaussian baseline, and the smoothed MI I_sigma of the empirical joint
+(the headline reading of a sweep)."""
 
 from ie_ray.estimators.bounds import dv_bound_bits, infonce_bound_bits, nwj_bound_bits
 from ie_ray.estimators.critic import EnsembleFunnelCritic, funnel_widths
 from ie_ray.estimators.diagnostics import FLAGS, diagnose
 from ie_ray.estimators.gaussian import GaussianParams, estimate_gaussian, gaussian_mi_bits, ledoit_wolf_shrinkage
-from ie_ray.estimators.interface import ESTIMATORS, estimate
+from ie_ray.estimators.interface import ALL_ESTIMATORS, ESTIMATORS, estimate
 from ie_ray.estimators.mine import OBJECTIVES, MINEParams, estimate_mine, fit_mine_ensemble
 from ie_ray.estimators.result import MIResult
+from ie_ray.estimators.smoothed import Scale, SmoothedParams, SmoothedResult, smoothed_mi, smoothed_mi_batch
 
 __all__ = [
+    "ALL_ESTIMATORS",
+    "Scale",
+    "SmoothedParams",
+    "SmoothedResult",
+    "smoothed_mi",
+    "smoothed_mi_batch",
     "ESTIMATORS",
     "FLAGS",
     "OBJECTIVES",

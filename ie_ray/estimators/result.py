@@ -15,7 +15,7 @@ import numpy as np
 
 from ie_ray.estimators.diagnostics import Flag
 
-Readout = Literal["heldout", "max", "gaussian"]
+Readout = Literal["heldout", "max", "gaussian", "smoothed"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class MIResult:
     distribution that resampling could recover. The closed-form Gaussian estimator (readout "gaussian") has no
     training: its `mi_bits` and train readouts are the train-split value, its interval describes that value,
     and its `curve` is empty.
+
+    The smoothed estimator (readout "smoothed", `smoothed.py`) has no training either: `tau` is its noise
+    fraction, `half_sample_bits` the same estimate from a random half of the samples (the convergence check) and
+    `mc_se_bits` its Monte Carlo standard error; these are NaN for the other estimators.
 
     `objective` names the bound (or "gaussian"). `bound_cap_bits` is the most the reported value can be for any
     critic and any data: log2 of the contrasted batch for InfoNCE, inf for the other bounds. An InfoNCE value
@@ -62,6 +66,9 @@ class MIResult:
     flag: Flag = "ok"
     objective: str = "dv"
     bound_cap_bits: float = math.inf
+    tau: float = math.nan
+    half_sample_bits: float = math.nan
+    mc_se_bits: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -87,4 +94,7 @@ class MIResult:
             "flag": self.flag,
             "objective": self.objective,
             "bound_cap_bits": float(self.bound_cap_bits),
+            "tau": float(self.tau),
+            "half_sample_bits": float(self.half_sample_bits),
+            "mc_se_bits": float(self.mc_se_bits),
         }
