@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ie_ray.config import parse_config
-from ie_ray.ie import information_emergence
+from ie_ray.ie import ie_by_reading, information_emergence, side_by_side
 from ie_ray.sweep import run_sweep
 
 TINY_SWEEP = {
@@ -35,10 +35,10 @@ def tiny_run(ray_local, tmp_path_factory):
 def test_run_directory_holds_every_artefact(tiny_run):
     run_dir = tiny_run.run_dir
     for name in ["config.yaml", "manifest.json", "mi.parquet", "ie.parquet", "ie.csv", "layers.csv",
-                 "models.csv", "report.md"]:
+                 "models.csv", "report.md", "ie_readings.csv", "scales.csv"]:
         assert (run_dir / name).is_file(), name
     pngs = sorted(p.name for p in run_dir.glob("*.png"))
-    assert len(pngs) == 2  # one plot per (model, corpus, shots)
+    assert len(pngs) == 4  # per (model, corpus, shots): IE by position, and IE against tau
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert set(manifest["models"]) == {"tiny-llama", "tiny-gpt2"}
     assert manifest["models"]["tiny-llama"]["n_layers"] == 4
@@ -50,12 +50,15 @@ def test_run_directory_holds_every_artefact(tiny_run):
 
 
 def test_mi_table_schema_and_counts(tiny_run):
-    mi = pd.read_parquet(tiny_run.run_dir / "mi.parquet")
+    every = pd.read_parquet(tiny_run.run_dir / "mi.parquet")
     for column in ["model", "corpus", "shots", "layer", "position", "level", "mi_bits", "n_samples", "estimator",
-                   "seed", "ceiling_bits", "ci_low", "ci_high", "flag"]:
-        assert column in mi.columns, column
-    # per model: 2 layers x (4 macro positions + 4 micro positions) x 1 seed
-    assert mi.groupby("model").size().to_dict() == {"tiny-gpt2": 16, "tiny-llama": 16}
+                   "seed", "ceiling_bits", "ci_low", "ci_high", "flag", "reading", "tau"]:
+        assert column in every.columns, column
+    # per model and reading: 2 layers x (4 macro positions + 4 micro positions) x 1 seed, x 5 taus when smoothed
+    counts = every.groupby(["model", "reading"]).size().to_dict()
+    assert counts == {(m, r): n for m in ("tiny-gpt2", "tiny-llama")
+                      for r, n in (("entropy_limit", 16), ("mine", 16), ("smoothed", 80))}
+    mi = every[every.reading == "mine"]
     assert set(mi.level) == {"macro", "micro"}
     assert (mi.n_samples == 240).all()
     # layers resolved from [0, -1] on a 4-block model
@@ -75,14 +78,30 @@ def test_ie_table_follows_the_formula(tiny_run):
     mi = pd.read_parquet(tiny_run.run_dir / "mi.parquet")
     ie = pd.read_parquet(tiny_run.run_dir / "ie.parquet")
     assert len(ie) == 2 * 2 * 4  # models x layers x positions
-    recomputed = information_emergence(mi)
+    recomputed = side_by_side(ie_by_reading(mi), "smoothed", 0.25)
     pd.testing.assert_frame_equal(ie.reset_index(drop=True), recomputed.reset_index(drop=True))
+    assert (ie.headline == "smoothed tau=0.25").all()
     row = ie[(ie.model == "tiny-llama") & (ie.layer == 3) & (ie.position == 3)].iloc[0]
     sel = mi[(mi.model == "tiny-llama") & (mi.layer == 3)]
-    macro = sel[(sel.level == "macro") & (sel.position == 3)].mi_bits.iloc[0]
-    micro = sel[(sel.level == "micro") & (sel.position <= 3)].sort_values("position").mi_bits.mean()
-    assert row.ie_bits == pytest.approx(macro - micro)
+
+    def by_hand(reading: str, tau: float | None = None) -> float:
+        part = sel[sel.reading == reading]
+        if tau is not None:
+            part = part[np.isclose(part.tau, tau)]
+        macro = part[(part.level == "macro") & (part.position == 3)].mi_bits.iloc[0]
+        micro = part[(part.level == "micro") & (part.position <= 3)].sort_values("position").mi_bits
+        assert len(micro) == 4
+        return macro - micro.mean()
+
+    assert row.ie_bits == pytest.approx(by_hand("smoothed", 0.25)) and row.ie_bits == row.ie_sigma_bits
+    assert row.ie_limit_bits == pytest.approx(by_hand("entropy_limit"))
+    assert row.ie_mine_bits == pytest.approx(by_hand("mine"))
     assert row.ci_low <= row.ie_bits <= row.ci_high or row.flag != "ok"
+    mine_only = information_emergence(mi[mi.reading == "mine"])
+    np.testing.assert_allclose(ie.ie_mine_bits.to_numpy(), mine_only.ie_bits.to_numpy())
+    # every smoothed tau of the grid has its own IE rows in the long table
+    readings = pd.read_parquet(tiny_run.run_dir / "ie_readings.parquet")
+    assert sorted(readings[readings.reading == "smoothed"].tau.unique()) == [0.05, 0.1, 0.25, 0.5, 1.0]
     csv = pd.read_csv(tiny_run.run_dir / "ie.csv")
     assert len(csv) == len(ie)
 
@@ -110,9 +129,10 @@ def test_same_config_gives_the_same_numbers(tiny_run, ray_local, tmp_path):
 
 def test_full_context_micro_variant_uses_macro_estimates(ray_local, tmp_path):
     """The reference code's variant: micro term at s = full-context MI at s; no single-token states needed."""
-    config = dict(TINY_SWEEP, models=["tiny-gemma"], layers=[2], micro="full_context", positions=[3])
+    config = dict(TINY_SWEEP, models=["tiny-gemma"], layers=[2], micro="full_context", positions=[3],
+                  readings=["mine"])
     result = run_sweep(parse_config(config), tmp_path)
-    assert set(result.mi.level) == {"macro"}
+    assert set(result.mi.level) == {"macro"} and set(result.mi.reading) == {"mine"}
     assert sorted(result.mi.position.unique()) == [0, 1, 2, 3]  # all s <= 3 are needed for IE at 3
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert "micro_states" not in manifest["models"]["tiny-gemma"]
