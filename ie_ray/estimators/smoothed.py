@@ -65,6 +65,8 @@ CONVERGENCE_FRACTION: float = 0.05
 #: Shifted exponents are clipped here: exp(80) is far from float32 overflow and never reached in practice.
 MAX_EXPONENT: float = 80.0
 CORRECTIONS: tuple[str, ...] = ("none", "extrapolate")
+#: N-long work arrays alive per Monte Carlo draw at the peak of one chunk (see `_chunk_size`).
+WORK_ARRAYS_PER_DRAW: int = 12
 
 
 @dataclass(frozen=True)
@@ -228,11 +230,12 @@ def _device(name: str):
 
 
 def _chunk_size(params: SmoothedParams, n: int, n_columns: int, itemsize: int) -> int:
-    """Draws per chunk so that the (chunk x N) work arrays (about 8 of them) and the (chunk x columns) sums fit
-    in `memory_mb`: bounded memory at N = 100,000 whatever the number of draws."""
+    """Draws per chunk so that the (chunk x N) work arrays and the (chunk x columns) sums fit in `memory_mb`:
+    bounded memory at N = 100,000 whatever the number of draws. Per draw: the (2, N) matmul rows, D and G of
+    each side (4), the exponentials and their product for one tau (3), temporaries of the exponent (3)."""
     if params.chunk_draws:
         return params.chunk_draws
-    per_draw = (8 * n + 4 * n_columns) * itemsize
+    per_draw = (WORK_ARRAYS_PER_DRAW * n + 4 * n_columns) * itemsize
     return int(max(1, min(params.n_draws, params.memory_mb * 2**20 // per_draw)))
 
 
