@@ -18,6 +18,9 @@ slowest one is visible, and the rerun is compared with the first run.
     PYTHONPATH=. python benchmarks/sweep.py                 # jobs/configs/smoke.yaml (~7 min on a calm 2-core CPU)
     PYTHONPATH=. python benchmarks/sweep.py --layers 0 29   # the smoke config on fewer layers
     PYTHONPATH=. python benchmarks/sweep.py --quick         # tiny-gpt2, 256 samples, short fits: smoke check
+    PYTHONPATH=. python benchmarks/sweep.py --before-after  # the default job as it was (MINE only, every
+                                                            # position) vs now (smoothed MI + entropy limit +
+                                                            # MINE for E(l)), two fresh processes side by side
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ GROUPS = {
     "ray start": ["ray start"],
     "extract": ["extract: Ray Data pipeline (actors, model load, forwards, Parquet writes)"],
     "store": ["store: seal (read back and check every layer)", "store: reducer reads states"],
-    "reduce": ["reduce: fit estimators (Ray tasks) and load cached estimates"],
+    "reduce": ["reduce: fit estimators (Ray tasks) and load cached estimates",
+               "reduce: collect smoothed MI + entropy limit (layer tasks run alongside the MINE fits)"],
     "tables + report": ["tables", "report"],
 }
 
@@ -118,6 +122,7 @@ def child(args: argparse.Namespace) -> None:
     subs.wrap(sweep, "extract_shards", GROUPS["extract"][0])
     subs.wrap(cache.CellStates, "seal_layers", GROUPS["store"][0])
     subs.wrap(sweep, "fit_jobs", GROUPS["reduce"][0])
+    subs.wrap(sweep, "_collect_layer_readings", GROUPS["reduce"][1])
     subs.wrap(report, "write_report", "report (write_report)")
     # during sealing, reads count as the seal; anywhere else they are the reducer reading a layer's states
     subs.wrap(store, "read_layer_states", GROUPS["store"][1])
@@ -213,6 +218,51 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+#: What the default job computed before the smoothed MI existed: MINE only, at every position.
+BEFORE_OVERRIDES = {"readings": ["mine"], "mine": {"positions": "all"}}
+
+
+def run_before_after(args: argparse.Namespace) -> dict:
+    """The default config as it ran before (BEFORE_OVERRIDES) and as it runs now, each a fresh process with its own
+    run directory and cache (both extract), measured one after the other in the same invocation."""
+    data = effective_config(args)
+    work = Path(tempfile.mkdtemp(prefix="ie-ray-bench-before-after-", dir=args.work_dir))
+    info = machine_info(1)
+    out = {}
+    for label, config in (("before", {**data, **BEFORE_OVERRIDES, "name": data["name"] + "-before"}),
+                          ("after", data)):
+        path = work / f"{label}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        out[label] = run_child(path, work / label, label)
+        out[label]["config"] = config
+    return {
+        "benchmark": "sweep-before-after",
+        "config": {"sweep": data, "before_overrides": BEFORE_OVERRIDES, "command": " ".join(sys.argv)},
+        "machine": {**info, "loadavg_at_end": list(os.getloadavg())},
+        **out,
+        "ratios": {"before_over_after_process": out["before"]["process_s"] / out["after"]["process_s"],
+                   "before_over_after_reduce": out["before"]["groups_s"]["reduce"] / out["after"]["groups_s"]["reduce"]},
+    }
+
+
+def before_after_markdown(res: dict) -> str:
+    before, after, m, r = res["before"], res["after"], res["machine"], res["ratios"]
+    lines = [f"# Default sweep before and after the smoothed MI ({m['date_utc']})", "",
+             f"Before: the config with {res['config']['before_overrides']} (MINE at every position, nothing else). "
+             "After: the config as it is (smoothed MI on its tau grid and the entropy limit at every position, "
+             "MINE for E(l)). Each run is a fresh process with its own cache (both extract).", "",
+             "| stage | before (s) | after (s) |", "|---|---|---|"]
+    for group in before["groups_s"]:
+        lines.append(f"| {group} | {before['groups_s'][group]:.1f} | {after['groups_s'][group]:.1f} |")
+    lines.append(f"| **total (process)** | **{before['process_s']:.1f}** | **{after['process_s']:.1f}** |")
+    lines += ["", "Sub-stages:", "", "| sub-stage | before (s) | after (s) |", "|---|---|---|"]
+    for name in sorted(set(before["sub_stages_s"]) | set(after["sub_stages_s"])):
+        lines.append(f"| {name} | {before['sub_stages_s'].get(name, 0):.1f} | {after['sub_stages_s'].get(name, 0):.1f} |")
+    lines += ["", f"- before / after, whole process: **x{r['before_over_after_process']:.2f}**; reduce stage: "
+              f"**x{r['before_over_after_reduce']:.2f}**", machine_line(m), f"- command: `{res['config']['command']}`", ""]
+    return "\n".join(lines)
+
+
 def to_markdown(res: dict) -> str:
     first, rerun, m, r = res["first"], res["rerun"], res["machine"], res["ratios"]
     sweep = res["config"]["sweep"]
@@ -264,6 +314,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, nargs="+", default=None, help="override the config's layers (fewer = faster)")
     p.add_argument("--samples", type=int, default=None, help="override every corpus's n_samples")
     p.add_argument("--quick", action="store_true", help="smoke check: tiny-gpt2, 256 samples, 40-step fits")
+    p.add_argument("--before-after", action="store_true",
+                   help="the config as the default ran before the smoothed MI (MINE only, every position) vs now")
     p.add_argument("--work-dir", type=Path, default=None, help="where the run directory goes (default: a temp dir)")
     p.add_argument("--out", type=Path, default=None,
                    help="output path without suffix (default benchmarks/results/sweep[_quick])")
@@ -271,7 +323,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--timings", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.out = args.out or RESULTS_DIR / ("sweep_quick" if args.quick else "sweep")
+    stem = "sweep_before_after" if args.before_after else "sweep"
+    args.out = args.out or RESULTS_DIR / (f"{stem}_quick" if args.quick else stem)
     return args
 
 
@@ -279,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
         child(args)
+        return
+    if args.before_after:
+        res = run_before_after(args)
+        write_outputs(args.out, res, before_after_markdown(res))
         return
     res = run(args)
     write_outputs(args.out, res, to_markdown(res))
