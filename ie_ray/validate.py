@@ -386,6 +386,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, help="task seed (default 0)")
     parser.add_argument("--reuse-only", action="store_true",
                         help="only assemble the finished parts of this grid (skip the rest; README lists them)")
+    parser.add_argument("--smoothed", action="store_true",
+                        help="validate the smoothed MI instead, on discrete-support tasks with exact values "
+                             "(ie_ray/validate_smoothed.py; output in results/validation/smoothed)")
+    parser.add_argument("--supports", type=int, nargs="+",
+                        help="with --smoothed: support sizes K (default: 25 600 5000 20000)")
 
 
 def config_from_args(args) -> ValidationConfig:
@@ -418,9 +423,28 @@ def main_from_args(args) -> int:
     import shlex
     import sys
 
+    if getattr(args, "smoothed", False):
+        return _smoothed_from_args(args)
     config = config_from_args(args)
     command = "ie-ray " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "ie-ray validate"
     result = run_validation(config, Path(args.out), command=command, reuse_only=args.reuse_only)
     print(result.recommendations.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\n[ie-ray] validation written to {result.out_dir} (README.md, validation.csv/.parquet, validation.png)")
     return 0
+
+
+def _smoothed_from_args(args) -> int:
+    """`ie-ray validate --smoothed`: the discrete-support validation of the smoothed MI (its own module)."""
+    from ie_ray.validate_smoothed import main as smoothed_main
+
+    out = "results/validation/smoothed" if args.out == "results/validation" else args.out
+    argv = ["--out", out]
+    if args.dims:
+        argv += ["--dims", *map(str, args.dims)]
+    if args.supports:
+        argv += ["--supports", *map(str, args.supports)]
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    if args.quick:
+        argv.append("--quick")
+    return smoothed_main(argv)
