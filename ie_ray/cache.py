@@ -33,7 +33,8 @@ from ie_ray import store
 PACKAGE_ROOT = Path(__file__).resolve().parent
 # Modules whose source determines the bytes of each kind of shard.
 EXTRACTION_SOURCES = ("capture.py", "extract.py", "models.py")
-ESTIMATE_SOURCES = ("reduce.py", "estimators")
+ESTIMATE_SOURCES = ("reduce.py", "estimators/mine.py", "estimators/critic.py", "estimators/bounds.py",
+                    "estimators/diagnostics.py", "estimators/result.py")
 READINGS_SOURCES = ("reduce_smoothed.py", "noise_scale.py", "entropy_limit.py", "estimators/smoothed.py")
 MARKER = "_COMPLETE.json"  # leading underscore: pyarrow's dataset reader skips it
 

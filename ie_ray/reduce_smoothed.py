@@ -116,6 +116,7 @@ def _smoothed_rows(job: EstimateJob, result, scale_rule: str) -> list[dict]:
         rows.append(dict(
             **_base(job), reading="smoothed", readout="smoothed", objective="smoothed", tau=r.tau, sigma=r.sigma,
             mi_bits=r.mi_bits, plugin_bits=r.plugin_bits, heldout_bits=r.mi_bits, half_sample_bits=r.half_bits,
+            loo_bits=r.loo_bits,
             mc_se_bits=r.mc_se_bits, max_train_bits=math.nan, last_train_bits=math.nan, ci_low=r.ci_low,
             ci_high=r.ci_high, wall_s=result.wall_s / len(result.readings), flag=r.flag,
             bound_cap_bits=math.log2(job.n_samples), scale_rule=scale_rule,
@@ -126,7 +127,7 @@ def _smoothed_rows(job: EstimateJob, result, scale_rule: str) -> list[dict]:
 def _constant_smoothed_rows(job: EstimateJob, params: SmoothedParams, scale_rule: str) -> list[dict]:
     """The input takes one value (the separator fed alone): MI is exactly 0 at every noise level."""
     return [dict(**_base(job), reading="smoothed", readout="exact", objective="smoothed", tau=tau, sigma=math.nan,
-                 mi_bits=0.0, plugin_bits=0.0, heldout_bits=0.0, half_sample_bits=0.0, mc_se_bits=0.0,
+                 mi_bits=0.0, plugin_bits=0.0, heldout_bits=0.0, half_sample_bits=0.0, loo_bits=0.0, mc_se_bits=0.0,
                  max_train_bits=math.nan, last_train_bits=math.nan, ci_low=0.0, ci_high=0.0, wall_s=0.0,
                  flag="constant", bound_cap_bits=math.log2(job.n_samples), scale_rule=scale_rule,
                  bootstrap_bits=np.zeros(max(1, params.n_bootstrap)))
