@@ -143,6 +143,33 @@ def test_capture_matches_output_hidden_states(tiny) -> None:
     assert (last_post - hidden[-1]).abs().max().item() > 1e-2
 
 
+#: Each tiny family's final norm: the module between the last block and `hidden_states[-1]`.
+FINAL_NORM = {"gpt2": "transformer.ln_f", "llama": "model.norm", "gemma": "model.norm", "qwen2": "model.norm",
+              "gpt_neox": "gpt_neox.final_layer_norm"}
+
+
+def test_last_block_output_matches_the_final_norms_input(tiny) -> None:
+    """`hidden_states[-1]` is after the final norm, so the last block's output has no direct reference there.
+    Two others: the final norm's input, seen by a hook on the norm itself during the reference forward, and
+    the norm applied to the captured output, which must give `hidden_states[-1]` back."""
+    assert set(FINAL_NORM) == set(TINY_FAMILIES)
+    norm = tiny.model.get_submodule(FINAL_NORM[tiny.model.config.model_type])
+    last = tiny.info.n_layers - 1
+    batch = pad_batch(SAME_LENGTH, pad_id=tiny.tokenizer.pad_token_id)
+    seq_len = batch.input_ids.shape[1]
+    norm_inputs: list[torch.Tensor] = []
+    handle = norm.register_forward_pre_hook(lambda module, args: norm_inputs.append(args[0].detach().clone()))
+    try:
+        hidden = _reference_hidden_states(tiny, batch)
+    finally:
+        handle.remove()
+    assert len(norm_inputs) == 1
+    post = capture_block_states(tiny.model, tiny.blocks, batch, [last], list(range(seq_len)))[last][1]
+    torch.testing.assert_close(post, norm_inputs[0].float(), atol=ATOL, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(norm(post), hidden[-1], atol=ATOL, rtol=0)
+
+
 def test_capture_subset_of_positions_gathers_the_right_columns(tiny) -> None:
     batch = pad_batch(SAME_LENGTH, pad_id=tiny.tokenizer.pad_token_id)
     states = capture_block_states(tiny.model, tiny.blocks, batch, [1, 2], [4, 0])

@@ -26,12 +26,23 @@ QUICK = MINEParams(steps=40, batch_size=128, n_bootstrap=50)
 
 
 def gaussian_mi_bits(rho: float, d: int) -> float:
+    """MI of d independent coordinate pairs of correlation rho: -d/2 log2(1 - rho^2)."""
     return -d / 2 * math.log2(1 - rho**2)
 
 
-def test_closed_form_helper_is_consistent() -> None:
-    rho = math.sqrt(1.0 - 2.0 ** (-2.0 * 3.0 / 16))
-    assert gaussian_mi_bits(rho, 16) == pytest.approx(3.0)
+@pytest.mark.parametrize(("d", "mi_bits"), [(1, 0.5), (16, 3.0)])
+def test_correlated_gaussians_have_the_mi_they_claim(d: int, mi_bits: float) -> None:
+    # The generator every accuracy test stands on: measured on 200k rows, each coordinate pair has the same
+    # correlation, the pairs are uncorrelated with each other (the closed form assumes both), and the MI of the
+    # measured correlations is the requested one.
+    x, y = correlated_gaussians(d, mi_bits, 200_000, seed=0)
+    corr = np.corrcoef(np.concatenate([x, y], axis=1), rowvar=False)
+    within = np.diagonal(corr[:d, d:])
+    rho = float(np.mean(within))
+    assert np.ptp(within) < 0.02, within
+    off = corr[:d, d:] - np.diag(within)
+    assert np.abs(off).max() < 0.015 and np.abs(corr[:d, :d] - np.eye(d)).max() < 0.015
+    assert gaussian_mi_bits(rho, d) == pytest.approx(mi_bits, abs=0.01 + 0.01 * mi_bits)
 
 
 @pytest.mark.parametrize(("d", "mi_bits", "n"), [(4, 3.0, 6000), (16, 3.0, 6000)])
@@ -235,13 +246,36 @@ def test_funnel_widths() -> None:
     assert funnel_widths(1152, 2, 512) == [576, 1]
 
 
-def test_schedule_matches_transformers_formula() -> None:
-    p = MINEParams(steps=100, lr=1e-3, lr_end=1e-7, warmup_steps=5, power=3.0)
-    assert poly_decay_with_warmup(0, p) == 0.0
-    assert poly_decay_with_warmup(5, p) == pytest.approx(1.0)
-    assert poly_decay_with_warmup(100, p) == pytest.approx(1e-4)
-    mid = ((1e-3 - 1e-7) * 0.5**3 + 1e-7) / 1e-3
-    assert poly_decay_with_warmup(5 + 95 // 2, p) == pytest.approx(mid, rel=0.05)
+@pytest.mark.parametrize(
+    "params",
+    [
+        MINEParams(steps=100, lr=1e-3, lr_end=1e-7, warmup_steps=5, power=3.0),
+        MINEParams(steps=37, lr=3e-3, lr_end=0.0, warmup_steps=0, power=1.0),
+        MINEParams(steps=500, lr=3e-3, lr_end=1e-7, warmup_steps=50, power=0.5),
+        MINEParams.paper(),
+    ],
+    ids=["steps100", "linear-no-warmup", "sqrt-long-warmup", "paper"],
+)
+def test_schedule_matches_transformers(params: MINEParams) -> None:
+    """The learning rate of every step equals transformers' own `get_polynomial_decay_schedule_with_warmup`
+    (the paper's schedule), driven the way `_train` drives ours: one LambdaLR step after each optimiser step."""
+    from transformers import get_polynomial_decay_schedule_with_warmup
+
+    def rates(make_scheduler) -> list[float]:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=params.lr)
+        scheduler = make_scheduler(optimizer)
+        out = []
+        for _ in range(params.steps + 3):  # and a few steps past the end, where both hold lr_end
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    ours = rates(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: poly_decay_with_warmup(s, params)))
+    reference = rates(lambda opt: get_polynomial_decay_schedule_with_warmup(
+        opt, params.warmup_steps, params.steps, lr_end=params.lr_end, power=params.power))
+    np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-15 * params.lr)
+    assert ours[params.warmup_steps] == pytest.approx(params.lr, rel=1e-12)  # the peak, right after warmup
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def test_estimate_smoothed_is_the_reading_at_tau():
     assert result.mi_bits == direct.mi_bits and result.half_sample_bits == direct.half_bits
     assert result.ci_low <= result.mi_bits <= result.ci_high
     assert result.bound_cap_bits == pytest.approx(math.log2(400))
-    assert result.to_row()["tau"] == 0.5 and result.flag in ("ok", "not_converged")
+    assert result.to_row()["tau"] == 0.5 and result.flag in ("ok", "not_converged", "undersampled", "imprecise")
     # a mapping of fields works like the dataclass
     again = estimate(x, y, "smoothed", dict(tau=0.5, taus=[0.25, 1.0], n_draws=200, n_bootstrap=20), seed=3)
     assert again.mi_bits == result.mi_bits

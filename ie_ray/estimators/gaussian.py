@@ -33,8 +33,14 @@ from ie_ray.estimators.result import MIResult
 
 #: A dim whose std is below this is treated as constant and dropped (the MINE standardisation's floor).
 _CONSTANT_STD: float = 1e-6
-#: Offset mixed into the seed of the bootstrap generator (as in mine.py), so it is not the split's stream.
+#: Offset mixed into the seed of the interval's generator (as in mine.py), so it is not the split's stream.
 _BOOTSTRAP_STREAM: int = 0xB007
+#: Fraction of the train rows each interval replicate leaves out (the d of a delete-d jackknife, see
+#: `interval_replicates`). Half (d = n/2, plain half-sampling) overstated the spread by ~1.5x at 16 + 16 dims on
+#: 160 rows and understated it by ~0.75x at 60 + 60 dims on 320 rows. A quarter gave 1.0-1.2x the seed-to-seed
+#: spread at 1-16 dims (80-800 rows, with and without shrinkage) and 1.2-1.8x, on the safe side, with more dims
+#: than rows (tests/test_intervals.py).
+_LEAVE_OUT_FRACTION: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ def estimate_gaussian(
     (0, 1] = that fixed intensity. The rows are split at random (from `seed`) as MINE splits them: `mi_bits` is
     the formula on the train split, `heldout_bits` the same formula, intensity included, recomputed on the
     held-out split (an independent estimate from fewer rows, not a likelihood of held-out data), and the 95%
-    interval is a bootstrap over train rows of the whole estimator, intensity included.
+    interval comes from `interval_replicates`: subsamples of distinct train rows, the whole estimator
+    (intensity included) on each, rescaled to the spread at n_train rows and centred on `mi_bits`, so it
+    always contains it. `bootstrap` holds those replicates.
     """
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
@@ -97,11 +105,8 @@ def estimate_gaussian(
     train, heldout = order[:n_train], order[n_train:]
     value = gaussian_mi_bits(x[train], y[train], shrinkage)
     held = gaussian_mi_bits(x[heldout], y[heldout], shrinkage) if n_heldout else math.nan
-    rng = np.random.default_rng([seed, _BOOTSTRAP_STREAM])
-    boot = np.empty(n_bootstrap, dtype=np.float64)
-    for b in range(n_bootstrap):
-        rows = train[rng.integers(0, n_train, n_train)]
-        boot[b] = gaussian_mi_bits(x[rows], y[rows], shrinkage)
+    boot = interval_replicates(x[train], y[train], value, shrinkage, n_bootstrap,
+                               np.random.default_rng([seed, _BOOTSTRAP_STREAM]))
     ci_low, ci_high = np.percentile(boot, [2.5, 97.5]) if np.isfinite(boot).all() else (math.nan,) * 2
     curve = np.empty(0, dtype=np.float32)  # nothing is trained
     return MIResult(
@@ -122,6 +127,38 @@ def estimate_gaussian(
         flag=diagnose(value, curve),
         objective="gaussian",
     )
+
+
+def interval_replicates(
+    x: np.ndarray, y: np.ndarray, value: float, shrinkage: float | None, n_replicates: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Replicates of the estimate `value` on the rows x (n, dx), y (n, dy): a delete-d jackknife with random
+    subsets (Shao & Wu 1989), recentred on `value`. Their 2.5-97.5 percentiles are the 95% interval.
+
+    Why not the ordinary bootstrap (resampling n rows with replacement): a resample holds only ~0.63 n distinct
+    rows, and this estimator depends on the rows' number far more than on their noise. Without shrinkage its
+    upward bias (~dx dy / (2 n ln 2) bits) grows as the distinct rows get fewer; with Ledoit-Wolf, duplicated
+    rows make the covariance look better determined and the intensity collapses. The resampled values then sat
+    beside the estimate instead of around it: 0.04 bits with a bootstrap interval [5.9, 11.7] (60 + 60 dims,
+    80 rows, Ledoit-Wolf), 3.26 bits with [4.05, 5.20] (16 + 16 dims, 160 rows, no shrinkage).
+
+    Here each replicate is the estimator on m = n - d DISTINCT rows (d = `_LEAVE_OUT_FRACTION` x n, drawn
+    without replacement). For a smooth statistic the spread of such subsets is sqrt(d / m) times the spread
+    at n rows, so deviations from their median are scaled by sqrt(m / d), and added to `value`: the replicates
+    describe the sampling spread of the value reported, around that value (which the interval therefore always
+    contains, since the median lies between the percentiles), not the larger bias of an estimate from fewer
+    rows. Downstream intervals of differences (IE) combine these replicates like any other estimator's.
+    """
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"an interval needs at least 2 rows to leave some out, got {n}")
+    d = min(n - 1, max(1, round(_LEAVE_OUT_FRACTION * n)))
+    m = n - d
+    raw = np.empty(n_replicates, dtype=np.float64)
+    for b in range(n_replicates):
+        rows = rng.choice(n, m, replace=False)
+        raw[b] = gaussian_mi_bits(x[rows], y[rows], shrinkage)
+    return value + math.sqrt(m / d) * (raw - np.median(raw))
 
 
 def gaussian_mi_bits(x: np.ndarray, y: np.ndarray, shrinkage: float | None = None) -> float:

@@ -33,7 +33,8 @@ class MIResult:
     value, so downstream code runs unchanged but reports no uncertainty from this estimate. With a held-out
     split the interval always describes `heldout_bits`, whatever the readout: the max readout has no sampling
     distribution that resampling could recover. The closed-form Gaussian estimator (readout "gaussian") has no
-    training: its `mi_bits` and train readouts are the train-split value, its interval describes that value,
+    training: its `mi_bits` and train readouts are the train-split value, its interval (delete-d jackknife replicates,
+    `gaussian.interval_replicates`) describes that value,
     and its `curve` is empty.
 
     The smoothed estimator (readout "smoothed", `smoothed.py`) has no training either: `tau` is its noise

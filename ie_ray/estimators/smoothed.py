@@ -362,7 +362,6 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
     sig_x = [sx.sigma(t) for t in taus]
     sig_y = [sy.sigma(t) for t in taus]
 
-    gen = torch.Generator(device="cpu").manual_seed(noise_seed)
     X = torch.as_tensor(zx, dtype=dtype, device=device)
     Y = torch.as_tensor(zy, dtype=dtype, device=device)
     Wt = torch.as_tensor(W, dtype=dtype, device=device)
@@ -376,15 +375,18 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
     log_base = None if weights is None else torch.log(torch.as_tensor(base, dtype=dtype, device=device))
     base_t = torch.as_tensor(base, dtype=torch.float64, device=device)
     chunk = _chunk_size(params, n, n_cols, 4 if dtype == torch.float32 else 8)
+    draw_weight = Wt / torch.as_tensor(base, dtype=dtype, device=device)[:, None]
     for start in range(0, len(own), chunk):
         idx = torch.as_tensor(own[start : start + chunk], device=device)
         m = len(idx)
-        # noise is drawn on the CPU generator so a seed gives the same draws on every device
-        nx = torch.randn(m, X.shape[1], generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-        ny = torch.randn(m, Y.shape[1], generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+        nx = _noise(noise_seed, 0, start, m, X.shape[1]).to(device=device, dtype=dtype)
+        ny = _noise(noise_seed, 1, start, m, Y.shape[1]).to(device=device, dtype=dtype)
         Dx, Gx = _distances(X, sqx, idx, nx)
         Dy, Gy = _distances(Y, sqy, idx, ny)
-        w_own = Wt[idx]  # (m, C): weight of each draw's own component in each column
+        # (m, C): how much each draw counts in each column. Draws are allocated in proportion to `base`, so a
+        # column's weights enter as their ratio to it (1 for the estimate, 0/1 for the half, counts/base for a
+        # bootstrap resample): importance weights, not the column's weights themselves.
+        w_own = draw_weight[idx]
         den += w_own.sum(0).to(torch.float64)
         rows = torch.arange(m, device=device)
         log_rest = torch.log(base_t.sum() - base_t[idx])  # (m,): normaliser without the own component
@@ -399,7 +401,7 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
             pmi_sq[t] += (pmi[:, 0].to(torch.float64) ** 2).sum()
             loo_sum[t] += _leave_one_out_pmi(lx, ly, log_base, rows, idx, log_rest).to(torch.float64).sum()
     values = (num / den).cpu().numpy() / LN2  # (T, C) bits
-    mean_sq = pmi_sq.cpu().numpy() / (den[0].item() * LN2**2)
+    mean_sq = pmi_sq.cpu().numpy() / (len(own) * LN2**2)
     mc_se = np.sqrt(np.maximum(mean_sq - values[:, 0] ** 2, 0.0) / len(own))
     loo = loo_sum.cpu().numpy() / (len(own) * LN2)
     return tuple(_reading(params, tau, sx_, values[t], mc_se[t], float(loo[t]), rng)
@@ -424,6 +426,27 @@ def _leave_one_out_pmi(lx, ly, log_base, rows, idx, log_rest):
         ly[rows, idx] = -torch.inf
         joint = torch.logsumexp(lx + ly - log_base, 1)
     return joint - torch.logsumexp(lx, 1) - torch.logsumexp(ly, 1) + log_rest
+
+
+#: Noise is generated in blocks of this many draws, each from its own seeded generator, so the noise of draw k
+#: does not depend on how the draws are chunked (memory_mb, chunk_draws, N) or on the device.
+NOISE_BLOCK: int = 256
+
+
+def _noise(seed: int, side: int, start: int, m: int, d: int):
+    """Standard normal noise (m, d) of draws start .. start + m - 1 for one side (0 = x, 1 = y), float64 on
+    the CPU: a pure function of (seed, side, draw index)."""
+    import torch
+
+    first, last = start // NOISE_BLOCK, (start + m - 1) // NOISE_BLOCK
+    blocks = []
+    for b in range(first, last + 1):
+        block_seed = int(np.random.SeedSequence([seed, side, b]).generate_state(1, dtype=np.uint64)[0] >> 1)
+        gen = torch.Generator(device="cpu").manual_seed(block_seed)
+        blocks.append(torch.randn(NOISE_BLOCK, d, generator=gen, dtype=torch.float64))
+    noise = torch.cat(blocks)
+    offset = start - first * NOISE_BLOCK
+    return noise[offset : offset + m]
 
 
 def _distances(A, sq, idx, noise):
