@@ -345,6 +345,8 @@ def _reduce_cell(
                   for layer, p in problems.items()} if shards is not None else {}
     done = {layer: shards.load_readings(key) for layer, key in layer_keys.items()} if shards is not None else {}
     done = {layer: payload for layer, payload in done.items() if payload is not None}
+    for layer in done:
+        shards.record("estimates", "reused", layer_keys[layer], layer=layer, reading="smoothed+limit")
     mine_cached = cache is not None and all(job.n_distinct <= 1 or cache.peek(job) is not None for job in jobs)
     if mine_cached and len(done) == len(problems):
         # Everything is cached (a rerun): read no states and start no Ray (benchmarks/sweep.py).

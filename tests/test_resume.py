@@ -27,7 +27,7 @@ from ie_ray.models import ModelSpec
 from ie_ray.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
-ROW_KEYS = ["model", "corpus", "shots", "layer", "position", "level", "seed"]
+ROW_KEYS = ["model", "corpus", "shots", "layer", "position", "level", "seed", "reading", "tau"]
 RESUME_SWEEP = {
     "name": "tiny-resume",
     "models": ["tiny-gpt2"],
@@ -43,6 +43,13 @@ RESUME_SWEEP = {
 
 def _shards(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())["shards"]
+
+
+def _estimate_shards(mi: pd.DataFrame) -> int:
+    """Estimate shards a run writes: one per fitted MINE estimate, one per layer for its smoothed MI and entropy
+    limit (all positions, levels and taus of a layer are one task and one shard)."""
+    mine = mi[mi.reading == "mine"]
+    return int((mine.flag != "constant").sum()) + int(mi[mi.reading != "mine"].layer.nunique())
 
 
 def _assert_same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -63,7 +70,7 @@ def first_run(ray_local, tmp_path_factory):
 
 
 def test_rerun_reuses_every_finished_shard(first_run, ray_local):
-    fitted = int((first_run.mi.flag != "constant").sum())
+    fitted = _estimate_shards(first_run.mi)
     assert _shards(first_run.run_dir)["computed"] == {"extraction_layers": 2, "estimates": fitted}
     again = run_sweep(parse_config(RESUME_SWEEP), first_run.run_dir)
     assert _shards(first_run.run_dir) == {
@@ -82,7 +89,7 @@ def test_changed_config_recomputes_only_the_new_layer(first_run, ray_local, tmp_
     config = parse_config(dict(RESUME_SWEEP, layers=[0, 2]))
     result = run_sweep(config, tmp_path, cache_dir=first_run.run_dir / "cache")
     shards = _shards(tmp_path)
-    fitted_per_layer = int((first_run.mi.flag != "constant").sum())
+    fitted_per_layer = _estimate_shards(first_run.mi)
     # positions did not change, so the cell keeps its key: only layer 2 is new (macro and micro states)
     assert shards["computed"] == {"extraction_layers": 2, "estimates": fitted_per_layer}
     assert shards["reused"] == {"extraction_layers": 2, "estimates": fitted_per_layer}
@@ -94,7 +101,8 @@ def test_a_different_estimator_setting_refits_but_reuses_states(first_run, ray_l
     config = parse_config(dict(RESUME_SWEEP, estimator=dict(RESUME_SWEEP["estimator"], steps=31)))
     run_sweep(config, tmp_path, cache_dir=first_run.run_dir / "cache")
     shards = _shards(tmp_path)
-    assert shards["reused"]["extraction_layers"] == 2 and shards["reused"]["estimates"] == 0
+    # MINE refits; the layer's smoothed-MI / entropy-limit shard does not depend on MINE's settings: reused
+    assert shards["reused"]["extraction_layers"] == 2 and shards["reused"]["estimates"] == 1
 
 
 def test_an_unsealed_layer_is_extracted_again(ray_local, tmp_path):
@@ -168,7 +176,7 @@ def test_sigkill_of_the_driver_mid_sweep_loses_and_duplicates_nothing(ray_local,
     resumed = run_sweep(parse_config(config), killed_dir)
     undisturbed = run_sweep(parse_config(config), tmp_path / "undisturbed")
     shards = _shards(killed_dir)
-    fitted = int((undisturbed.mi.flag != "constant").sum())
+    fitted = _estimate_shards(undisturbed.mi)
     assert done_before_kill < fitted
     assert shards["reused"]["estimates"] >= done_before_kill
     assert shards["reused"]["estimates"] + shards["computed"]["estimates"] == fitted

@@ -23,8 +23,18 @@ def _peak_growth_mb(memory_mb: float) -> float:
 
 
 def test_peak_memory_follows_the_budget():
-    small, large = _peak_growth_mb(24), _peak_growth_mb(400)
-    # N = 20,000: one draw's work arrays are ~1 MB, so a 24 MB budget holds ~20 draws at a time and 400 MB
-    # holds the 600 draws at once; allocator overhead of a few tens of MB on top of the budget is allowed
+    # N = 20,000: one draw's work arrays are ~1 MB, so a 24 MB budget holds ~20 draws at a time; allocator
+    # overhead of a few tens of MB on top of the budget is allowed
+    small = _peak_growth_mb(24)
     assert small < 24 + 48, small
-    assert large > 200, large  # the budget is what bounds it: with room, the chunk grows
+
+
+def test_chunk_size_is_what_the_budget_allows():
+    from ie_ray.estimators.smoothed import WORK_ARRAYS_PER_DRAW, SmoothedParams, _chunk_size
+
+    n, columns = 100_000, 102
+    for budget in (24.0, 512.0):
+        chunk = _chunk_size(SmoothedParams(memory_mb=budget), n, columns, 4)
+        per_draw = (WORK_ARRAYS_PER_DRAW * n + 4 * columns) * 4
+        assert chunk * per_draw <= budget * 2**20 < (chunk + 1) * per_draw
+    assert _chunk_size(SmoothedParams(chunk_draws=7), n, columns, 4) == 7
