@@ -164,7 +164,15 @@ class SweepConfig:
         return str(self.mine.get("positions", "all"))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """A plain mapping that `parse_config` accepts again (a run's config.yaml reloads): each corpus keeps
+        only the keys of its own kind, since giving an ICL `task` to a natural corpus is a config error."""
+        data = dataclasses.asdict(self)
+        for corpus in data["corpora"]:
+            for kind, keys in CORPUS_KIND_KEYS.items():
+                if kind != corpus["kind"]:
+                    for key in keys:
+                        corpus.pop(key, None)
+        return data
 
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
