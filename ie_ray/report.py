@@ -180,8 +180,11 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
 
 def _scale_lines(scales: pd.DataFrame) -> list[str]:
     """How the smoothed MI's noise scale was set, per block side: the rule and which positions were left out."""
+    from ie_ray.noise_scale import SINK_NORM_RATIO
+
     rule = scales.rule.iloc[0]
     sinks = sorted({p for v in scales.sink_positions for p in list(v)})
     return [f"- Noise scale: rule `{rule}`, one per block input and output, shared by macro and micro readings; "
-            f"positions found to be attention sinks (mean norm > 10x the median position's): {sinks or 'none'}"
+            f"positions found to be attention sinks (mean norm > {SINK_NORM_RATIO:g}x the median position's): "
+            f"{sinks or 'none'}"
             + (" (left out of the scale)." if rule == "pooled_no_sink" and sinks else ".")]
