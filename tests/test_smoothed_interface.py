@@ -39,3 +39,15 @@ def test_estimate_smoothed_rejects_other_params():
         estimate(x, y, "dv", SmoothedParams())
     with pytest.raises(ValueError, match="unknown smoothed-MI setting"):
         estimate(x, y, "smoothed", {"noise": 1.0})
+
+
+def test_batch_names_the_problem_with_bad_states():
+    from ie_ray.estimators import smoothed_mi_batch
+
+    x, y = _pairs(30)
+    broken = y.copy()
+    broken[4, 0] = np.nan
+    with pytest.raises(ValueError, match=r"problem 1\): y has NaN/inf in rows \[4\]"):
+        smoothed_mi_batch([x, x], [y, broken], SmoothedParams(n_draws=20), [0, 1])
+    with pytest.raises(ValueError, match="one of each per problem"):
+        smoothed_mi_batch([x, x], [y], SmoothedParams(n_draws=20), [0, 1])
