@@ -1,0 +1,385 @@
+"""Mutation testing of the modules that compute the reported numbers (issue 17, item 6). Slow: never run in CI.
+
+    nice -n 15 python benchmarks/mutation.py                          # ie.py and bounds.py (~1 h on 2 busy cores)
+    nice -n 15 python benchmarks/mutation.py --modules reduce capture smoothed
+    nice -n 15 python benchmarks/mutation.py --modules ie --baseline  # without the tests written against mutants
+
+A mutant is one small change to one function (an operator, a constant, a comparison, a dropped argument). A test
+suite that stays green under a mutant does not protect what that line computes. The score of a module is the
+share of its mutants that a targeted, fast test selection kills. Each module is mutated with mutmut 3 in a
+throwaway copy of the repository, so the working tree, its `mutants/` and its caches are never touched.
+
+mutmut is a development tool, not a dependency: `pip install mutmut` (tested with 3.8.1) into the project's
+environment, which it needs because it imports the package and runs pytest in-process. Two settings of the copy
+keep mutmut honest here:
+- hypothesis never shrinks (a plugin loaded with `-p`): shrinking a failing example of a mutant takes minutes,
+  and a kill needs only the first failure;
+- hypothesis is derandomised, so a rerun kills the same mutants.
+
+Surviving mutants are written with their file, line and diff to `benchmarks/results/mutation.md` (+ `.json`).
+Each one is either killed by a test (tests/test_mutants_killed.py) or listed in EQUIVALENT with the reason no test
+can tell it apart from the original. A survivor that is in neither is a gap in the tests and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_info, machine_line  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "mutation"
+#: Test files written to kill mutants (issue 17, items 5 and 6): `--baseline` leaves them out.
+NEW_TESTS = ("tests/test_properties.py", "tests/test_mutants_killed.py")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module to mutate and the fast tests that guard it (pytest arguments: files, then -k/-m filters)."""
+
+    path: str
+    tests: tuple[str, ...]
+    filters: tuple[str, ...] = ()
+
+
+TARGETS: dict[str, Target] = {
+    "ie": Target("ie_ray/ie.py", ("tests/test_ie.py", "tests/test_readings_flags.py", *NEW_TESTS)),
+    # the Gaussian-recovery tests train critics for minutes each: the known-score tests check every bound's value
+    "bounds": Target("ie_ray/estimators/bounds.py",
+                     ("tests/test_bounds_known_scores.py", "tests/test_estimator_suite.py", *NEW_TESTS),
+                     ("-k", "not recovers_gaussian_mi")),
+    # the retry tests run estimates in Ray workers, which import the installed package, not the mutated copy
+    "reduce": Target("ie_ray/reduce.py", ("tests/test_reduce.py", "tests/test_ie.py", "tests/test_readings_flags.py",
+                                          *NEW_TESTS), ("-m", "not slow", "-k", "not refitted and not stays_nan")),
+    "capture": Target("ie_ray/capture.py", ("tests/test_capture.py", *NEW_TESTS), ("-m", "not slow")),
+    "smoothed": Target("ie_ray/estimators/smoothed.py", ("tests/test_smoothed.py", "tests/test_smoothed_interface.py",
+                                                          *NEW_TESTS), ("-m", "not slow")),
+}
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A survivor no test can kill: the mutated line (containing `mutated`) of the line containing `original` in
+    `path` computes the same thing. Matched on text, so the reason stays attached when mutmut renumbers."""
+
+    path: str
+    original: str
+    mutated: str
+    reason: str
+
+    def matches(self, path: str, original: str, mutated: str) -> bool:
+        return path == self.path and self.original in original and self.mutated in mutated
+
+
+_IE = "ie_ray/ie.py"
+_SORTED = "sort=True is pandas' default."
+_ASTYPE = "astype(None) converts to numpy's default dtype, float64, as astype(float) does."
+_MERGE_ON = ("the only columns both tables hold are the join keys (every other column carries the reading's "
+             "prefix), and those are what pandas merges on by default.")
+EQUIVALENT: tuple[Equivalent, ...] = (
+    *(Equivalent(_IE, "if symbols.ndim == 1:", m, "np.unique(axis=0) counts distinct sub-arrays along axis 0 "
+                 "whatever their shape: a 1-D array left as it is, or a 2-D one given an extra axis (n, 1, k), has "
+                 "the same distinct rows with the same counts.") for m in ("ndim != 1", "ndim == 2")),
+    Equivalent(_IE, "mi.groupby(GROUP_KEYS, sort=True)", "mi.groupby(GROUP_KEYS, )", _SORTED),
+    Equivalent(_IE, "needed = range(0, int(t) + 1)", "needed = range(int(t) + 1)", "range(0, n) is range(n)."),
+    Equivalent(_IE, 'per_layer.groupby(["model", "corpus", "shots"], sort=True)', "per_layer.groupby(",
+               "per_layer comes from layer_summary, whose groupby already sorts by model, corpus, shots and layer: "
+               "the groups come in sorted order with or without sorting them again."),
+    Equivalent(_IE, "if n else math.nan", "if (n) or True else", "the mean of an empty Series is NaN, which is "
+               "what the else branch returns."),
+    *(Equivalent(_IE, 'pd.Series("ok", index=valid.index)', m, "without the index the default is one 'ok' value "
+                 "instead of one per layer: only its values are read (the row's flags, the count of flagged "
+                 "layers), and 'ok' adds to neither.") for m in ('pd.Series("ok", index=None)', 'pd.Series("ok", )')),
+    Equivalent(_IE, 'groupby(["reading", "tau"], dropna=False, sort=True)', "dropna=None, sort=True",
+               "pandas reads dropna=None as false, as it reads dropna=False."),
+    Equivalent(_IE, 'groupby(["reading", "tau"], dropna=False, sort=True)', "dropna=False, )", _SORTED),
+    Equivalent(_IE, "part.tau.astype(float)", "part.tau.astype(None)", _ASTYPE),
+    *(Equivalent(_IE, "on=TABLE_KEYS, how=\"outer\")", m, _MERGE_ON)
+      for m in ('rename(columns=cols), on=None, how="outer")', 'rename(columns=cols), how="outer")')),
+    *(Equivalent(_IE, "on=keys, how=\"left\")", m, _MERGE_ON)
+      for m in ('rename(columns=renamed), on=None, how="left")', 'rename(columns=renamed), how="left")')),
+    *(Equivalent(_IE, 'c.replace("ie_", f"{prefix}_", 1)', m, "each name in `wanted` holds 'ie_' once: replacing "
+                 "the first occurrence, the first two or all of them gives the same name.")
+      for m in ('c.replace("ie_", f"{prefix}_", )', 'c.replace("ie_", f"{prefix}_", 2)')),
+    *(Equivalent("ie_ray/estimators/bounds.py", "b = scores.shape[-1]", m, "InfoNCE's all-pairs scores are "
+                 "(E, B, B), B critic inputs scored against each other: axes 1 and 2 (= -2 and -1) have the same "
+                 "length, B, for every input the function is defined on.")
+      for m in ("scores.shape[+1]", "scores.shape[-2]")),
+    *(Equivalent("ie_ray/capture.py", 'padding_side: str = "right"', m, "every padding side but 'left' pads "
+                 "on the right: the default only has to differ from 'left'.") for m in ('"XXrightXX"', '"RIGHT"')),
+    *(Equivalent("ie_ray/capture.py", o, m, "torch infers int64 (torch.long) from Python ints, the only values "
+                 "these ids hold.")
+      for o, m in (("int(pad_id), dtype=torch.long)", "int(pad_id), dtype=None)"),
+                   ("int(pad_id), dtype=torch.long)", "int(pad_id), )"),
+                   ("torch.tensor(row, dtype=torch.long)", "torch.tensor(row, dtype=None)"),
+                   ("torch.tensor(row, dtype=torch.long)", "torch.tensor(row, )"))),
+    *(Equivalent("ie_ray/capture.py", "span = slice(width - len(row), width)", m, "a slice's end defaults to the "
+                 "end of the row (width) and its start to 0.")
+      for m in ("slice(width - len(row), None)", "slice(None, len(row))", "else slice(len(row))")),
+    *(Equivalent("ie_ray/capture.py", o, m, "the mask and the ranks are (B, S): axis +1 is axis -1.")
+      for o, m in (("mask.cumsum(-1)", "mask.cumsum(+1)"), ("attention_mask.cumsum(-1)", "attention_mask.cumsum(+1)"),
+                   ("attention_mask.sum(-1)", "attention_mask.sum(+1)"), ("argmax(-1)", "argmax(+1)"))),
+    Equivalent("ie_ray/reduce.py", 'row["mi_bits"] = float("nan")', 'float("NAN")', "float() parses 'NAN' as 'nan'."),
+    Equivalent("ie_ray/reduce.py", "generate_state(1)[0]", "generate_state(2)[0]", "SeedSequence.generate_state "
+               "draws one stream of words: its first word is the same however many are asked for."),
+)
+
+#: Why a module's selection leaves some functions untested (their mutants count as survivors in the score).
+NOT_REACHED = {
+    "ie_ray/reduce.py": "the Ray orchestration and the estimate cache are exercised by tests that run estimates in "
+                        "Ray worker processes (test_reduce.py's retry tests, test_sweep.py, test_resume.py); those "
+                        "import the installed package, not mutmut's mutated copy, so they cannot kill a mutant here",
+}
+
+HYPOTHESIS_PLUGIN = '''"""Loaded with -p by benchmarks/mutation.py: no shrinking (one failure kills), fixed seeds."""
+from hypothesis import Phase, settings
+
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.generate], database=None, derandomize=True)
+settings.load_profile("mutation")
+'''
+
+#: mutmut 3's exit codes (mutmut/stats.py), grouped the way the score counts them.
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
+          -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault",
+          None: "not checked"}
+DETECTED = ("killed", "timeout", "segfault")  # a test run that fails, hangs or crashes catches the mutant
+
+
+def _copy_repository(dest: Path, target: Target, tests: list[str], filters: list[str]) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("ie_ray", "tests", "jobs"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    (dest / "mutation_hypothesis.py").write_text(HYPOTHESIS_PLUGIN)
+    settings = {
+        "source_paths": ["ie_ray/"],
+        "only_mutate": [target.path],
+        "also_copy": ["jobs/", "mutation_hypothesis.py"],
+        "pytest_add_cli_args_test_selection": tests + filters,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "mutation_hypothesis"],
+        "process_isolation": "forkserver",  # torch is not fork-safe after the stats run
+        "use_git_change_detection": False,
+        "timeout_multiplier": 10.0,
+        "timeout_constant": 30.0,  # the machine is shared: a slow run is not a hang
+    }
+    toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    (dest / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + f"\n[tool.mutmut]\n{toml}\n")
+
+
+def _run_mutmut(work: Path, children: int, limit_s: float) -> tuple[int, str]:
+    """`mutmut run` in its own session, so that a timeout ends it and every forked worker together."""
+    log = work / "mutmut.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            time.sleep(5)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            code = proc.wait()
+    text = log.read_text(errors="replace")
+    return code, re.sub(r"[^\n]*\r", "", text)[-3000:]  # the spinner redraws one line with \r
+
+
+def _function_starts(path: Path) -> dict[str, int]:
+    """First line (decorators included) of every function and method, by mutmut's mangled name."""
+    starts = {}
+    tree = ast.parse(path.read_text())
+
+    def visit(body, owner: str | None) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, node.name)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                starts[f"x\u01c1{owner}\u01c1{node.name}" if owner else f"x_{node.name}"] = first
+
+    visit(tree.body, None)
+    return starts
+
+
+def _changed_line(diff: str, start: int) -> tuple[int | None, str, str]:
+    """(line in the file, original line, mutated line) of the first change in a function-relative diff."""
+    hunk = re.search(r"^@@ -(\d+)", diff, re.M)
+    if not hunk:
+        return None, "", ""
+    offset = int(hunk.group(1)) - 1
+    old = new = ""
+    for line in diff[hunk.end():].splitlines()[1:]:
+        if line.startswith("-") and not old:
+            old = line[1:]
+            break
+        if line.startswith(" "):
+            offset += 1
+    match = re.search(r"^\+(?!\+\+)(.*)$", diff, re.M)
+    new = match.group(1) if match else ""
+    return start + offset, old, new
+
+
+def _judged(survivor: dict) -> dict:
+    """The survivor with its verdict: equivalent (and why), or a gap in the tests."""
+    reason = next((e.reason for e in EQUIVALENT if e.matches(survivor["file"], survivor["original"],
+                                                               survivor["mutated"])), None)
+    return dict(survivor, equivalent=reason is not None, reason=reason or "no test kills it: a gap in the tests")
+
+
+def _scored(run: dict) -> dict:
+    """detected / checked, and the same without the survivors shown equivalent."""
+    run["equivalent"] = sum(s["equivalent"] for s in run["survivors"])
+    run["score"] = run["detected"] / run["checked"] if run["checked"] else None
+    left = run["checked"] - run["equivalent"]
+    run["score_without_equivalent"] = run["detected"] / left if left > 0 else None
+    return run
+
+
+def _survivors(work: Path, target: Target, codes: dict[str, int | None]) -> list[dict]:
+    starts = _function_starts(ROOT / target.path)
+    module = target.path[:-3].replace("/", ".")
+    rows = []
+    for name, code in codes.items():
+        status = STATUS.get(code, "suspicious")
+        if status in DETECTED:
+            continue
+        shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True,
+                               text=True)
+        diff = "\n".join(shown.stdout.splitlines()[1:])  # first line: "# name: status"
+        function = name[len(module) + 1:].rsplit("__mutmut_", 1)[0]
+        line, old, new = _changed_line(diff, starts.get(function, 1))
+        rows.append(_judged(dict(mutant=name, status=status, file=target.path, line=line,
+                                 function=function.removeprefix("x_").replace("x\u01c1", "").replace("\u01c1", "."),
+                                 original=old.strip(), mutated=new.strip(), diff=diff)))
+    return sorted(rows, key=lambda r: (r["line"] or 0, r["mutant"]))
+
+
+def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep: bool) -> dict:
+    target = TARGETS[key]
+    tests = [t for t in target.tests if (ROOT / t).exists() and not (baseline and t in NEW_TESTS)]
+    work = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-"))
+    started = time.time()
+    try:
+        _copy_repository(work, target, tests, list(target.filters))
+        code, log = _run_mutmut(work, children, limit_s)
+        meta = work / "mutants" / (target.path + ".meta")
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+        if all(c is None for c in codes.values()):  # mutants are listed before the tests run: none checked
+            raise RuntimeError(f"mutmut checked no mutant of {target.path} (exit {code}; a failing test in the "
+                               f"selection stops it before any mutant). Its log ends:\n{log}")
+        counts: dict[str, int] = {}
+        for c in codes.values():
+            counts[STATUS.get(c, "suspicious")] = counts.get(STATUS.get(c, "suspicious"), 0) + 1
+        survivors = _survivors(work, target, codes)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return _scored(dict(
+        module=target.path, tests=tests, filters=list(target.filters), baseline=baseline, mutmut_exit=code,
+        complete=counts.get("not checked", 0) == 0, wall_s=round(time.time() - started, 1), counts=counts,
+        total=len(codes), checked=sum(n for s, n in counts.items() if s not in ("not checked", "skipped")),
+        detected=sum(counts.get(s, 0) for s in DETECTED), survivors=survivors, work_dir=str(work) if keep else None,
+    ))
+
+
+def _markdown(results: dict) -> str:
+    lines = [
+        "# Mutation testing", "",
+        "`nice -n 15 python benchmarks/mutation.py [--modules ...] [--baseline]` (mutmut 3 in a throwaway copy of the "
+        "repository; see the script's docstring). Not run in CI. A mutant is *detected* when its targeted tests fail "
+        "or time out; *score* = detected / checked; the last column leaves out the survivors shown equivalent "
+        "below. mutmut mutates function bodies only: module-level constants (e.g. `CI_LEVEL`, `LOG2E`) are not "
+        "mutated. The *baseline* rows run without the tests written for issue 17 items 5-6 "
+        f"({', '.join(NEW_TESTS)}).", "",
+        "| module | run | mutants | killed | timeout | survived | no tests | score | score without equivalent "
+        "| wall | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, run in sorted(results["runs"].items()):
+        c = run["counts"]
+        score = f"{run['score']:.1%}" if run["score"] is not None else "-"
+        eq = f"{run['score_without_equivalent']:.1%}" if run["score_without_equivalent"] is not None else "-"
+        partial = "" if run["complete"] else " (stopped early)"
+        lines.append(f"| `{run['module']}` | {'baseline' if run['baseline'] else 'all tests'}{partial} "
+                     f"| {run['total']} | {c.get('killed', 0)} | {c.get('timeout', 0)} | {c.get('survived', 0)} "
+                     f"| {c.get('no tests', 0)} | {score} | {eq} | {run['wall_s'] / 60:.0f} min | {run['date'][:10]} |")
+    lines += ["", "Test selection per module (pytest arguments):", ""]
+    for label, run in sorted(results["runs"].items()):
+        if not run["baseline"]:
+            lines.append(f"- `{run['module']}`: `{' '.join(run['tests'] + run['filters'])}`")
+    for label, run in sorted(results["runs"].items()):
+        if run["baseline"]:
+            continue
+        reached = [s for s in run["survivors"] if s["status"] != "no tests"]
+        unreached: dict[str, int] = {}
+        for s in run["survivors"]:
+            if s["status"] == "no tests":
+                unreached[s["function"]] = unreached.get(s["function"], 0) + 1
+        lines += ["", f"## Surviving mutants of `{run['module']}` ({len(run['survivors'])})", ""]
+        if unreached:
+            lines += [f"{sum(unreached.values())} mutants are in functions that no test of the selection calls "
+                      f"({NOT_REACHED.get(run['module'], 'no fast test reaches them')}):", "",
+                      "| function | mutants |", "|---|---|"]
+            lines += [f"| `{f}` | {n} |" for f, n in sorted(unreached.items())] + [""]
+        if not run["survivors"]:
+            lines.append("None.")
+        for s in reached:
+            verdict = "equivalent" if s["equivalent"] else "**not killed**"
+            lines += [f"### `{s['file']}:{s['line']}` in `{s['function']}` ({s['status']}, {verdict})", "",
+                      s["reason"], "", "```diff", s["diff"].strip(), "```", ""]
+    lines += ["", machine_line(results["machine"]), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modules", nargs="+", default=["ie", "bounds"], choices=sorted(TARGETS))
+    parser.add_argument("--baseline", action="store_true", help=f"leave out {', '.join(NEW_TESTS)}")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested in parallel (default 2)")
+    parser.add_argument("--limit-min", type=float, default=120.0, help="stop one module's run after this long")
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (to inspect with mutmut browse)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
+    args = parser.parse_args(argv)
+    if args.report_only:
+        results = json.loads(OUT.with_suffix(".json").read_text())
+        for run in results["runs"].values():  # reasons may have been added since the run
+            run["survivors"] = [_judged(s) for s in run["survivors"]]
+            _scored(run)
+        OUT.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        OUT.with_suffix(".md").write_text(_markdown(results))
+        return 0
+    if os.nice(0) < 15:  # other jobs share the machine: mutants only get the CPU they leave idle
+        os.nice(15 - os.nice(0))
+    json_path = OUT.with_suffix(".json")
+    results = json.loads(json_path.read_text()) if json_path.exists() else {"runs": {}}
+    for key in args.modules:
+        print(f"mutating {TARGETS[key].path} ...", file=sys.stderr, flush=True)
+        run = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,
+                         keep=args.keep)
+        run["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        results["runs"][f"{key}{'-baseline' if args.baseline else ''}"] = run
+        print(f"  {run['detected']}/{run['checked']} detected ({run['score']:.1%}), "
+              f"{len(run['survivors'])} survivors, {run['wall_s'] / 60:.1f} min", file=sys.stderr, flush=True)
+        results["machine"] = machine_info(threads=1)
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        OUT.with_suffix(".md").write_text(_markdown(results))
+    print(OUT.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
