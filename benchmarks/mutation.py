@@ -150,11 +150,15 @@ settings.register_profile("mutation", phases=[Phase.explicit, Phase.generate], d
 settings.load_profile("mutation")
 '''
 
+#: The console script: mutmut warns that `python -m mutmut` re-executes its main module.
+MUTMUT = [str(Path(sys.executable).with_name("mutmut"))] if Path(sys.executable).with_name("mutmut").exists() \
+    else [sys.executable, "-m", "mutmut"]
 #: mutmut 3's exit codes (mutmut/stats.py), grouped the way the score counts them.
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
           -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault",
           None: "not checked"}
 DETECTED = ("killed", "timeout", "segfault")  # a test run that fails, hangs or crashes catches the mutant
+UNCHECKED = ("not checked", "skipped")  # a stopped run leaves mutants without a verdict
 
 
 def _copy_repository(dest: Path, target: Target, tests: list[str], filters: list[str]) -> None:
@@ -181,8 +185,8 @@ def _run_mutmut(work: Path, children: int, limit_s: float) -> tuple[int, str]:
     """`mutmut run` in its own session, so that a timeout ends it and every forked worker together."""
     log = work / "mutmut.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([*MUTMUT, "run", "--max-children", str(children)], cwd=work, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
             code = proc.wait(timeout=limit_s)
         except subprocess.TimeoutExpired:
@@ -254,10 +258,9 @@ def _survivors(work: Path, target: Target, codes: dict[str, int | None]) -> list
     rows = []
     for name, code in codes.items():
         status = STATUS.get(code, "suspicious")
-        if status in DETECTED:
+        if status in DETECTED or status in UNCHECKED:
             continue
-        shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True,
-                               text=True)
+        shown = subprocess.run([*MUTMUT, "show", name], cwd=work, capture_output=True, text=True)
         diff = "\n".join(shown.stdout.splitlines()[1:])  # first line: "# name: status"
         function = name[len(module) + 1:].rsplit("__mutmut_", 1)[0]
         line, old, new = _changed_line(diff, starts.get(function, 1))
@@ -269,30 +272,46 @@ def _survivors(work: Path, target: Target, codes: dict[str, int | None]) -> list
 
 def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep: bool) -> dict:
     target = TARGETS[key]
-    tests = [t for t in target.tests if (ROOT / t).exists() and not (baseline and t in NEW_TESTS)]
     work = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-"))
     started = time.time()
     try:
-        _copy_repository(work, target, tests, list(target.filters))
+        _copy_repository(work, target, _tests(target, baseline), list(target.filters))
         code, log = _run_mutmut(work, children, limit_s)
-        meta = work / "mutants" / (target.path + ".meta")
-        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
-        if all(c is None for c in codes.values()):  # mutants are listed before the tests run: none checked
-            raise RuntimeError(f"mutmut checked no mutant of {target.path} (exit {code}; a failing test in the "
-                               f"selection stops it before any mutant). Its log ends:\n{log}")
-        counts: dict[str, int] = {}
-        for c in codes.values():
-            counts[STATUS.get(c, "suspicious")] = counts.get(STATUS.get(c, "suspicious"), 0) + 1
-        survivors = _survivors(work, target, codes)
+        return collect(work, key, baseline=baseline, wall_s=time.time() - started, exit_code=code, log=log,
+                       keep=keep)
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _tests(target: Target, baseline: bool) -> list[str]:
+    return [t for t in target.tests if (ROOT / t).exists() and not (baseline and t in NEW_TESTS)]
+
+
+def collect(work: Path, key: str, *, baseline: bool, wall_s: float | None = None, exit_code: int | None = None,
+            log: str = "", keep: bool = True) -> dict:
+    """Score and survivors of the mutmut run in `work` (also of one that was stopped: each verdict is saved)."""
+    target = TARGETS[key]
+    meta = work / "mutants" / (target.path + ".meta")
+    codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    if all(c is None for c in codes.values()):  # mutants are listed before the tests run: none checked
+        raise RuntimeError(f"mutmut checked no mutant of {target.path} (exit {exit_code}; a failing test in the "
+                           f"selection stops it before any mutant). Its log ends:\n{log}")
+    counts: dict[str, int] = {}
+    for c in codes.values():
+        counts[STATUS.get(c, "suspicious")] = counts.get(STATUS.get(c, "suspicious"), 0) + 1
     return _scored(dict(
-        module=target.path, tests=tests, filters=list(target.filters), baseline=baseline, mutmut_exit=code,
-        complete=counts.get("not checked", 0) == 0, wall_s=round(time.time() - started, 1), counts=counts,
-        total=len(codes), checked=sum(n for s, n in counts.items() if s not in ("not checked", "skipped")),
-        detected=sum(counts.get(s, 0) for s in DETECTED), survivors=survivors, work_dir=str(work) if keep else None,
+        module=target.path, tests=_tests(target, baseline), filters=list(target.filters), baseline=baseline,
+        mutmut_exit=exit_code, complete=counts.get("not checked", 0) == 0,
+        wall_s=round(wall_s, 1) if wall_s is not None else None, counts=counts, total=len(codes),
+        checked=sum(n for s, n in counts.items() if s not in UNCHECKED),
+        detected=sum(counts.get(s, 0) for s in DETECTED), survivors=_survivors(work, target, codes),
+        work_dir=str(work) if keep else None,
     ))
+
+
+def _minutes(seconds: float | None) -> str:
+    return f"{seconds / 60:.0f} min" if seconds is not None else "-"
 
 
 def _markdown(results: dict) -> str:
@@ -315,7 +334,7 @@ def _markdown(results: dict) -> str:
         partial = "" if run["complete"] else " (stopped early)"
         lines.append(f"| `{run['module']}` | {'baseline' if run['baseline'] else 'all tests'}{partial} "
                      f"| {run['total']} | {c.get('killed', 0)} | {c.get('timeout', 0)} | {c.get('survived', 0)} "
-                     f"| {c.get('no tests', 0)} | {score} | {eq} | {run['wall_s'] / 60:.0f} min | {run['date'][:10]} |")
+                     f"| {c.get('no tests', 0)} | {score} | {eq} | {_minutes(run['wall_s'])} | {run['date'][:10]} |")
     lines += ["", "Test selection per module (pytest arguments):", ""]
     for label, run in sorted(results["runs"].items()):
         if not run["baseline"]:
@@ -352,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-min", type=float, default=120.0, help="stop one module's run after this long")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (to inspect with mutmut browse)")
     parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
+    parser.add_argument("--collect", type=Path, metavar="DIR",
+                        help="record the run kept (--keep) or stopped in DIR, for the one module named by --modules")
     args = parser.parse_args(argv)
     if args.report_only:
         results = json.loads(OUT.with_suffix(".json").read_text())
@@ -365,14 +386,19 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(15 - os.nice(0))
     json_path = OUT.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.exists() else {"runs": {}}
+    if args.collect and len(args.modules) != 1:
+        parser.error("--collect records one module: name it with --modules")
     for key in args.modules:
         print(f"mutating {TARGETS[key].path} ...", file=sys.stderr, flush=True)
-        run = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,
-                         keep=args.keep)
+        if args.collect:
+            run = collect(args.collect, key, baseline=args.baseline)
+        else:
+            run = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,
+                             keep=args.keep)
         run["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         results["runs"][f"{key}{'-baseline' if args.baseline else ''}"] = run
         print(f"  {run['detected']}/{run['checked']} detected ({run['score']:.1%}), "
-              f"{len(run['survivors'])} survivors, {run['wall_s'] / 60:.1f} min", file=sys.stderr, flush=True)
+              f"{len(run['survivors'])} survivors, {_minutes(run['wall_s'])}", file=sys.stderr, flush=True)
         results["machine"] = machine_info(threads=1)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
