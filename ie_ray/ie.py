@@ -147,7 +147,7 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
                 ie_sum_bits=total,
                 ie_sum_ci_low=total - spread,
                 ie_sum_ci_high=total + spread,
-                n_layers_flagged=int(sum(str(v) not in ("ok", "constant") for v in layer_flags)),
+                n_layers_flagged=int(sum(str(v) not in ("ok", "constant", "") for v in layer_flags)),
                 flag=",".join(flags) if flags else "ok",
             )
         )

@@ -51,3 +51,13 @@ def test_batch_names_the_problem_with_bad_states():
         smoothed_mi_batch([x, x], [y, broken], SmoothedParams(n_draws=20), [0, 1])
     with pytest.raises(ValueError, match="one of each per problem"):
         smoothed_mi_batch([x, x], [y], SmoothedParams(n_draws=20), [0, 1])
+
+
+def test_mi_result_keeps_the_flag_and_the_diagnostics():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 4))
+    params = SmoothedParams(tau=0.05, taus=(), n_draws=100, n_bootstrap=10)
+    result = smoothed_mi(x, x + 0.01 * rng.normal(size=x.shape), params, seed=0)
+    reading, mi = result.at(0.05), result.to_mi_result(0.05)
+    assert reading.flag != "ok"  # tau -> 0 on 300 distinct states: capped at log2 N, so not converged
+    assert (mi.flag, mi.half_sample_bits, mi.mc_se_bits) == (reading.flag, reading.half_bits, reading.mc_se_bits)
