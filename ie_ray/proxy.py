@@ -278,6 +278,11 @@ def family_of(name: str) -> str:
     SmolLM2 and OpenLlama are both `llama` but are not one family. Override with an explicit mapping when a
     name does not follow the pattern.
     """
+    from ie_ray.family.registry import family_name_of
+
+    trained = family_name_of(name)  # family-kjv-xl -> family-kjv (size names s, m, l are not size tokens)
+    if trained:
+        return trained
     base = str(name).rstrip("/").split("/")[-1].lower()
     kept = [tok for tok in re.split(r"[-_]", base) if tok and not _SIZE_TOKEN.match(tok)]
     return "-".join(kept) or base

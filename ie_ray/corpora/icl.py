@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ICL_TASKS",
+    "PAPER_ICL_TASKS",
     "ICL_FORMATS",
     "IclCorpus",
     "build_icl_corpus",
@@ -53,8 +54,12 @@ __all__ = [
     "single_token_entities",
 ]
 
-ICL_TASKS: tuple[str, ...] = ("country", "animal", "color")
+PAPER_ICL_TASKS: tuple[str, ...] = ("country", "animal", "color")
 """Categories of the paper's ICL datasets, in the paper's table order."""
+
+ICL_TASKS: tuple[str, ...] = PAPER_ICL_TASKS + ("bible-name",)
+"""Every list task: the paper's three, plus biblical names (Title Case as the King James text writes them), the
+list task a model trained on the KJV knows as single tokens (`ie-ray train-family`, jobs/configs/family-kjv.yaml)."""
 
 IclFormat = Literal["comma", "comma-space"]
 ICL_FORMATS: tuple[str, ...] = ("comma", "comma-space")
@@ -65,6 +70,7 @@ _TASK_FILES: dict[str, str] = {
     "country": "countries.txt",
     "animal": "animals.txt",
     "color": "colors.txt",
+    "bible-name": "bible_names.txt",
 }
 
 PAPER_N_ENTITIES: dict[str, int] = {"country": 25, "animal": 16, "color": 15}

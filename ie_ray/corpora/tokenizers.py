@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from ie_ray.corpora.icl import ICL_TASKS, candidate_names
+from ie_ray.corpora.icl import PAPER_ICL_TASKS, candidate_names
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -46,7 +46,7 @@ _SENTENCES: tuple[str, ...] = (
 def _training_lines() -> list[str]:
     """The deterministic training corpus (see module docstring for why it is shaped this way)."""
     lines: list[str] = []
-    for task in ICL_TASKS:
+    for task in PAPER_ICL_TASKS:  # fixed list: a new task must not change the tiny models' vocabulary
         names = candidate_names(task)
         n_common = len(names) - int(len(names) * _RARE_FRACTION)
         common, rare = names[:n_common], names[n_common:]

@@ -1,0 +1,77 @@
+"""Where trained family members live, and how a sweep config's `family-<name>-<size>` finds them.
+
+Checkpoints sit under the user cache keyed by the recipe hash (`<cache>/families/<name>-<hash>/<size>/`). A
+pointer file `<cache>/families/<name>.json` names the recipe trained last, so `family-kjv-m` in a sweep config
+means "the m member of the kjv family this machine trained"; the manifest records the hash, so a result is
+traceable to exact weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from ie_ray.errors import ConfigError
+
+PREFIX = "family-"
+_MEMBER = re.compile(r"^family-([a-z0-9]+)-([a-z0-9]+)$")
+DONE = "TRAINED"  # written last into a member's directory: a crashed run never leaves a checkpoint we trust
+
+
+def families_root() -> Path:
+    from ie_ray.models import cache_root
+
+    return cache_root() / "families"
+
+
+def family_dir(name: str, recipe_hash: str) -> Path:
+    return families_root() / f"{name}-{recipe_hash}"
+
+
+def member_dir(name: str, recipe_hash: str, size: str) -> Path:
+    return family_dir(name, recipe_hash) / size
+
+
+def is_trained(path: Path) -> bool:
+    return (path / DONE).is_file() and (path / "config.json").is_file()
+
+
+def write_pointer(name: str, recipe_hash: str, sizes: list[str]) -> None:
+    root = families_root()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{name}.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(dict(name=name, recipe_hash=recipe_hash, sizes=sizes), indent=2))
+    tmp.replace(root / f"{name}.json")
+
+
+def parse_member(model_name: str) -> tuple[str, str]:
+    match = _MEMBER.match(model_name)
+    if not match:
+        raise ConfigError(f"model {model_name!r} is not a family member name; use family-<family>-<size>, "
+                          "e.g. family-kjv-m")
+    return match.group(1), match.group(2)
+
+
+def resolve_member(model_name: str) -> tuple[Path, str]:
+    """The checkpoint directory and recipe hash of `family-<name>-<size>`, or an error saying how to train it."""
+    name, size = parse_member(model_name)
+    pointer = families_root() / f"{name}.json"
+    hint = (f"train it first with `ie-ray train-family --config jobs/configs/family-{name}.yaml` (or name the "
+            "member's checkpoint directory as the model)")
+    if not pointer.is_file():
+        raise ConfigError(f"model {model_name!r}: no family {name!r} has been trained on this machine "
+                          f"(looked in {families_root()}); {hint}")
+    record = json.loads(pointer.read_text())
+    if size not in record["sizes"]:
+        raise ConfigError(f"model {model_name!r}: family {name!r} has sizes {record['sizes']}, not {size!r}")
+    path = member_dir(name, record["recipe_hash"], size)
+    if not is_trained(path):
+        raise ConfigError(f"model {model_name!r}: {path} holds no finished checkpoint; {hint}")
+    return path, record["recipe_hash"]
+
+
+def family_name_of(model_name: str) -> str | None:
+    """`family-kjv-m` -> `family-kjv` (the scaling family proxy B groups by); None for other names."""
+    match = _MEMBER.match(str(model_name).rstrip("/").split("/")[-1])
+    return f"{PREFIX}{match.group(1)}" if match else None
