@@ -25,6 +25,7 @@ from ie_ray.errors import ConfigError
 from ie_ray.extract import StateShard, extract_shards
 from ie_ray.ie import ie_by_reading, layer_summary, models_side_by_side, side_by_side
 from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
+from ie_ray.ray_logs import ray_messages_to, route_ray_messages
 from ie_ray.reduce import EstimateCache, EstimateJob, fit_jobs, plan_jobs
 from ie_ray.reduce_smoothed import LayerProblem, reduce_layer, rows_frame
 from ie_ray.resources import estimator_gpus, smoothed_gpus
@@ -67,11 +68,13 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, resources:
     """
     import ray
 
+    route_ray_messages()  # before ray.init: its start-up lines belong in the run's ray.log too
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address if "://" not in address else "auto")
+        context = ray.init(address=address if "://" not in address else "auto")
+        route_ray_messages(context.address_info.get("session_dir"))
         return
     extra: dict = {}
     if os.environ.get("IE_RAY_OBJECT_STORE_GB"):
@@ -80,8 +83,9 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, resources:
         extra["object_spilling_directory"] = os.environ["IE_RAY_SPILL_DIR"]
     # address="local": a NEW in-process instance. Without it ray.init() attaches to whatever cluster `ray start`
     # (or a test) last left in /tmp/ray/ray_current_cluster; use RAY_ADDRESS=auto to mean that on purpose.
-    ray.init(address="local", num_cpus=num_cpus, resources=resources, include_dashboard=False, log_to_driver=True,
-             **extra)
+    context = ray.init(address="local", num_cpus=num_cpus, resources=resources, include_dashboard=False,
+                       log_to_driver=True, **extra)
+    route_ray_messages(context.address_info.get("session_dir"))
 
 
 def _versions() -> dict[str, str]:
@@ -184,8 +188,15 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
 
     Finished shards (a layer's states of one cell, one MI estimate) are kept in a content-addressed cache
     (`cache_dir`, default `<run_dir>/cache`): rerunning the same command after a crash, or after changing part
-    of the config, recomputes only the shards that are missing or whose inputs changed.
+    of the config, recomputes only the shards that are missing or whose inputs changed. Ray's own messages go
+    to `<run_dir>/ray.log` (`ie_ray/ray_logs.py`); the console keeps stage lines, progress bars and tables.
     """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with ray_messages_to(store.inside(run_dir, "ray.log")):
+        return _run_sweep(config, run_dir, cache_dir)
+
+
+def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> SweepResult:
     timer = _Timer()
     params = config.estimator_params()
     shards = ShardCache(cache_dir if cache_dir is not None else default_cache_dir(run_dir))

@@ -1,0 +1,83 @@
+"""Ray's own messages go to the run's ray.log; the console keeps ie-ray's stage lines, progress and tables."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ie_ray.ray_logs import ray_messages_to, route_ray_messages
+
+REPO = Path(__file__).resolve().parent.parent
+RAY_RECORD = re.compile(r"\t(DEBUG|INFO) \S+\.py:\d+ -- ")  # Ray's log format: "<time>\tINFO file.py:12 -- ..."
+
+
+def test_routing_sends_ray_records_and_c_level_stderr_to_the_file_and_restores_the_console(tmp_path, capfd):
+    import ray  # noqa: F401
+
+    log = tmp_path / "ray.log"
+    ray_logger = logging.getLogger("ray")
+    levels = [h.level for h in ray_logger.handlers]
+    # a handler made before the run, on descriptor 2 (as Ray's own is, outside pytest's capture)
+    other = logging.getLogger("other.library")
+    fd2 = open(2, "w", closefd=False)
+    other.addHandler(logging.StreamHandler(fd2))
+    with ray_messages_to(log):
+        logging.getLogger("ray._private.worker").info("ray info record")  # before Ray is in use: untouched
+        route_ray_messages()
+        route_ray_messages("/tmp/ray/session_x")  # idempotent; names the session once
+        route_ray_messages("/tmp/ray/session_x")
+        logging.getLogger("ray._private.worker").info("routed ray info")
+        logging.getLogger("ray.data._internal.progress").info("routed data progress")
+        logging.getLogger("ray._private.worker").warning("ray warning")
+        logging.getLogger("ray._private.authentication.authentication_token_setup").warning("token notice")
+        os.write(2, b"[2026-01-01 00:00:00,000 E 1 1] core_worker.cc:1: C-level line\n")
+        print("python stderr line", file=sys.stderr)
+        other.warning("other library warning")
+    os.write(2, b"after the run\n")
+    other.warning("other library after the run")
+    other.handlers.clear()
+    console = capfd.readouterr().err
+    text = log.read_text()
+    for line in ["routed ray info", "routed data progress", "ray warning", "token notice", "core_worker.cc:1",
+                 "Ray session directory: /tmp/ray/session_x"]:
+        assert line in text, line
+    assert text.count("Ray session directory") == 1
+    assert "ray info record" in console  # the route starts with Ray, not before
+    for line in ["routed ray info", "routed data progress", "token notice", "core_worker"]:
+        assert line not in console, line
+    for line in ["ray warning", "python stderr line", "other library warning", "after the run",
+                 "other library after the run"]:
+        assert line in console, line
+    for line in ["python stderr line", "other library", "after the run", "ray info record"]:
+        assert line not in text, line
+    assert [h.level for h in ray_logger.handlers] == levels
+    assert not any(isinstance(h, logging.FileHandler) for h in ray_logger.handlers)
+
+
+def test_a_tiny_sweep_console_holds_no_ray_lines_and_its_ray_log_holds_them(tmp_path):
+    config = dict(name="tiny-console", models=["tiny-llama"],
+                  corpora=[dict(kind="icl", task="country", format="comma-space", n_entities=8, n_samples=240)],
+                  shots=[2], layers=[0], readings=["smoothed", "entropy_limit"], extract=dict(batch_size=50))
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DATA_DISABLE_PROGRESS_BARS", "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, str(REPO / "jobs" / "sweep.py"), "--config", str(config_path),
+                           "--out", str(run_dir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console
+    for line in ["[ie-ray] extract tiny-llama done", "[ie-ray] reduce tiny-llama done", "E(l) = IE at the last",
+                 "Model-level IE"]:
+        assert line in console, line
+    assert not RAY_RECORD.search(console), console
+    assert "core_worker" not in console, console
+    log = (run_dir / "ray.log").read_text()
+    assert "core_worker.cc" in log and "constructor arguments in the object store" in log
+    assert "Started a local Ray instance" in log
+    assert "Execution plan of Dataset" in log
+    assert "Ray session directory" in log
