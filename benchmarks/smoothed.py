@@ -50,7 +50,7 @@ from ie_ray.estimators.benchmark import correlated_gaussians
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MODEL = "smollm2-135m"
-#: Where the sweep puts run directories when --states is not given (README "Running sweeps").
+#: Where the sweep puts run directories when --states is not given (docs/running.md).
 DEFAULT_STATE_ROOTS = (REPO / "results" / "runs", Path.home() / ".cache" / "ie_ray" / "runs")
 #: Tiled copies of real states get this much Gaussian jitter, in units of each dimension's standard deviation:
 #: enough that no two rows coincide (a duplicate row is a different mixture), far below any tau of the grid.
