@@ -115,3 +115,7 @@ def test_sweep_runs_as_a_ray_job(head_node, tmp_path):
     ie = pd.read_csv(out_dir / "ie.csv")
     assert len(ie) == 4 and set(ie.layer) == {1} and set(ie.model) == {"tiny-qwen2"}
     assert (out_dir / "report.md").is_file() and (out_dir / "manifest.json").is_file()
+    # the job's logs are the run's console: Ray's own lines are in the run's ray.log instead
+    assert "core_worker" not in logs and "\tINFO worker.py" not in logs
+    ray_log = (out_dir / "ray.log").read_text()
+    assert "Connecting to existing Ray cluster" in ray_log and "core_worker.cc" in ray_log
