@@ -64,6 +64,10 @@ def _train_family(args: argparse.Namespace) -> int:
     from ie_ray.family.train import train_family
 
     recipe = load_recipe(args.config)
+    if args.threads:
+        import dataclasses
+
+        recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, threads=args.threads))
     sizes = [s.strip() for s in args.sizes.split(",")] if args.sizes else None
     result = train_family(recipe, sizes)
     out = Path(args.out).expanduser().resolve() if args.out else result.directory
@@ -92,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="where to write the manifest, loss curves and held-out text "
                                      "(default: the checkpoint directory under the user cache)")
     train.add_argument("--sizes", help="comma-separated subset of the recipe's sizes (default: all)")
+    train.add_argument("--threads", type=int, help="torch threads (default: the recipe's, else all cores); 1 is "
+                                                    "fastest on a small CPU shared with other work")
     train.set_defaults(func=_train_family)
     compare = sub.add_parser("compare", help="cross-model tables, ranking, proxy estimates and plots of a run")
     compare.add_argument("run_dir", help="directory of a finished sweep with >= 2 models")

@@ -457,7 +457,9 @@ def tokenized(documents: Iterable[str], tokenizer) -> Iterator[np.ndarray]:
     chunk: list[str] = []
 
     def flush() -> Iterator[np.ndarray]:
-        encoded = tokenizer(chunk, add_special_tokens=False).input_ids
+        # verbose=False: whole documents are longer than the model's context on purpose (windows are cut from
+        # them later); the "sequence length is longer than the maximum" warning would only mislead
+        encoded = tokenizer(chunk, add_special_tokens=False, verbose=False).input_ids
         for ids in encoded:
             yield np.asarray(ids, dtype=np.int64)
 

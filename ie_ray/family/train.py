@@ -189,6 +189,9 @@ def train_family(recipe: FamilyRecipe, sizes: list[str] | None = None, progress:
     root = family_dir(recipe.name, recipe.content_hash())
     root.mkdir(parents=True, exist_ok=True)
     (root / "recipe.json").write_text(json.dumps(recipe.to_dict() | dict(recipe_hash=recipe.content_hash()), indent=2))
+    # the pointer goes first: members finished so far are usable by sweeps while larger ones still train
+    # (resolve_member refuses a member whose checkpoint is not finished)
+    write_pointer(recipe.name, recipe.content_hash(), list(recipe.sizes))
     records, curves = [], []
     for size in chosen:
         target = member_dir(recipe.name, recipe.content_hash(), size)
@@ -198,7 +201,6 @@ def train_family(recipe: FamilyRecipe, sizes: list[str] | None = None, progress:
             record = train_member(recipe, size, data, order, target, progress)[0] | dict(reloaded=False)
         records.append(record)
         curves.append(pd.read_csv(target / LOSS_LOG).assign(model=record["model"], size=size))
-    write_pointer(recipe.name, recipe.content_hash(), list(recipe.sizes))
     manifest = pd.DataFrame(records)
     return FamilyResult(root, manifest, pd.concat(curves, ignore_index=True), data.text_summary,
                         data.heldout_documents)
