@@ -35,9 +35,10 @@ from ie_ray.errors import ConfigError
 #: InfoNCE scores all B^2 pairs of a batch (~B/2 times a DV step); at the default B = 256 one estimate at
 #: d = 768 costs minutes on a CPU, so validation runs it with this batch (cap log2 64 = 6 bits) unless told.
 DEFAULT_INFONCE_BATCH: int = 64
-#: Bootstrap replicates of the Gaussian closed form here (the package default is 200): each replicate is a
-#: (2d x 2d) covariance, Ledoit-Wolf and two Cholesky factorisations, ~0.2 s at d = 768 on one core, and the
-#: replicates only set the interval, never the estimate.
+#: Bootstrap replicates of the Gaussian closed form here (the package default is 200). They cost nothing in its
+#: unshrunk form (normal draws around a standard error); in the shrunk form (fewer train rows than 2 (dx + dy),
+#: e.g. d = 768 at N = 2000) each is a (2d x 2d) covariance, Ledoit-Wolf and two Cholesky factorisations,
+#: ~0.2 s at d = 768 on one core, and the replicates only set the interval, never the estimate.
 GAUSSIAN_BOOTSTRAP: int = 50
 
 
@@ -193,8 +194,7 @@ def _run_part(config: ValidationConfig, tasks: list[Task], data: list, n: int, e
     if estimator == "gaussian":
         g = config.gaussian
         for task, (x, y), seed in zip(tasks, data, seeds):
-            r = estimate_gaussian(x, y, g.shrinkage, heldout_fraction=g.heldout_fraction,
-                                  n_bootstrap=g.n_bootstrap, seed=seed)
+            r = estimate_gaussian(x, y, **asdict(g), seed=seed)
             rows.append(_row(task, n, "gaussian", r, 0, None, False))
         return pd.DataFrame(rows)
     params = config.params_for(estimator)
@@ -323,7 +323,9 @@ def summary_markdown(table: pd.DataFrame, recs: pd.DataFrame, config: Validation
         f"early stopping={'off' if not p.early_stop_fraction else f'on a {p.early_stop_fraction:g} slice of the training split'}; InfoNCE batch = "
         f"{config.infonce_batch_size or p.batch_size} (cap log2 B bits). "
         f"{'These are the package defaults (MINEParams(); threads aside).' if replace(p, threads=None) == MINEParams() else 'Not the package defaults.'}",
-        "- Gaussian = closed form with Ledoit-Wolf shrinkage: exact for the gaussian family, a baseline elsewhere.",
+        "- Gaussian = closed form (ie_ray/estimators/gaussian.py): canonical correlations with the exact Wishart bias "
+        "correction when the train rows number >= 2 (dx + dy), Ledoit-Wolf shrinkage below; exact for the gaussian "
+        "family, a baseline elsewhere.",
         "- Flags: see ie_ray/estimators/diagnostics.py (diverged = held-out bound significantly < 0 or a collapsed "
         "training curve; not_converged = curve still rising at the end).",
         "",

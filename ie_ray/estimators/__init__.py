@@ -5,7 +5,13 @@ fitted as batched ensembles, the closed-form Gaussian baseline, and the smoothed
 from ie_ray.estimators.bounds import dv_bound_bits, infonce_bound_bits, nwj_bound_bits
 from ie_ray.estimators.critic import EnsembleFunnelCritic, funnel_widths
 from ie_ray.estimators.diagnostics import FLAGS, diagnose
-from ie_ray.estimators.gaussian import GaussianParams, estimate_gaussian, gaussian_mi_bits, ledoit_wolf_shrinkage
+from ie_ray.estimators.gaussian import (
+    GaussianMIResult,
+    GaussianParams,
+    estimate_gaussian,
+    gaussian_mi_bits,
+    ledoit_wolf_shrinkage,
+)
 from ie_ray.estimators.interface import ALL_ESTIMATORS, ESTIMATORS, estimate
 from ie_ray.estimators.mine import OBJECTIVES, MINEParams, estimate_mine, fit_mine_ensemble
 from ie_ray.estimators.result import MIResult
@@ -22,6 +28,7 @@ __all__ = [
     "FLAGS",
     "OBJECTIVES",
     "EnsembleFunnelCritic",
+    "GaussianMIResult",
     "GaussianParams",
     "MIResult",
     "MINEParams",

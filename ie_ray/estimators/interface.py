@@ -10,7 +10,7 @@ Gaussian-smoothed empirical joint (`smoothed.py`, the headline reading of a swee
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import numpy as np
@@ -38,9 +38,10 @@ def estimate(
 
     For a neural estimator, `params` is a MINEParams or a mapping of its fields (None = the defaults); its
     `objective` is set to `estimator`, so `estimate(x, y, "nwj", MINEParams(steps=200))` is NWJ with 200 steps.
-    For "gaussian", `params` is a GaussianParams or a mapping of its fields. For "smoothed", a SmoothedParams or
-    a mapping of its fields; the result is the reading at `params.tau` (call `smoothed_mi` for the whole tau
-    grid of one pass).
+    For "gaussian", `params` is a GaussianParams or a mapping of its fields; the result is a GaussianMIResult,
+    which also says which form of the closed form was used and its bias correction. For "smoothed", a
+    SmoothedParams or a mapping of its fields; the result is the reading at `params.tau` (call `smoothed_mi` for
+    the whole tau grid of one pass).
     """
     if estimator not in ALL_ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {list(ALL_ESTIMATORS)}")
@@ -52,11 +53,10 @@ def estimate(
         return smoothed_mi(x, y, s, seed=seed).to_mi_result(s.tau)
     if estimator == "gaussian":
         if isinstance(params, MINEParams):
-            raise ValueError("estimator='gaussian' takes GaussianParams (shrinkage, heldout_fraction, n_bootstrap), "
-                             "not MINEParams")
+            names = ", ".join(f.name for f in fields(GaussianParams))
+            raise ValueError(f"estimator='gaussian' takes GaussianParams ({names}), not MINEParams")
         g = params if isinstance(params, GaussianParams) else GaussianParams.from_dict(params or {})
-        return estimate_gaussian(x, y, g.shrinkage, heldout_fraction=g.heldout_fraction,
-                                 n_bootstrap=g.n_bootstrap, seed=seed)
+        return estimate_gaussian(x, y, **asdict(g), seed=seed)
     if isinstance(params, (GaussianParams, SmoothedParams)):
         raise ValueError(f"estimator={estimator!r} takes MINEParams, not {type(params).__name__}")
     p = params if isinstance(params, MINEParams) else MINEParams.from_dict(params or {})
