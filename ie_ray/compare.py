@@ -468,7 +468,9 @@ def write_cross_model_section(cross: CrossModel, run_dir: Path, subdir: str = "c
         lines += [
             "OLS of model-level IE on log10(parameters) per family and condition; 95% t prediction intervals "
             "(t with n - 2 degrees of freedom: very wide with 3 sizes). LOO: each size predicted from the others; "
-            "`largest_loo_error_bits` is the extrapolation test (largest size predicted from the smaller ones).",
+            "`largest_loo_error_bits` is the extrapolation test (largest size predicted from the smaller ones). "
+            "`flag` is `members_flagged` when any member's model-level reading is flagged (a layer's reading "
+            "failed, is undersampled or not converged): such a fit is shown, but it is not a validated result.",
             "", _md(summary), "", "Predictions:", "", _md(predictions, ".4g"), "", "Leave-one-out:", "", _md(loo),
             "",
         ]

@@ -297,7 +297,7 @@ class ScalingFit:
     shots: int
     statistic: str
     fit: LinearFit
-    members: pd.DataFrame  # model, n_params, log10_params, ie
+    members: pd.DataFrame  # model, n_params, log10_params, ie, flag
     predictions: pd.DataFrame  # n_params, log10_params, predicted, pi_low, pi_high
     loo: pd.DataFrame  # model, n_params, observed, predicted, pi_low, pi_high, error, covered, largest
 
@@ -314,9 +314,19 @@ class ScalingFit:
         """Error when the largest member is predicted from the smaller ones: the extrapolation test."""
         return float(self.loo[self.loo.largest].error.iloc[0])
 
+    @property
+    def n_members_flagged(self) -> int:
+        return int((self.members.flag != "ok").sum())
+
+    @property
+    def flag(self) -> str:
+        """`ok` only if every member's model-level reading is; a line through failed readings is not a result."""
+        return "ok" if self.n_members_flagged == 0 else "members_flagged"
+
     def summary_row(self) -> dict:
         return dict(family=self.family, corpus=self.corpus, shots=self.shots, statistic=self.statistic,
-                    n_models=self.fit.n, slope_bits_per_decade=self.fit.slope, intercept=self.fit.intercept,
+                    n_models=self.fit.n, n_members_flagged=self.n_members_flagged, flag=self.flag,
+                    slope_bits_per_decade=self.fit.slope, intercept=self.fit.intercept,
                     residual_std=self.fit.residual_std, loo_rmse_bits=self.loo_rmse, loo_mae_bits=self.loo_mae,
                     largest_loo_error_bits=self.largest_error,
                     loo_coverage=_coverage(self.loo.covered))
@@ -368,11 +378,16 @@ def scaling_fit(
         predictions = pd.DataFrame(dict(n_params=list(predict_params), log10_params=targets, predicted=yhat,
                                         pi_low=low, pi_high=high))
         loo = leave_one_out(x, y)
+        # a model-level flag other than ok (any layer's reading failed or is undersampled) travels with the
+        # member into the fit's summary and its leave-one-out rows
+        flags = (part.flag.fillna("ok").replace("", "ok").astype(str).to_numpy() if "flag" in part
+                 else np.full(len(part), "ok"))
         loo.insert(0, "model", part.model.to_numpy())
         loo.insert(1, "n_params", part.n_params.to_numpy())
         loo["largest"] = loo.n_params == loo.n_params.max()
+        loo["member_flag"] = flags
         members = pd.DataFrame(dict(model=part.model.to_numpy(), n_params=part.n_params.to_numpy(),
-                                    log10_params=x, ie=y))
+                                    log10_params=x, ie=y, flag=flags))
         fits.append(ScalingFit(family, str(corpus), int(shots), statistic, fit, members, predictions,
                                loo.drop(columns="x")))
     return fits

@@ -268,3 +268,15 @@ def test_conditions_with_a_failed_estimate_are_left_out() -> None:
     family = _models_table({m: [v] for m, v in zip(sizes, [1.0, 2.0, float("nan"), 4.0])}, n_params=sizes)
     (fit,) = scaling_fit(family, "a")
     assert fit.fit.n == 3 and fit.fit.slope == pytest.approx(1.0)
+
+
+def test_a_flagged_member_flags_the_scaling_fit_and_its_loo_row() -> None:
+    table, _ = _family_table()
+    (clean,) = scaling_fit(table, "gpt2")
+    assert clean.flag == "ok" and clean.summary_row()["n_members_flagged"] == 0  # no flag column: all ok
+    table["flag"] = ["ok", "undersampled", "", "ok"]  # "" = no flag (older tables)
+    (fit,) = scaling_fit(table, "gpt2")
+    row = fit.summary_row()
+    assert (row["flag"], row["n_members_flagged"]) == ("members_flagged", 1)
+    assert fit.loo.set_index("model").member_flag.to_dict() == {
+        "gpt2": "ok", "gpt2-medium": "undersampled", "gpt2-large": "ok", "gpt2-xl": "ok"}
