@@ -412,8 +412,8 @@ def _describe(spec: ModelSpec, model: nn.Module, tokenizer) -> ModelInfo:
     elif spec.kind == "family":
         from ie_ray.family.registry import resolve_member
 
-        path, recipe_hash = resolve_member(spec.name)
-        source, revision = f"trained here (ie-ray train-family): {path}", f"recipe:{recipe_hash}"
+        path, member_hash = resolve_member(spec.name)
+        source, revision = f"trained here (ie-ray train-family): {path}", f"member:{member_hash}"
     else:
         source = spec.kind
         revision = spec.revision or getattr(config, "_commit_hash", None) or "unknown"

@@ -84,6 +84,12 @@ def test_recipe_hash_changes_with_what_changes_weights_only() -> None:
     faster = recipe_from_dict({**TINY_RECIPE, "training": {**TINY_RECIPE["training"], "threads": 2}})
     longer = recipe_from_dict({**TINY_RECIPE, "training": {**TINY_RECIPE["training"], "tokens": 70_000}})
     assert base.content_hash() == faster.content_hash() != longer.content_hash()
+    # a member's own spec keys its checkpoint only: a new learning rate for l retrains l, not s or m
+    sizes = {**TINY_RECIPE["sizes"], "l": {**TINY_RECIPE["sizes"]["l"], "learning_rate": 1e-3}}
+    retuned = recipe_from_dict({**TINY_RECIPE, "sizes": sizes})
+    assert retuned.content_hash() == base.content_hash()
+    assert [retuned.member_hash(s) == base.member_hash(s) for s in "sml"] == [True, True, False]
+    assert base.member_hash("l") != longer.member_hash("l")
 
 
 def test_heldout_split_takes_whole_passages_and_never_overlaps_training() -> None:
@@ -145,7 +151,7 @@ def test_manifest_counts_are_the_models_own(tiny_family) -> None:
         total = sum(p.numel() for p in loaded.model.parameters())
         embedding = loaded.model.get_input_embeddings().weight.numel()
         assert (row.n_params, row.n_params_non_embedding) == (total, total - embedding)
-        assert loaded.info.n_params == total and loaded.info.revision == f"recipe:{row.recipe_hash}"
+        assert loaded.info.n_params == total and loaded.info.revision == f"member:{row.member_hash}"
         assert len(loaded.blocks) == row.layers
 
 

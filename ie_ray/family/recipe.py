@@ -101,10 +101,17 @@ class FamilyRecipe:
         return data
 
     def content_hash(self) -> str:
-        """Hash of everything that changes the weights (not `threads`, which only changes speed)."""
+        """Hash of what every member shares and what changes weights (text, tokenizer, architecture, training;
+        not `threads`, which only changes speed, and not `sizes`): it names the family's directory."""
         data = self.to_dict()
+        data.pop("sizes")
         data["training"].pop("threads", None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return _digest(data)
+
+    def member_hash(self, size: str) -> str:
+        """The family's hash plus this member's own spec: it keys the member's checkpoint, so changing one
+        size (say its learning rate) retrains that size only, never the others."""
+        return _digest(dict(family=self.content_hash(), size=dataclasses.asdict(self.sizes[size])))
 
     def model_name(self, size: str) -> str:
         """The name a sweep config uses for one member: `family-<name>-<size>`."""
@@ -112,6 +119,10 @@ class FamilyRecipe:
 
     def learning_rate(self, size: str) -> float:
         return self.sizes[size].learning_rate or self.training.learning_rate
+
+
+def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _build(cls, raw: Any, where: str):

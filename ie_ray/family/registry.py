@@ -1,9 +1,10 @@
 """Where trained family members live, and how a sweep config's `family-<name>-<size>` finds them.
 
-Checkpoints sit under the user cache keyed by the recipe hash (`<cache>/families/<name>-<hash>/<size>/`). A
-pointer file `<cache>/families/<name>.json` names the recipe trained last, so `family-kjv-m` in a sweep config
-means "the m member of the kjv family this machine trained"; the manifest records the hash, so a result is
-traceable to exact weights.
+Checkpoints sit under the user cache: `<cache>/families/<name>-<family hash>/<size>-<member hash>/`, the family
+hash covering what every member shares (text, tokenizer, training) and the member hash adding the member's own
+spec. A pointer file `<cache>/families/<name>.json` names the recipe trained last, so `family-kjv-m` in a sweep
+config means "the m member of the kjv family this machine trained"; the manifest records the member hash as the
+model's revision, so a result is traceable to exact weights (and the shard cache never mixes two trainings).
 """
 from __future__ import annotations
 
@@ -29,19 +30,20 @@ def family_dir(name: str, recipe_hash: str) -> Path:
     return families_root() / f"{name}-{recipe_hash}"
 
 
-def member_dir(name: str, recipe_hash: str, size: str) -> Path:
-    return family_dir(name, recipe_hash) / size
+def member_dir(name: str, recipe_hash: str, size: str, member_hash: str) -> Path:
+    return family_dir(name, recipe_hash) / f"{size}-{member_hash}"
 
 
 def is_trained(path: Path) -> bool:
     return (path / DONE).is_file() and (path / "config.json").is_file()
 
 
-def write_pointer(name: str, recipe_hash: str, sizes: list[str]) -> None:
+def write_pointer(name: str, recipe_hash: str, members: dict[str, str]) -> None:
+    """`members` maps size -> member hash."""
     root = families_root()
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{name}.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(dict(name=name, recipe_hash=recipe_hash, sizes=sizes), indent=2))
+    tmp.write_text(json.dumps(dict(name=name, recipe_hash=recipe_hash, members=members), indent=2))
     tmp.replace(root / f"{name}.json")
 
 
@@ -54,7 +56,7 @@ def parse_member(model_name: str) -> tuple[str, str]:
 
 
 def resolve_member(model_name: str) -> tuple[Path, str]:
-    """The checkpoint directory and recipe hash of `family-<name>-<size>`, or an error saying how to train it."""
+    """The checkpoint directory and member hash of `family-<name>-<size>`, or an error saying how to train it."""
     name, size = parse_member(model_name)
     pointer = families_root() / f"{name}.json"
     hint = (f"train it first with `ie-ray train-family --config jobs/configs/family-{name}.yaml` (or name the "
@@ -63,12 +65,13 @@ def resolve_member(model_name: str) -> tuple[Path, str]:
         raise ConfigError(f"model {model_name!r}: no family {name!r} has been trained on this machine "
                           f"(looked in {families_root()}); {hint}")
     record = json.loads(pointer.read_text())
-    if size not in record["sizes"]:
-        raise ConfigError(f"model {model_name!r}: family {name!r} has sizes {record['sizes']}, not {size!r}")
-    path = member_dir(name, record["recipe_hash"], size)
+    members = record.get("members", {})
+    if size not in members:
+        raise ConfigError(f"model {model_name!r}: family {name!r} has sizes {list(members)}, not {size!r}")
+    path = member_dir(name, record["recipe_hash"], size, members[size])
     if not is_trained(path):
         raise ConfigError(f"model {model_name!r}: {path} holds no finished checkpoint; {hint}")
-    return path, record["recipe_hash"]
+    return path, members[size]
 
 
 def family_name_of(model_name: str) -> str | None:

@@ -12,7 +12,7 @@ from ie_ray.family.train import FamilyResult
 
 MANIFEST_COLUMNS = ["model", "size", "n_params", "n_params_non_embedding", "hidden_size", "layers", "heads",
                     "learning_rate", "steps", "tokens_seen", "wall_s", "final_train_loss", "final_heldout_loss",
-                    "reloaded", "recipe_hash"]
+                    "reloaded", "recipe_hash", "member_hash"]
 
 
 def heldout_filename(recipe: FamilyRecipe) -> str:

@@ -152,14 +152,15 @@ def train_member(recipe: FamilyRecipe, size: str, data: PreparedData, order: np.
                   learning_rate=recipe.learning_rate(size), steps=training.steps,
                   tokens_seen=training.steps * training.tokens_per_step, wall_s=round(wall, 1),
                   final_train_loss=float(losses.train_loss.dropna().tail(tail).mean()), final_heldout_loss=final_heldout,
-                  heldout_tokens=int(data.heldout.size), recipe_hash=recipe.content_hash())
+                  heldout_tokens=int(data.heldout.size), recipe_hash=recipe.content_hash(),
+                  member_hash=recipe.member_hash(size))
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     data.tokenizer.save_pretrained(tmp)
     losses.to_csv(tmp / LOSS_LOG, index=False)
     (tmp / MEMBER_RECORD).write_text(json.dumps(record, indent=2))
-    (tmp / DONE).write_text(f"{recipe.content_hash()}\n")
+    (tmp / DONE).write_text(f"{recipe.member_hash(size)}\n")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return record, model.eval()
@@ -191,10 +192,10 @@ def train_family(recipe: FamilyRecipe, sizes: list[str] | None = None, progress:
     (root / "recipe.json").write_text(json.dumps(recipe.to_dict() | dict(recipe_hash=recipe.content_hash()), indent=2))
     # the pointer goes first: members finished so far are usable by sweeps while larger ones still train
     # (resolve_member refuses a member whose checkpoint is not finished)
-    write_pointer(recipe.name, recipe.content_hash(), list(recipe.sizes))
+    write_pointer(recipe.name, recipe.content_hash(), {size: recipe.member_hash(size) for size in recipe.sizes})
     records, curves = [], []
     for size in chosen:
-        target = member_dir(recipe.name, recipe.content_hash(), size)
+        target = member_dir(recipe.name, recipe.content_hash(), size, recipe.member_hash(size))
         if is_trained(target):
             record = json.loads((target / MEMBER_RECORD).read_text()) | dict(reloaded=True)
         else:
