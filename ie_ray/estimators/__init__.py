@@ -3,7 +3,12 @@ fitted as batched ensembles, the closed-form Gaussian baseline, and the smoothed
 (the headline reading of a sweep)."""
 
 from ie_ray.estimators.bounds import dv_bound_bits, infonce_bound_bits, nwj_bound_bits
-from ie_ray.estimators.critic import EnsembleFunnelCritic, funnel_widths
+from ie_ray.estimators.critic import (
+    EnsembleFunnelCritic,
+    EnsembleHybridCritic,
+    EnsembleSeparableCritic,
+    funnel_widths,
+)
 from ie_ray.estimators.diagnostics import FLAGS, diagnose
 from ie_ray.estimators.gaussian import (
     GaussianMIResult,
@@ -13,7 +18,7 @@ from ie_ray.estimators.gaussian import (
     ledoit_wolf_shrinkage,
 )
 from ie_ray.estimators.interface import ALL_ESTIMATORS, ESTIMATORS, estimate
-from ie_ray.estimators.mine import OBJECTIVES, MINEParams, estimate_mine, fit_mine_ensemble
+from ie_ray.estimators.mine import CRITICS, OBJECTIVES, MINEParams, estimate_mine, fit_mine_ensemble
 from ie_ray.estimators.result import MIResult
 from ie_ray.estimators.smoothed import Scale, SmoothedParams, SmoothedResult, smoothed_mi, smoothed_mi_batch
 
@@ -24,10 +29,13 @@ __all__ = [
     "SmoothedResult",
     "smoothed_mi",
     "smoothed_mi_batch",
+    "CRITICS",
     "ESTIMATORS",
     "FLAGS",
     "OBJECTIVES",
     "EnsembleFunnelCritic",
+    "EnsembleHybridCritic",
+    "EnsembleSeparableCritic",
     "GaussianMIResult",
     "GaussianParams",
     "MIResult",
