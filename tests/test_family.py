@@ -58,7 +58,7 @@ def tiny_family(family_cache):
 
 def test_shipped_recipe_parses_and_spans_30x_in_non_embedding_parameters() -> None:
     recipe = load_recipe(REPO_ROOT / "jobs" / "configs" / "family-kjv.yaml")
-    assert list(recipe.sizes) == ["s", "m", "l", "xl"]
+    assert list(recipe.sizes) == ["xs", "s", "m", "l", "xl"]
     # attention 4 d^2 + gated MLP 3 * d * 4d per block (norm gains are negligible)
     approx = [16 * s.layers * s.hidden_size ** 2 for s in recipe.sizes.values()]
     assert approx == sorted(approx) and approx[-1] / approx[0] >= 30
