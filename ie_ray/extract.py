@@ -255,6 +255,19 @@ def input_blocks(tables: list[pa.Table], batch_size: int, concurrency: int) -> l
     return [t.slice(i, per_block) for t in tables for i in range(0, t.num_rows, per_block)]
 
 
+def _spec_for_workers(model: ModelSpec) -> dict:
+    """The model spec the extraction actors load. A trained family member (`family-kjv-m`) is resolved to its
+    checkpoint directory here, in the driver: which training a name means is the driver's cache and pointer,
+    not whatever a worker process (started earlier, or on another node) would find in its own environment. On
+    a multi-node cluster that directory must be on a filesystem the workers share, as for any local model."""
+    spec = asdict(model)
+    if model.kind == "family":
+        from ie_ray.family.registry import resolve_member
+
+        spec["name"] = str(resolve_member(model.name)[0])
+    return spec
+
+
 def extract_shards(shards: list[StateShard], model: ModelSpec, settings: ExtractConfig) -> ExtractionReport:
     """Run ONE pipeline `from_arrow -> map_batches(actor pool) -> write_parquet` over every shard of a model.
 
@@ -277,7 +290,7 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     states = ray.data.from_arrow(input_blocks(tables, plan.batch_size, settings.concurrency)).map_batches(
         BlockStateExtractor,
         fn_constructor_kwargs=dict(
-            model=asdict(model),
+            model=_spec_for_workers(model),
             shard_layers=[s.layers for s in shards],
             shard_positions=[s.positions for s in shards],
             store_dtype=settings.store_dtype,

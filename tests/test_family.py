@@ -234,3 +234,14 @@ def test_sweep_and_proxy_b_run_on_the_trained_family(tiny_family, ray_local, tmp
     assert proxy_b.family.tolist() == ["family-tiny"] and proxy_b.n_models.tolist() == [3]
     loo = pd.read_csv(run.run_dir / "compare" / "proxy_b_loo.csv")
     assert len(loo) == 3 and loo.notna().any(axis=None)
+
+
+def test_extraction_workers_get_the_member_resolved_by_the_driver(tiny_family) -> None:
+    """Workers load the checkpoint directory the driver resolved, not a name their own environment (an
+    IE_RAY_CACHE set after Ray started, another node) might resolve differently or not at all."""
+    from ie_ray.extract import _spec_for_workers
+    from ie_ray.models import ModelSpec
+
+    spec = _spec_for_workers(ModelSpec("family-tiny-m"))
+    assert spec["name"] == str(resolve_member("family-tiny-m")[0]) and Path(spec["name"]).is_dir()
+    assert _spec_for_workers(ModelSpec("tiny-llama"))["name"] == "tiny-llama"
