@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from ie_ray.corpora import ICL_TASKS, IclCorpus, build_icl_corpus
-from ie_ray.corpora.icl import ICL_FORMATS, PAPER_N_ENTITIES, candidate_names, single_token_entities
+from ie_ray.corpora.icl import ICL_FORMATS, PAPER_ICL_TASKS, PAPER_N_ENTITIES, candidate_names, single_token_entities
 from ie_ray.corpora.tokenizers import TINY_TOKENIZER_NAME, tiny_tokenizer
 
 
@@ -36,10 +36,18 @@ def test_data_files_are_long_enough_and_unique(task: str) -> None:
 
 def test_no_name_belongs_to_two_categories() -> None:
     seen: dict[str, str] = {}
-    for task in ICL_TASKS:
+    for task in PAPER_ICL_TASKS:
         for name in candidate_names(task):
             assert name not in seen, f"{name!r} is in both {seen[name]} and {task}"
             seen[name] = task
+
+
+def test_biblical_names_overlap_the_paper_lists_only_in_three_places() -> None:
+    # Israel, Egypt and Jordan are biblical places and countries; the bible-name task is its own list (for the
+    # family trained on the KJV) and is never mixed with the paper's three
+    countries = set(candidate_names("country"))
+    assert set(candidate_names("bible-name")) & countries == {"Israel", "Egypt", "Jordan"}
+    assert not set(candidate_names("bible-name")) & (set(candidate_names("animal")) | set(candidate_names("color")))
 
 
 def test_common_names_come_first() -> None:
@@ -68,7 +76,7 @@ def test_tiny_tokenizer_is_deterministic_and_configured(tok) -> None:
 
 
 @pytest.mark.parametrize("fmt", ICL_FORMATS)
-@pytest.mark.parametrize("task", ICL_TASKS)
+@pytest.mark.parametrize("task", PAPER_ICL_TASKS)  # the tiny tokenizer knows these lists; bible-name: test_family
 def test_single_token_filter(tok, task: str, fmt: str) -> None:
     kept = single_token_entities(task, tok, fmt)
     names = candidate_names(task)
