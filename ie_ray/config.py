@@ -178,20 +178,14 @@ class SweepConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def estimator_params(self):
-        """The MINE parameters: a preset (`default` or `paper`) with per-key overrides."""
-        from ie_ray.estimators import MINEParams
+        """The MINE parameters: a named preset (`default`, `paper`, an objective or a critic variant of
+        `ie_ray.estimators.presets`) with per-key overrides."""
+        from ie_ray.estimators.presets import preset_params
 
         settings = dict(self.estimator)
         preset = settings.pop("preset", "default")
-        if preset == "paper":
-            base = MINEParams.paper()
-        elif preset == "default":
-            base = MINEParams()
-        else:
-            raise ConfigError(f"estimator.preset must be 'default' or 'paper', not {preset!r}")
-        merged = {**dataclasses.asdict(base), **settings}
         try:
-            params = MINEParams.from_dict(merged)
+            params = preset_params(preset, **settings)
             params.validate()
         except ValueError as exc:
             raise ConfigError(f"estimator: {exc}") from exc

@@ -30,8 +30,11 @@ import pandas as pd
 from ie_ray import store
 from ie_ray.estimators import ESTIMATORS, GaussianParams, MINEParams, estimate_gaussian, fit_mine_ensemble
 from ie_ray.estimators.benchmark import FAMILIES, Task, make_tasks
+from ie_ray.estimators.presets import VARIANTS
 from ie_ray.errors import ConfigError
 
+#: Estimator names of peer toolkits' rows (benchmarks/peers.py) in the validation table.
+PEER_PREFIX: str = "peer:"
 #: InfoNCE scores all B^2 pairs of a batch (~B/2 times a DV step); at the default B = 256 one estimate at
 #: d = 768 costs minutes on a CPU, so validation runs it with this batch (cap log2 64 = 6 bits) unless told.
 DEFAULT_INFONCE_BATCH: int = 64
@@ -80,9 +83,9 @@ class ValidationConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the bad value and the fix."""
-        unknown = sorted(set(self.estimators) - set(ESTIMATORS))
+        unknown = sorted(set(self.estimators) - set(ESTIMATORS) - set(VARIANTS))
         if unknown:
-            raise ConfigError(f"unknown estimator(s) {unknown}; choose from {list(ESTIMATORS)}")
+            raise ConfigError(f"unknown estimator(s) {unknown}; choose from {[*ESTIMATORS, *VARIANTS]}")
         bad_families = sorted(set(self.families) - set(FAMILIES))
         if bad_families:
             raise ConfigError(f"unknown task family(ies) {bad_families}; choose from {list(FAMILIES)}")
@@ -101,10 +104,14 @@ class ValidationConfig:
     def neural(self) -> list[str]:
         return [e for e in self.estimators if e != "gaussian"]
 
-    def params_for(self, objective: str) -> MINEParams:
-        """The shared MINE settings with this objective (and InfoNCE's batch)."""
-        p = replace(self.params, objective=objective)
-        if objective == "infonce" and self.infonce_batch_size is not None:
+    def params_for(self, estimator: str) -> MINEParams:
+        """The shared MINE settings with this objective, or with a critic variant's overrides on top
+        (`ie_ray.estimators.presets.VARIANTS`, e.g. "dv-sep"), and InfoNCE's batch."""
+        if estimator in VARIANTS:
+            p = replace(self.params, **VARIANTS[estimator])
+        else:
+            p = replace(self.params, objective=estimator)
+        if p.objective == "infonce" and self.infonce_batch_size is not None:
             p = replace(p, batch_size=self.infonce_batch_size)
         return p
 
@@ -166,17 +173,31 @@ def run_validation(
                 log(f"[validate] d={d} N={n} {estimator}: {len(group)} estimates in {time.perf_counter() - t0:.0f} s")
     if not frames:
         raise ConfigError(f"no finished parts under {parts_dir} for this grid; run without --reuse-only first")
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames + _peer_frames(out_dir / "peers", config), ignore_index=True)
     recs = recommend(table)
     wall = float(table.wall_s.sum())  # estimator time of every part, whichever run made it
     log(f"[validate] this run: {time.perf_counter() - start:.0f} s wall")
     store.write_table(out_dir / "validation.parquet", table, csv=True)
     store.write_table(out_dir / "recommendations.parquet", recs, csv=True)
+    store.write_table(out_dir / "median_errors.parquet", median_errors(table), csv=True)
     plot_validation(table, out_dir / "validation.png")
     store.write_text(out_dir / "README.md", summary_markdown(table, recs, config, wall, command, missing))
     store.write_json(out_dir / "config.json", dict(config=config.to_dict(), digest=config.digest(),
                                                   command=command, wall_s=wall, missing_parts=missing))
     return ValidationResult(table, recs, out_dir, wall)
+
+
+def _peer_frames(peers_dir: Path, config: ValidationConfig) -> list[pd.DataFrame]:
+    """Rows of the peer toolkits (benchmarks/peers.py, run in their own venvs on this grid's tasks) for the
+    (d, N) regimes of this grid, so the tables show them next to ours; estimator names start with "peer:"."""
+    frames = []
+    for path in sorted(peers_dir.glob("*.parquet")) if peers_dir.is_dir() else []:
+        frame = pd.read_parquet(path)
+        frame = frame[frame.d.isin(config.dims) & frame.n_samples.isin(config.samples)
+                      & frame.family.isin(config.families) & frame.true_mi_bits.isin(config.mi_bits)]
+        if len(frame):
+            frames.append(frame)
+    return frames
 
 
 def _part_digest(config: ValidationConfig, tasks: list[Task], n: int, estimator: str) -> str:
@@ -239,14 +260,17 @@ def _row(task: Task, n: int, estimator: str, r, steps: int, batch: int | None, d
 def recommend(table: pd.DataFrame) -> pd.DataFrame:
     """Per (d, N): each estimator's mean absolute error over all tasks of that regime (flagged estimates count
     at their value: a diverged estimate is a failure, not a missing point), and the recommended estimator =
-    the lowest mean absolute error, overall and among the neural estimators (the reducer's choice)."""
+    the lowest mean absolute error, overall and among the neural estimators (the reducer's choice). Peers
+    ("peer:..." rows) get their error columns but are never recommended: they are not part of the package."""
     rows = []
     for (d, n), part in table.groupby(["d", "n_samples"], sort=True):
         stats = (part.groupby("estimator")
                  .agg(mean_abs_error_bits=("abs_error_bits", "mean"), mean_rel_error=("rel_error", "mean"),
                       flagged=("flag", lambda f: int((f != "ok").sum())), tasks=("flag", "size"))
                  .sort_values(["mean_abs_error_bits", "flagged"]))
-        neural = stats.drop(index="gaussian", errors="ignore")
+        ours = stats[~stats.index.str.startswith(PEER_PREFIX)]
+        stats = pd.concat([ours, stats[stats.index.str.startswith(PEER_PREFIX)]])
+        neural = ours.drop(index="gaussian", errors="ignore")
         best_neural = neural.index[0] if len(neural) else ""
         rows.append(dict(
             d=d, n_samples=n, recommended=stats.index[0],
@@ -257,6 +281,19 @@ def recommend(table: pd.DataFrame) -> pd.DataFrame:
             **{f"mae_{e}": float(v) for e, v in stats.mean_abs_error_bits.items()},
         ))
     return pd.DataFrame(rows)
+
+
+def median_errors(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (d, N, estimator): the median |relative error| over the tasks it ran, the share of tasks within 15%
+    of the truth, the median seconds per estimate and how many readings were flagged: the numbers the README
+    compares ours with the peers by (a peer may have run on a subset of the tasks; `tasks` says how many)."""
+    t = table.assign(abs_rel_error=table.rel_error.abs(), within_15pct=table.rel_error.abs() <= 0.15)
+    return (t.groupby(["d", "n_samples", "estimator"])
+            .agg(tasks=("task", "size"), median_abs_rel_error=("abs_rel_error", "median"),
+                 within_15pct=("within_15pct", "mean"), median_s_per_estimate=("wall_s", "median"),
+                 flagged=("flag", lambda f: int((f != "ok").sum())))
+            .reset_index()
+            .sort_values(["d", "n_samples", "median_abs_rel_error"]))
 
 
 def plot_validation(table: pd.DataFrame, path: Path) -> None:
@@ -345,7 +382,7 @@ def summary_markdown(table: pd.DataFrame, recs: pd.DataFrame, config: Validation
             pivot.columns = [f"{c:g} bit" for c in pivot.columns]
             lines += [f"### {fam}, N = {n}", "", pivot.reset_index().to_markdown(index=False, floatfmt=".2f"), ""]
     lines += ["## The package default (MINE-DV, MINEParams()) per d", ""]
-    default = table[table.package_default]
+    default = table[table.package_default.fillna(False).astype(bool)]
     if default.empty:
         lines += ["The package default was not part of this grid (other MINE settings or no `dv`).", ""]
     else:
@@ -358,6 +395,12 @@ def summary_markdown(table: pd.DataFrame, recs: pd.DataFrame, config: Validation
         lines += [f"Per task at d = {int(top.d.max())} (estimate, 95% interval, absolute and relative error):", "",
                   top[["family", "n_samples", "true_mi_bits", "mi_bits", "ci_low", "ci_high", "error_bits",
                        "rel_error", "flag"]].to_markdown(index=False, floatfmt=".3f"), ""]
+    lines += ["## Median relative error and seconds per estimate, ours and the peers", "",
+              "Per (d, N): median |estimate - truth| / truth over the tasks each estimator ran (all families and "
+              "MI values of the grid unless `tasks` is smaller), the share within 15% of the truth, and the "
+              "median wall seconds per estimate (one torch thread). `peer:` rows are other toolkits run in their "
+              "own venvs on the same task samples (benchmarks/peers.py; versions in peers/*.csv).", "",
+              median_errors(table).to_markdown(index=False, floatfmt=".3f"), ""]
     lines += ["## Recommended estimator per regime (lowest mean absolute error over all tasks)", "",
               recs.to_markdown(index=False, floatfmt=".3f"), "",
               "## Flags", "", table.groupby(["estimator", "flag"]).size().rename("count").reset_index()

@@ -253,7 +253,7 @@ def test_estimator_unknown_key() -> None:
 
 
 def test_estimator_bad_preset() -> None:
-    with pytest.raises(ConfigError, match=r"estimator.preset must be 'default' or 'paper', not 'fast'"):
+    with pytest.raises(ConfigError, match=r"unknown estimator preset 'fast'; choose one of \['default', 'paper'"):
         parse_config(with_change(estimator={"preset": "fast"}))
 
 
@@ -352,3 +352,11 @@ def test_resolve_indices_positions_wording() -> None:
 def test_static_validation(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(with_change(**change))
+
+
+def test_estimator_variant_presets_name_the_critic_the_validation_table_scores() -> None:
+    sep = parse_config(with_change(estimator={"preset": "dv-sep"})).estimator_params()
+    assert (sep.objective, sep.critic, sep.embed_layers, sep.early_stop_fraction) == ("dv", "separable", 1, 0.2)
+    smile = parse_config(with_change(estimator={"preset": "smile", "steps": 40})).estimator_params()
+    assert (smile.objective, smile.critic, smile.steps) == ("smile", "joint", 40)
+    assert smile.lr == MINEParams().lr  # an objective preset is the default joint critic on that bound

@@ -5,6 +5,7 @@ there), and the command runs end to end in quick mode, writing the table, the pl
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from ie_ray.estimators import (
 )
 from ie_ray.estimators.benchmark import FAMILIES, Task, correlated_gaussians, independent_gaussians, make_tasks
 from ie_ray.estimators.diagnostics import NEGATIVE_MARGIN_BITS
-from ie_ray.validate import ValidationConfig, recommend
+from ie_ray.validate import ValidationConfig, median_errors, recommend, run_validation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -185,3 +186,43 @@ def test_bad_validate_options_are_config_errors(tmp_path, capsys) -> None:
     assert "50 samples do not fit the MINE settings" in capsys.readouterr().err
     assert main(["validate", "--quick", "--early-stop", "1.5", "--out", str(tmp_path)]) == 2
     assert "early_stop_fraction must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_recommendation_never_picks_a_peer_and_a_peer_cannot_hide_our_best() -> None:
+    rows = [dict(d=4, n_samples=100, estimator=e, abs_error_bits=err, rel_error=err, flag="ok")
+            for e, err in [("dv", 0.5), ("peer:torch-mist-smile", 0.01), ("nwj", 0.2), ("gaussian", 0.3)]]
+    rec = recommend(pd.DataFrame(rows)).iloc[0]
+    assert (rec.recommended, rec.recommended_neural) == ("nwj", "nwj")
+    assert rec["mae_peer:torch-mist-smile"] == pytest.approx(0.01)  # shown, not chosen
+
+
+def test_median_errors_by_hand() -> None:
+    rows = [dict(d=8, n_samples=100, estimator="dv", task=f"t{i}", rel_error=r, wall_s=w, flag=f)
+            for i, (r, w, f) in enumerate([(-0.5, 1.0, "ok"), (0.1, 3.0, "ok"), (0.2, 2.0, "diverged")])]
+    got = median_errors(pd.DataFrame(rows)).iloc[0]
+    # |rel| = 0.5, 0.1, 0.2 -> median 0.2; within 15%: 1 of 3; seconds median 2.0; one flagged
+    assert (got.tasks, got.median_abs_rel_error, got.median_s_per_estimate, got.flagged) == (3, 0.2, 2.0, 1)
+    assert got.within_15pct == pytest.approx(1 / 3)
+
+
+def test_variants_and_peer_rows_join_the_grid(tmp_path) -> None:
+    """A critic variant runs like an objective (its own part, its preset's settings), and peer rows written by
+    benchmarks/peers.py under <out>/peers appear in the tables for this grid's regimes only."""
+    out = tmp_path / "validation"
+    quick = ValidationConfig.quick()
+    config = replace(quick, dims=(4,), mi_bits=(1.0,), families=("gaussian",), estimators=("dv-sep", "gaussian"))
+    assert config.params_for("dv-sep").critic == "separable"
+    assert config.params_for("dv-sep").steps == quick.params.steps  # the grid's shared settings stay
+    peer = pd.DataFrame([dict(family="gaussian", d=d, n_samples=600, true_mi_bits=1.0, task=f"gaussian-d{d}-1bit",
+                              estimator="peer:fake", mi_bits=0.9, rel_error=-0.1, abs_error_bits=0.1, flag="ok",
+                              wall_s=2.0) for d in (4, 99)])
+    (out / "peers").mkdir(parents=True)
+    peer.to_parquet(out / "peers" / "fake_n600.parquet")
+    result = run_validation(config, out, log=lambda _: None)
+    table = result.table
+    assert set(table.estimator) == {"dv-sep", "gaussian", "peer:fake"}
+    assert table[table.estimator == "peer:fake"].d.tolist() == [4]  # d = 99 is not in this grid
+    assert set(result.recommendations.recommended_neural) == {"dv-sep"}
+    text = (out / "README.md").read_text()
+    assert "peer:fake" in text and "## Median relative error" in text
+    assert pd.read_csv(out / "median_errors.csv").estimator.tolist().count("peer:fake") == 1
