@@ -29,7 +29,7 @@ import pandas as pd
 
 from ie_ray import store
 from ie_ray.estimators import ESTIMATORS, GaussianParams, MINEParams, estimate_gaussian, fit_mine_ensemble
-from ie_ray.estimators.benchmark import FAMILIES, Task, make_tasks
+from ie_ray.estimators.benchmark import ALL_FAMILIES, FAMILIES, Task, make_tasks
 from ie_ray.estimators.presets import VARIANTS
 from ie_ray.errors import ConfigError
 
@@ -86,9 +86,9 @@ class ValidationConfig:
         unknown = sorted(set(self.estimators) - set(ESTIMATORS) - set(VARIANTS))
         if unknown:
             raise ConfigError(f"unknown estimator(s) {unknown}; choose from {[*ESTIMATORS, *VARIANTS]}")
-        bad_families = sorted(set(self.families) - set(FAMILIES))
+        bad_families = sorted(set(self.families) - set(ALL_FAMILIES))
         if bad_families:
-            raise ConfigError(f"unknown task family(ies) {bad_families}; choose from {list(FAMILIES)}")
+            raise ConfigError(f"unknown task family(ies) {bad_families}; choose from {list(ALL_FAMILIES)}")
         if not self.dims or min(self.dims) < 1:
             raise ConfigError(f"dims must be >= 1, got {list(self.dims)}")
         if not self.mi_bits or min(self.mi_bits) <= 0:
@@ -304,7 +304,7 @@ def plot_validation(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    families = [f for f in FAMILIES if f in set(table.family)]
+    families = [f for f in ALL_FAMILIES if f in set(table.family)]
     dims = sorted(table.d.unique())
     estimators = list(dict.fromkeys(table.estimator))
     sizes = sorted(table.n_samples.unique())
@@ -375,7 +375,7 @@ def summary_markdown(table: pd.DataFrame, recs: pd.DataFrame, config: Validation
         "",
     ]
     for n in sorted(table.n_samples.unique()):
-        for fam in [f for f in FAMILIES if f in set(table.family)]:
+        for fam in [f for f in ALL_FAMILIES if f in set(table.family)]:
             part = table[(table.n_samples == n) & (table.family == fam)]
             pivot = part.pivot_table(index=["d", "estimator"], columns="true_mi_bits", values="mi_bits",
                                      aggfunc="first")
@@ -419,7 +419,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="results/validation", help="output directory (default: %(default)s)")
     parser.add_argument("--dims", type=int, nargs="+", help="dims of x and y (default: 1 16 64 256 768)")
     parser.add_argument("--mi", type=float, nargs="+", help="true MI values in bits (default: 0.1 1 2 4 8)")
-    parser.add_argument("--families", nargs="+", help=f"task families (default: all of {list(FAMILIES)})")
+    parser.add_argument("--families", nargs="+", help=f"task families (default: {list(FAMILIES)}; also {list(ALL_FAMILIES[len(FAMILIES):])})")
     parser.add_argument("--samples", type=int, nargs="+", help="sample sizes N (default: 2000, the smoke sweep's)")
     parser.add_argument("--estimators", nargs="+", help=f"estimators, from {list(ESTIMATORS)} (default: all)")
     parser.add_argument("--steps", type=int, help="MINE steps for every neural estimator (default: the package's)")

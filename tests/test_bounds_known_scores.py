@@ -7,7 +7,7 @@ gradient is biased-corrected on purpose, against the gradient its docstring prom
 
 One 4 x 4 score matrix S (S[i, j] = T(x_i, y_j), in nats) serves every bound: its diagonal is the joint sample,
 its 12 off-diagonal entries the marginal sample, and it holds marginal scores beyond the SMILE clip used here
-(tau = 1), so that the five objectives take five different values on the same scores.
+(tau = 1), so that the six objectives take six different values on the same scores.
 """
 
 from __future__ import annotations
@@ -72,6 +72,11 @@ def infonce_nats(scores) -> float:
     return _mean([scores[i][i] - math.log(_mean([math.exp(t) for t in scores[i]])) for i in range(b)])
 
 
+def js_nats(joint, marginal) -> float:
+    """Jensen-Shannon (f-GAN) objective: E_P[-log(1 + e^{-T})] - E_Q[log(1 + e^T)]."""
+    return _mean([-math.log1p(math.exp(-t)) for t in joint]) - _mean([math.log1p(math.exp(t)) for t in marginal])
+
+
 def ema_first_batch_nats(joint) -> float:
     """MINE-EMA's surrogate E_P[T] - E_batch[e^T] / ma: on the first batch ma is that batch's mean, so the
     second term is exactly 1."""
@@ -86,6 +91,7 @@ EXPECTED_BITS: dict[str, tuple[float, float]] = {
     "infonce": (infonce_nats(S) / LN2, infonce_nats(S) / LN2),
     "smile": (smile_nats(JOINT, MARGINAL, TAU) / LN2, dv_nats(JOINT, MARGINAL) / LN2),
     "mine_ema": (ema_first_batch_nats(JOINT) / LN2, dv_nats(JOINT, MARGINAL) / LN2),
+    "js": (js_nats(JOINT, MARGINAL) / LN2, dv_nats(JOINT, MARGINAL) / LN2),
 }
 
 

