@@ -38,10 +38,13 @@ OUT = HERE.parent / "results" / "validation" / "peers"
 
 
 def grid_tasks(dims: list[int], mi_bits: list[float], families: list[str]) -> list[Task]:
-    """The validation grid's tasks (same seeds: `make_tasks` on the grid's full lists, then the selection)."""
+    """The validation grid's tasks with the seeds `ie-ray validate` gives them: `make_tasks` derives a task's
+    seed from its position in the grid's dims, MI and family lists, so the default dims and MI lists are used
+    whole and then filtered, and `families` must be the list the validation run was given, in its order (the
+    default grid's, or e.g. ["lowrank"] for `ie-ray validate --families lowrank`)."""
     grid = ValidationConfig()
-    tasks = make_tasks(list(grid.dims), list(grid.mi_bits), list(grid.families), grid.seed)
-    return [t for t in tasks if t.d in dims and t.mi_bits in mi_bits and t.family in families]
+    tasks = make_tasks(list(grid.dims), list(grid.mi_bits), list(families), grid.seed)
+    return [t for t in tasks if t.d in dims and t.mi_bits in mi_bits]
 
 
 def run_peer(peer: str, tasks: list[Task], n: int, venvs: Path, out: Path, heldout: float) -> pd.DataFrame:
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer", choices=sorted(VENV_OF), nargs="+", default=sorted(VENV_OF))
     ap.add_argument("--dims", type=int, nargs="+", default=[16, 256, 768])
     ap.add_argument("--mi", type=float, nargs="+", default=list(ValidationConfig().mi_bits))
-    ap.add_argument("--families", nargs="+", default=list(ValidationConfig().families))
+    ap.add_argument("--families", nargs="+", default=list(ValidationConfig().families),
+                    help="the families list of the validation run to match, in its order (default: the grid's)")
     ap.add_argument("--samples", type=int, nargs="+", default=[2000])
     ap.add_argument("--venvs", type=Path, default=DEFAULT_VENVS, help="where setup_venvs.sh made the venvs")
     ap.add_argument("--out", type=Path, default=OUT)

@@ -24,6 +24,8 @@ _SEP: dict[str, Any] = dict(critic="separable", embed_layers=1, **_ES)
 #: smile, mine_ema) are presets too: the default joint critic trained on that bound.
 VARIANTS: dict[str, dict[str, Any]] = {
     "dv-es": dict(objective="dv", **_ES),
+    "js-es": dict(objective="js", **_ES),
+    "js-sep": dict(objective="js", **_SEP),
     "dv-sep": dict(objective="dv", **_SEP),
     "infonce-sep": dict(objective="infonce", **_SEP),
     "smile-sep": dict(objective="smile", **_SEP),

@@ -1,0 +1,43 @@
+"""benchmarks/peers.py: the peer toolkits must be scored on exactly the tasks `ie-ray validate` scores ours on,
+and a missing peer venv must say how to make it (the peers are never dependencies of the package)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from ie_ray.estimators.benchmark import FAMILIES, make_tasks
+from ie_ray.validate import ValidationConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_peers", ROOT / "benchmarks" / "peers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+peers = _load()
+
+
+def test_peer_tasks_are_the_validation_grids_tasks() -> None:
+    grid = ValidationConfig()
+    ours = {t.name: t.seed for t in make_tasks(list(grid.dims), list(grid.mi_bits), list(grid.families), grid.seed)}
+    selected = peers.grid_tasks([16, 768], [1.0, 4.0], list(FAMILIES))
+    assert len(selected) == 2 * 2 * len(FAMILIES)
+    assert all(ours[t.name] == t.seed for t in selected)
+    # a family-only grid (ie-ray validate --families lowrank) numbers its tasks from its own list
+    lowrank = peers.grid_tasks([256], [2.0], ["lowrank"])
+    ref = make_tasks(list(grid.dims), list(grid.mi_bits), ["lowrank"], grid.seed)
+    assert [t.seed for t in lowrank] == [t.seed for t in ref if t.d == 256 and t.mi_bits == 2.0]
+
+
+def test_missing_peer_venv_names_the_setup_script(tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"setup_venvs.sh"):
+        peers.run_peer("torch-mist-smile", peers.grid_tasks([16], [1.0], ["gaussian"]), 600, tmp_path / "none",
+                       tmp_path / "out", 0.2)
