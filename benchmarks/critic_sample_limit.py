@@ -17,8 +17,8 @@ pairs" kind can be within 15% with that many pairs. Training pairs = 80% of N (t
 
 Two readings per (d, N, MI):
 - "ML plug-in": the fitted Gaussian's critic as is (needs more training rows than 2 d).
-- "oracle shrink": the fitted cross-covariance scaled by the c in [0, 1] that maximises the held-out reading,
-  chosen WITH the held-out data: an upper envelope of what any shrinkage rule could reach, not an estimator.
+- "oracle shrink": the fitted cross-covariance scaled by the c in [0, 1] that maximises that value, chosen
+  WITH the true distribution: an upper envelope of what any shrinkage rule could reach, not an estimator.
 And the first-order prediction: in whitened coordinates the fitted cross-covariance is the truth W plus noise
 of squared norm ~ d^2 / n_train; a critic scaled by c gains c S - c^2 (S + E) / 2 nats with S = ||W||_F^2
 (~ 2 MI in nats for weak per-pair correlation) and E = d^2 / n_train, best at c = S / (S + E), where it reads
@@ -144,7 +144,7 @@ def markdown(rows: list[dict], machine: dict, wall_s: float) -> str:
         "`MI` column. `ML plug-in` = the correctly specified Gaussian critic fitted by maximum likelihood on the "
         f"{1 - HELDOUT_FRACTION:.0%} training split (n/a when n_train <= 2 d: the fit is singular), its DV value "
         "under the true distribution (what an infinite held-out set would read); `oracle shrink` = the same with its cross-covariance scaled "
-        "by the best c, chosen with the held-out data (an upper envelope, not an estimator); `predicted` = "
+        "by the best c, chosen with the true distribution (an upper envelope, not an estimator); `predicted` = "
         "MI S/(S+E); `n_train for 85%` = training pairs the first-order law needs to read 85% of the truth.",
         "",
         machine_line(machine),
