@@ -137,13 +137,15 @@ def run_validation(
     log: Callable[[str], None] = print,
     command: str = "",
     reuse_only: bool = False,
+    run_dims: tuple[int, ...] | None = None,
 ) -> ValidationResult:
     """Run (or resume) the grid and write every output; returns the tables.
 
     Each (N, d, estimator) is one part, stored under out_dir/parts/ and named by a hash of what determines it
     (tasks, N, the estimator's settings), so a rerun, or another process running other dims into the same
     directory, never redoes a finished part. `reuse_only` assembles the finished parts and skips the rest
-    (the README lists what is missing).
+    (the README lists what is missing). `run_dims` limits which dims this call fits (the others are reused or
+    listed as missing): the grid, and so every task's seed, stays the config's.
     """
     config.validate()
     out_dir = Path(out_dir)
@@ -164,7 +166,7 @@ def run_validation(
                     log(f"[validate] d={d} N={n} {estimator}: reusing {part.name}")
                     frames.append(pd.read_parquet(part))
                     continue
-                if reuse_only:
+                if reuse_only or (run_dims is not None and d not in run_dims):
                     missing.append(f"d={d} N={n} {estimator}")
                     continue
                 data = data or [t.sample(n) for t in group]
@@ -431,6 +433,9 @@ def add_arguments(parser) -> None:
                         help="early_stop_fraction for every neural estimator (default 0 = off, the package's)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, help="task seed (default 0)")
+    parser.add_argument("--run-dims", type=int, nargs="+",
+                        help="fit only these of the grid's dims now (the rest is reused or listed missing); unlike "
+                             "--dims this keeps the grid, so the tasks and their seeds do not change")
     parser.add_argument("--reuse-only", action="store_true",
                         help="only assemble the finished parts of this grid (skip the rest; README lists them)")
     parser.add_argument("--smoothed", action="store_true",
@@ -474,7 +479,10 @@ def main_from_args(args) -> int:
         return _smoothed_from_args(args)
     config = config_from_args(args)
     command = "ie-ray " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "ie-ray validate"
-    result = run_validation(config, Path(args.out), command=command, reuse_only=args.reuse_only)
+    run_dims = tuple(args.run_dims) if getattr(args, "run_dims", None) else None
+    if run_dims and not set(run_dims) <= set(config.dims):
+        raise ConfigError(f"--run-dims {list(run_dims)} must be among the grid's dims {list(config.dims)}")
+    result = run_validation(config, Path(args.out), command=command, reuse_only=args.reuse_only, run_dims=run_dims)
     print(result.recommendations.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"\n[ie-ray] validation written to {result.out_dir} (README.md, validation.csv/.parquet, validation.png)")
     return 0

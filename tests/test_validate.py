@@ -241,3 +241,15 @@ def test_lowrank_dependence_lives_in_a_few_directions() -> None:
     expected = math.sqrt(1 - 2 ** (-2 * 4.0 / LOWRANK_PAIRS))
     assert rho[:LOWRANK_PAIRS] == pytest.approx([expected] * LOWRANK_PAIRS, abs=0.01)
     assert rho[LOWRANK_PAIRS:].max() < 0.05
+
+
+def test_run_dims_fits_a_subset_without_changing_the_tasks(tmp_path) -> None:
+    out = tmp_path / "v"
+    config = replace(ValidationConfig.quick(), estimators=("gaussian",))
+    part = run_validation(config, out, log=lambda _: None, run_dims=(8,))
+    assert set(part.table.d) == {8}
+    assert "NOT RUN" in (out / "README.md").read_text()
+    whole = run_validation(config, tmp_path / "w", log=lambda _: None)
+    again = run_validation(config, out, log=lambda _: None)  # fills d = 1, reuses d = 8
+    pd.testing.assert_frame_equal(again.table.sort_values("task").reset_index(drop=True)[["task", "mi_bits"]],
+                                  whole.table.sort_values("task").reset_index(drop=True)[["task", "mi_bits"]])
