@@ -368,16 +368,33 @@ def _reduce_cell(
     init_ray()
     position_index = {p: j for j, p in enumerate(positions)}
     token_row = np.searchsorted(unique_tokens, input_ids)  # (N, T): row of each token's micro state
-    macro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    micro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for layer in layers:
+
+    def load_layer(layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         ids, pre, post = store.read_layer_states(macro_dir, layer)
         if len(ids) != len(input_ids):
             raise RuntimeError(f"layer {layer}: {len(ids)} extracted rows for {len(input_ids)} samples in {macro_dir}")
+        if not with_micro:
+            return pre, post, None, None
+        _, mpre, mpost = store.read_layer_states(micro_dir, layer)
+        return pre, post, mpre[:, 0], mpost[:, 0]
+
+    if not jobs:
+        # Smoothed MI and entropy limit only: stream the layers through a bounded window of Ray tasks, so the
+        # driver and the object store hold a few layers' states at a time, not the model's (30 blocks x 10,000
+        # windows x 8 positions x in/out x 576 dims is 11 GB in float32: the first 10k-window run was killed
+        # for memory holding them all).
+        done.update(_stream_layer_readings(config, sparams, problems, done, input_ids,
+                                           token_row if with_micro else None, load_layer, shards, layer_keys, label))
+        return _cell_reduction([], done, shards, layer_keys, params)
+
+    # MINE reads any (layer, position) while the smoothed tasks run: every layer's states stay in memory.
+    macro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    micro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for layer in layers:
+        pre, post, mpre, mpost = load_layer(layer)
         macro_states[layer] = (pre, post)
         if with_micro:
-            _, mpre, mpost = store.read_layer_states(micro_dir, layer)
-            micro_states[layer] = (mpre[:, 0], mpost[:, 0])
+            micro_states[layer] = (mpre, mpost)
 
     pending = _submit_layer_readings(config, sparams, problems, done, input_ids, macro_states, micro_states,
                                      token_row if with_micro else None)
@@ -391,24 +408,27 @@ def _reduce_cell(
         rows = token_row[:, job.position]
         return pre[rows], post[rows]
 
-    frames = []
-    if jobs:
-        num_gpus = estimator_gpus(config.reduce.num_gpus_per_task, params, config.reduce.estimators_per_task,
-                                  len(input_ids), next(iter(macro_states.values()))[0].shape[-1])
-        frames.append(fit_jobs(jobs, states_for, params, config.reduce.estimators_per_task,
-                               config.reduce.num_cpus_per_task, num_gpus, progress_label=f"MI {label}",
-                               cache=cache))
+    num_gpus = estimator_gpus(config.reduce.num_gpus_per_task, params, config.reduce.estimators_per_task,
+                              len(input_ids), next(iter(macro_states.values()))[0].shape[-1])
+    frames = [fit_jobs(jobs, states_for, params, config.reduce.estimators_per_task,
+                       config.reduce.num_cpus_per_task, num_gpus, progress_label=f"MI {label}", cache=cache)]
     done.update(_collect_layer_readings(pending, shards, layer_keys, label))
     return _cell_reduction(frames, done, shards, layer_keys, params)
+
+
+def _layer_remote(config):
+    import ray
+
+    return ray.remote(reduce_layer).options(num_cpus=config.reduce.num_cpus_per_task,
+                                            num_gpus=smoothed_gpus(config.reduce.num_gpus_per_task),
+                                            max_retries=2)
 
 
 def _submit_layer_readings(config, sparams, problems, done, input_ids, macro_states, micro_states, token_row):
     """One Ray task per layer that is not cached: its states travel once, all its problems are fitted in it."""
     import ray
 
-    remote = ray.remote(reduce_layer).options(num_cpus=config.reduce.num_cpus_per_task,
-                                              num_gpus=smoothed_gpus(config.reduce.num_gpus_per_task),
-                                              max_retries=2)
+    remote = _layer_remote(config)
     ids = ray.put(input_ids)
     rows_ref = ray.put(token_row) if token_row is not None else None
     pending = {}
@@ -420,6 +440,61 @@ def _submit_layer_readings(config, sparams, problems, done, input_ids, macro_sta
         ref = remote.remote(problem, sparams, ids, pre, post, mpre, mpost, rows_ref, config.reduce.num_cpus_per_task)
         pending[ref] = layer
     return pending
+
+
+def layers_in_flight(num_cpus_per_task: float) -> int:
+    """How many layer tasks the streaming reducer keeps submitted: as many as can run at once, plus one queued so
+    a core never idles while the driver reads the next layer."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    return max(1, int(cpus // max(num_cpus_per_task, 1e-6))) + 1
+
+
+def bounded_map(items: list, submit, wait_one, max_in_flight: int):
+    """Submit `items` one by one (`submit(item) -> handle`), never more than `max_in_flight` unfinished at once;
+    yield (item, result) as `wait_one(handles) -> (handle, result)` returns them. Why a helper: it is the memory
+    bound of the streaming reducer (each handle holds one layer's states), kept testable without Ray."""
+    queue = list(items)
+    pending: dict = {}
+    while queue or pending:
+        while queue and len(pending) < max_in_flight:
+            item = queue.pop(0)
+            pending[submit(item)] = item
+        handle, result = wait_one(list(pending))
+        yield pending.pop(handle), result
+
+
+def _stream_layer_readings(config, sparams, problems, done, input_ids, token_row, load_layer, shards, layer_keys,
+                           label) -> dict:
+    """The smoothed/entropy-limit layer tasks with at most `layers_in_flight` layers' states alive at a time;
+    each layer's rows are saved the moment its task returns (a killed driver loses only tasks in flight)."""
+    import ray
+    from tqdm.auto import tqdm
+
+    remote = _layer_remote(config)
+    ids = ray.put(input_ids)
+    rows_ref = ray.put(token_row) if token_row is not None else None
+
+    def submit(layer: int):
+        pre, post, mpre, mpost = load_layer(layer)
+        return remote.remote(problems[layer], sparams, ids, pre, post, mpre, mpost, rows_ref,
+                             config.reduce.num_cpus_per_task)
+
+    def wait_one(handles: list):
+        ready, _ = ray.wait(handles, num_returns=1)
+        return ready[0], ray.get(ready[0])
+
+    todo = [layer for layer in problems if layer not in done]
+    out = {}
+    with tqdm(total=len(todo), desc=f"smoothed MI + entropy limit {label}", unit="layer") as bar:
+        for layer, payload in bounded_map(todo, submit, wait_one, layers_in_flight(config.reduce.num_cpus_per_task)):
+            if shards is not None:
+                shards.save_readings(layer_keys[layer], payload["rows"], payload["scales"])
+                shards.record("estimates", "computed", layer_keys[layer], layer=layer, reading="smoothed+limit")
+            out[layer] = payload
+            bar.update(1)
+    return out
 
 
 def _collect_layer_readings(pending: dict, shards: ShardCache | None, layer_keys: dict, label: str) -> dict:
