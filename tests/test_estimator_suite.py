@@ -180,7 +180,7 @@ def test_gaussian_estimator_drops_constant_dims() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"objective": "js"}, r"objective must be one of \['dv', 'nwj', 'infonce', 'smile', 'mine_ema'\], got 'js'"),
+        ({"objective": "jsd"}, r"objective must be one of \['dv', 'nwj', 'infonce', 'smile', 'mine_ema', 'js'\], got 'jsd'"),
         ({"objective": "infonce", "batch_size": None}, "objective='infonce' scores all B\\^2 pairs"),
         ({"smile_tau": 0.0}, "smile_tau must be > 0"),
         ({"ema_rate": 0.0}, r"ema_rate must be in \(0, 1\]"),
