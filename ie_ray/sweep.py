@@ -489,12 +489,17 @@ def _stream_layer_readings(config, sparams, problems, done, input_ids, token_row
     out = {}
     with tqdm(total=len(todo), desc=f"smoothed MI + entropy limit {label}", unit="layer") as bar:
         for layer, payload in bounded_map(todo, submit, wait_one, layers_in_flight(config.reduce.num_cpus_per_task)):
-            if shards is not None:
-                shards.save_readings(layer_keys[layer], payload["rows"], payload["scales"])
-                shards.record("estimates", "computed", layer_keys[layer], layer=layer, reading="smoothed+limit")
-            out[layer] = payload
+            out[layer] = _save_layer_readings(shards, layer_keys, layer, payload)
             bar.update(1)
     return out
+
+
+def _save_layer_readings(shards: ShardCache | None, layer_keys: dict, layer: int, payload: dict) -> dict:
+    """Cache one layer task's rows the moment it returns (a killed driver loses only tasks in flight)."""
+    if shards is not None:
+        shards.save_readings(layer_keys[layer], payload["rows"], payload["scales"])
+        shards.record("estimates", "computed", layer_keys[layer], layer=layer, reading="smoothed+limit")
+    return payload
 
 
 def _collect_layer_readings(pending: dict, shards: ShardCache | None, layer_keys: dict, label: str) -> dict:
@@ -509,10 +514,7 @@ def _collect_layer_readings(pending: dict, shards: ShardCache | None, layer_keys
             ready, _ = ray.wait(list(pending), num_returns=1)
             layer = pending.pop(ready[0])
             payload = ray.get(ready[0])
-            if shards is not None:
-                shards.save_readings(layer_keys[layer], payload["rows"], payload["scales"])
-                shards.record("estimates", "computed", layer_keys[layer], layer=layer, reading="smoothed+limit")
-            out[layer] = payload
+            out[layer] = _save_layer_readings(shards, layer_keys, layer, payload)
             bar.update(1)
     return out
 

@@ -5,28 +5,12 @@ current pipeline and reports the fields its README table is built from.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _load(name: str):
-    """Import benchmarks/<name>.py (benchmarks/ is scripts, not a package)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+from benchmark_loader import load_benchmark as _load  # tests/ is on sys.path
 
 
 def _finite_ratio(ratios: dict, key: str) -> None:

@@ -2,28 +2,16 @@
 its DV value must be exact for the true critic, and the fitted critic must behave as the first-order law says."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ie_ray.estimators.benchmark import Task
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_loader import load_benchmark  # tests/ is on sys.path
 
-
-def _load():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("critic_sample_limit", ROOT / "benchmarks" / "critic_sample_limit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-csl = _load()
+csl = load_benchmark("critic_sample_limit")
 
 
 @pytest.mark.parametrize("d, mi", [(1, 2.0), (8, 4.0), (64, 1.0)])

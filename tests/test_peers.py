@@ -2,27 +2,15 @@
 and a missing peer venv must say how to make it (the peers are never dependencies of the package)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 from ie_ray.estimators.benchmark import FAMILIES, make_tasks
 from ie_ray.validate import ValidationConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_loader import load_benchmark  # tests/ is on sys.path
 
-
-def _load():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_peers", ROOT / "benchmarks" / "peers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = _load()
+peers = load_benchmark("peers")
 
 
 def test_peer_tasks_are_the_validation_grids_tasks() -> None:
