@@ -76,7 +76,7 @@ def test_tasks_are_reproducible_and_distinct() -> None:
 def test_estimate_reaches_every_estimator_with_the_same_numbers() -> None:
     x, y = correlated_gaussians(3, 1.0, 400, seed=0)
     quick = MINEParams(steps=10, batch_size=64, n_bootstrap=10, marginal_shifts=16)
-    assert set(ESTIMATORS) == {"dv", "nwj", "infonce", "smile", "mine_ema", "gaussian"}
+    assert set(ESTIMATORS) == {"dv", "nwj", "infonce", "smile", "mine_ema", "js", "gaussian"}
     via = estimate(x, y, "nwj", quick, seed=2)
     direct = estimate_mine(x, y, MINEParams(objective="nwj", steps=10, batch_size=64, n_bootstrap=10,
                                             marginal_shifts=16), seed=2)
