@@ -47,6 +47,14 @@ def grid_tasks(dims: list[int], mi_bits: list[float], families: list[str]) -> li
     return [t for t in tasks if t.d in dims and t.mi_bits in mi_bits]
 
 
+def peer_flag(mi_bits: float, error: str) -> str:
+    """`peer_error` when the peer failed or returned a non-finite value; `below_zero` for a negative reading (MI
+    cannot be negative, and a peer reports no interval to tell noise from failure, so it is never `ok`)."""
+    if error or not math.isfinite(mi_bits):
+        return "peer_error"
+    return "below_zero" if mi_bits < 0 else "ok"
+
+
 def run_peer(peer: str, tasks: list[Task], n: int, venvs: Path, out: Path, heldout: float) -> pd.DataFrame:
     """Write the task samples, run the peer's venv on them, and return its rows in the validation columns."""
     raw = out / "raw" / f"{peer}_n{n}.jsonl"
@@ -74,7 +82,7 @@ def run_peer(peer: str, tasks: list[Task], n: int, venvs: Path, out: Path, heldo
             family=task.family, d=task.d, n_samples=n, true_mi_bits=task.mi_bits, task=task.name,
             estimator=f"peer:{peer}", package_default=False, mi_bits=r["mi_bits"], ci_low=math.nan,
             ci_high=math.nan, heldout_bits=r["mi_bits"], max_train_bits=math.nan, last_train_bits=math.nan,
-            flag="ok" if not r["error"] and math.isfinite(r["mi_bits"]) else "peer_error", bound_cap_bits=math.inf,
+            flag=peer_flag(r["mi_bits"], r["error"]), bound_cap_bits=math.inf,
             error_bits=err, abs_error_bits=abs(err), rel_error=err / task.mi_bits, covered=False, steps=-1,
             batch_size=-1, wall_s=r["wall_s"], seed=task.seed % (2**31),
             peer_version=f"{r['package']}=={r['package_version']} (torch {r['torch_version']})", peer_error=r["error"],

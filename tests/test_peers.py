@@ -29,3 +29,10 @@ def test_missing_peer_venv_names_the_setup_script(tmp_path) -> None:
     with pytest.raises(SystemExit, match=r"setup_venvs.sh"):
         peers.run_peer("torch-mist-smile", peers.grid_tasks([16], [1.0], ["gaussian"]), 600, tmp_path / "none",
                        tmp_path / "out", 0.2)
+
+
+def test_peer_readings_that_mi_cannot_take_are_never_ok() -> None:
+    assert peers.peer_flag(0.4, "") == "ok"
+    assert peers.peer_flag(-0.003, "") == "below_zero"
+    assert peers.peer_flag(float("nan"), "") == "peer_error"
+    assert peers.peer_flag(1.0, "RuntimeError: boom") == "peer_error"
