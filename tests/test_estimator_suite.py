@@ -27,6 +27,8 @@ from ie_ray.estimators import (
 )
 from ie_ray.estimators.benchmark import correlated_gaussians, independent_gaussians
 
+from ensemble_pairs import ensemble_and_alone  # tests/ is on sys.path
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 D, TRUE_MI, N = 8, 2.5, 4000
@@ -79,12 +81,7 @@ def test_infonce_saturates_at_its_cap() -> None:
 @pytest.mark.parametrize("objective", ["nwj", "mine_ema", "infonce"])
 def test_ensemble_equals_one_by_one(objective: str) -> None:
     params = MINEParams(objective=objective, steps=60, batch_size=64, min_width=16, n_bootstrap=20, threads=1)
-    problems = [correlated_gaussians(16, 1.0 + i, 400, seed=i) for i in range(3)]
-    xs, ys = np.stack([p[0] for p in problems]), np.stack([p[1] for p in problems])
-    seeds = [11, 12, 13]
-    together = fit_mine_ensemble(xs, ys, params, seeds)
-    for (x, y), seed, joint in zip(problems, seeds, together):
-        alone = estimate_mine(x, y, params, seed=seed)
+    for joint, alone in ensemble_and_alone(params):
         assert joint.heldout_bits == pytest.approx(alone.heldout_bits, abs=1e-5)
         np.testing.assert_allclose(joint.curve, alone.curve, atol=1e-5)
         np.testing.assert_allclose(joint.bootstrap, alone.bootstrap, atol=1e-5)

@@ -23,6 +23,8 @@ from ie_ray.estimators.bounds import dv_bound_bits, nwj_bound_bits
 from ie_ray.estimators.critic import NEGATIVE_SLOPE, EnsembleHybridCritic, EnsembleMLP, EnsembleSeparableCritic
 from ie_ray.estimators.mine import OBJECTIVES, make_critic
 
+from ensemble_pairs import ensemble_and_alone  # tests/ is on sys.path
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: Small critics for the plumbing tests: the equalities hold at any size.
@@ -115,16 +117,12 @@ def test_critic_starts_at_zero_and_gradients_stay_within_their_estimator(kind: s
 def test_ensemble_equals_one_by_one_bit_for_bit(kind: str, objective: str) -> None:
     params = MINEParams(critic=kind, objective=objective, steps=60, batch_size=64, n_bootstrap=20, threads=1,
                         early_stop_fraction=0.2 if objective == "dv" else 0.0, **SMALL)
-    problems = [correlated_gaussians(16, 1.0 + i, 400, seed=i) for i in range(3)]
-    xs, ys = np.stack([p[0] for p in problems]), np.stack([p[1] for p in problems])
-    seeds = [11, 12, 13]
-    together = fit_mine_ensemble(xs, ys, params, seeds)
-    for (x, y), seed, joint in zip(problems, seeds, together):
-        alone = estimate_mine(x, y, params, seed=seed)
+    pairs = ensemble_and_alone(params)
+    for joint, alone in pairs:
         assert joint.heldout_bits == alone.heldout_bits and np.isfinite(joint.heldout_bits)
         np.testing.assert_array_equal(joint.curve, alone.curve)
         np.testing.assert_array_equal(joint.bootstrap, alone.bootstrap)
-    assert len({r.heldout_bits for r in together}) == 3  # three different problems, three different values
+    assert len({joint.heldout_bits for joint, _ in pairs}) == 3  # three different problems, three different values
 
 
 def test_separable_critic_on_correlated_gaussians_at_d64() -> None:
