@@ -87,6 +87,9 @@ class ExtractConfig:
     concurrency: int = 1
     num_gpus: Union[float, str] = 0.0
     num_cpus: float = 1.0
+    #: torch intra-op threads per actor (None = num_cpus). On a CPU-only box give the actor 1 CPU and 2+ threads:
+    #: the write tasks of the same Ray Data pipeline need a free CPU, and an actor holding every CPU leaves none.
+    threads: Union[int, None] = None
     store_dtype: str = "float32"
     device: str = "auto"  # auto = cuda when the actor was given a GPU, else cpu
     resources: dict = field(default_factory=dict)

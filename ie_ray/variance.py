@@ -26,11 +26,19 @@ model-based answer is reported next to it: the break point ``k0`` of the weighte
 
 **Std peak.** The shot with the largest std, per std kind (first one on ties). ``peak_near_saturation`` says
 whether it lies within one shot of the significance-rule saturation shot, the paper's claim.
+
+**An interval on the std across layers** (``std_layers_ci_low``/``_high``), because one block can make a peak: a
+bootstrap that resamples the analysed layers with replacement (the layers stand for the model's blocks) and
+redraws each picked estimate from a normal with its own standard error (each E(l) is itself an estimate). The
+same replicates give the std peak's own 95% interval (``peak_std_layers_ci_low``/``_high``, percentiles of the
+replicate's peak shot) and the share of replicates whose peak lies within one shot of the saturation shot
+(``peak_std_layers_near_saturation_share``): the paper's claim holds firmly only when that share is high.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +56,7 @@ __all__ = [
     "per_seed_ie",
     "saturation_shot",
     "shot_curve",
+    "layer_std_replicates",
     "std_peak",
     "write_variance",
 ]
@@ -56,6 +65,8 @@ Z_95 = 1.959963984540054
 Z_ONE_SIDED_95 = 1.6448536269514722
 STD_KINDS = ("std_layers", "std_bootstrap", "std_seeds")
 CURVE_KEYS = ["model", "corpus"]
+#: Bootstrap replicates behind the interval on the std across layers and on its peak shot.
+N_STD_BOOTSTRAP = 2000
 
 
 def _standard_error(ci_low: pd.Series, ci_high: pd.Series) -> pd.Series:
@@ -150,6 +161,34 @@ def std_peak(shots: np.ndarray, std: np.ndarray) -> float:
     return float(np.asarray(shots, dtype=float)[int(np.nanargmax(std))])
 
 
+def layer_std_replicates(curve: pd.DataFrame, n_boot: int = N_STD_BOOTSTRAP, seed: int = 0
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap replicates of the std across layers for one (model, corpus) curve: ``(shots, (n_boot, S))``.
+
+    Each replicate resamples the layers with replacement and redraws every picked E(l) from
+    ``N(ie_bits, se_bits)`` (module docstring). A shot where some layer's estimate failed (NaN) stays NaN; with
+    fewer than two layers every replicate is NaN (no spread is defined).
+    """
+    values = curve.pivot(index="layer", columns="shot", values="ie_bits")
+    se = curve.pivot(index="layer", columns="shot", values="se_bits").reindex_like(values)
+    shots = values.columns.to_numpy()
+    n_layers = len(values)
+    if n_layers < 2:
+        return shots, np.full((n_boot, len(shots)), np.nan)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, n_layers, size=(n_boot, n_layers))
+    draws = values.to_numpy()[pick] + rng.standard_normal((n_boot, n_layers, len(shots))) * se.to_numpy()[pick]
+    return shots, draws.std(axis=1, ddof=1)
+
+
+def _peak_shots(shots: np.ndarray, replicates: np.ndarray) -> np.ndarray:
+    """The peak shot of each replicate, over the shots that have a std in every replicate (NaN if none)."""
+    usable = np.isfinite(replicates).all(axis=0)
+    if not usable.any():
+        return np.full(len(replicates), np.nan)
+    return shots[usable][np.argmax(replicates[:, usable], axis=1)].astype(float)
+
+
 @dataclass
 class VarianceResult:
     curve: pd.DataFrame
@@ -187,6 +226,15 @@ def analyse_variance(ie: pd.DataFrame, mi: pd.DataFrame | None = None, z: float 
     curve = shot_curve(ie, shot_length)
     seeds = per_seed_ie(mi) if mi is not None and mi.seed.nunique() > 1 else None
     summary = _summary(curve, seeds)
+    replicates = {key: layer_std_replicates(part) for key, part in curve.groupby(CURVE_KEYS, sort=True)}
+    bounds = []
+    for key, (shots, reps) in replicates.items():
+        with warnings.catch_warnings():  # a shot with a failed estimate is NaN in every replicate: NaN bounds
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanpercentile(reps, [2.5, 97.5], axis=0)
+        bounds.append(pd.DataFrame(dict(model=key[0], corpus=key[1], shot=shots, std_layers_ci_low=low,
+                                        std_layers_ci_high=high)))
+    summary = summary.merge(pd.concat(bounds, ignore_index=True), on=CURVE_KEYS + ["shot"], how="left")
     rows = []
     for (model, corpus), group in summary.groupby(CURVE_KEYS, sort=True):
         group = group[np.isfinite(group.ie_mean_bits)]  # shots with a failed estimate carry no evidence
@@ -202,6 +250,14 @@ def analyse_variance(ie: pd.DataFrame, mi: pd.DataFrame | None = None, z: float 
             peak = std_peak(x, group[kind].to_numpy())
             row[f"peak_{kind}"] = peak
             row[f"peak_{kind}_near_saturation"] = bool(np.isfinite(peak) and abs(peak - sat.shot) <= 1)
+        shots, reps = replicates[(model, corpus)]
+        keep = np.isin(shots, x)  # the shots the findings use (no failed estimate)
+        peaks = _peak_shots(shots[keep], reps[:, keep])
+        known = np.isfinite(peaks)
+        row["peak_std_layers_ci_low"], row["peak_std_layers_ci_high"] = (
+            np.percentile(peaks[known], [2.5, 97.5]) if known.any() else (np.nan, np.nan))
+        row["peak_std_layers_near_saturation_share"] = (
+            float(np.mean(np.abs(peaks[known] - sat.shot) <= 1)) if known.any() else np.nan)
         rows.append(row)
     return VarianceResult(curve, summary, pd.DataFrame(rows))
 
@@ -228,6 +284,8 @@ def plot_variance(result: VarianceResult, path: Path) -> Path:
         left.plot(x, y, color="black", lw=2, marker="o", label="mean over layers")
         left.fill_between(x, y - Z_95 * se, y + Z_95 * se, color="black", alpha=0.15)
         right.plot(x, summary.std_layers, marker="o", label="std across layers")
+        right.fill_between(x, summary.std_layers_ci_low, summary.std_layers_ci_high, color="tab:blue", alpha=0.15,
+                           label="95% interval (layers resampled, estimates redrawn)")
         right.plot(x, summary.std_bootstrap, marker="s", label="std across samples (bootstrap)")
         if summary.std_seeds.notna().any():
             right.plot(x, summary.std_seeds, marker="^", label="std across seeds")

@@ -52,3 +52,17 @@ def test_auto_resources_without_a_gpu_mean_cpu_actors(monkeypatch):
     assert plan.weight_bytes > 0
     fixed = resolve_plan(SPEC, ExtractConfig(num_gpus=2, batch_size=16), seq_len=9)
     assert fixed.num_gpus == 2 and fixed.device_map == "auto" and fixed.batch_size == 16
+
+
+def test_an_extractor_holding_every_cpu_is_refused_with_the_fix() -> None:
+    """The parquet writes of the same pipeline need a CPU: 1 actor x 2 CPUs on a 2-CPU cluster would stall."""
+    from ie_ray.config import ExtractConfig
+    from ie_ray.errors import ConfigError
+    from ie_ray.extract import check_writer_cpu
+
+    with pytest.raises(ConfigError, match="threads: 2"):
+        check_writer_cpu(ExtractConfig(num_cpus=2), cluster_cpus=2)
+    with pytest.raises(ConfigError, match="hold all 4"):
+        check_writer_cpu(ExtractConfig(num_cpus=2, concurrency=2), cluster_cpus=4)
+    check_writer_cpu(ExtractConfig(num_cpus=1, threads=2), cluster_cpus=2)
+    check_writer_cpu(ExtractConfig(num_cpus=1, concurrency=3), cluster_cpus=4)

@@ -151,3 +151,53 @@ def test_a_failed_estimate_drops_its_shot_instead_of_averaging_fewer_layers() ->
     result = analyse_variance(table)
     assert np.isnan(result.summary.set_index("shot").ie_mean_bits[3])
     assert result.findings.iloc[0].saturation_shot == 7
+
+
+def _layer_table(values_by_layer: dict[int, np.ndarray], se: float) -> pd.DataFrame:
+    """One long 12-shot corpus (2 tokens per shot): layer -> IE at shots 1..12, read at positions 2k-1."""
+    rows = []
+    for layer, values in values_by_layer.items():
+        for k, value in zip(SHOTS, values):
+            rows.append(_ie_rows("m", "icl-country", 12, layer, int(2 * k - 1), float(value), se))
+            rows.append(_ie_rows("m", "icl-country", 12, layer, int(2 * k - 2), 0.0, se))
+    return pd.DataFrame(rows)
+
+
+def test_interval_on_the_std_across_layers_is_the_layer_resampling_law() -> None:
+    """Layers (0, 0, 10) with no estimate noise: a resample of 3 is all-equal (std 0) with probability
+    (2/3)^3 + (1/3)^3 = 1/3, else two-and-one (std = sd of (0, 0, 10) = 10/sqrt(3)); the 95% interval is
+    [0, 10/sqrt(3)]. Identical layers have [0, 0]."""
+    spike = np.where(SHOTS == 5, 10.0, 0.0)
+    table = _layer_table({0: np.zeros(12), 1: np.zeros(12), 2: spike}, se=0.0)
+    summary = analyse_variance(table).summary
+    at5 = summary[summary.shot == 5].iloc[0]
+    assert at5.std_layers == pytest.approx(10 / np.sqrt(3))
+    assert (at5.std_layers_ci_low, at5.std_layers_ci_high) == (pytest.approx(0.0), pytest.approx(10 / np.sqrt(3)))
+    flat = summary[summary.shot != 5]
+    assert (flat.std_layers_ci_low == 0).all() and (flat.std_layers_ci_high == 0).all()
+
+
+def test_interval_on_the_std_across_layers_carries_the_estimates_own_noise() -> None:
+    """Five identical layers whose estimates each have se 0.5: a replicate's std is the sample std of five
+    N(0, 0.25) draws, so its 95% interval is 0.5 * sqrt(chi2_4 quantiles / 4)."""
+    from scipy.stats import chi2
+
+    table = _layer_table({layer: np.full(12, 3.0) for layer in range(5)}, se=0.5)
+    summary = analyse_variance(table).summary
+    expected_low, expected_high = 0.5 * np.sqrt(chi2.ppf([0.025, 0.975], 4) / 4)
+    np.testing.assert_allclose(summary.std_layers_ci_low, expected_low, rtol=0.15)
+    np.testing.assert_allclose(summary.std_layers_ci_high, expected_high, rtol=0.08)
+
+
+def test_std_peak_gets_an_interval_and_a_share_near_saturation() -> None:
+    """IE = min(k, 7) in every layer; the layers spread by 3 bits at shot 7 and 0.1 elsewhere: the peak is shot 7
+    in every replicate but the ~1/625 that pick one layer five times."""
+    spread = np.where(SHOTS == 7, 3.0, 0.1)
+    table = _layer_table({i: np.minimum(SHOTS, 7) + (i - 2) * spread for i in range(5)}, se=0.01)
+    finding = analyse_variance(table).findings.iloc[0]
+    assert finding.saturation_shot == 7 and finding.peak_std_layers == 7
+    assert (finding.peak_std_layers_ci_low, finding.peak_std_layers_ci_high) == (7, 7)
+    assert finding.peak_std_layers_near_saturation_share > 0.99
+    moved = analyse_variance(_layer_table({i: np.minimum(SHOTS, 7) + (i - 2) * np.where(SHOTS == 12, 3.0, 0.1)
+                                           for i in range(5)}, se=0.01)).findings.iloc[0]
+    assert moved.peak_std_layers == 12 and moved.peak_std_layers_near_saturation_share < 0.01
