@@ -64,9 +64,9 @@ TARGETS: dict[str, Target] = {
     "bounds": Target("ie_ray/estimators/bounds.py",
                      ("tests/test_bounds_known_scores.py", "tests/test_estimator_suite.py", *NEW_TESTS),
                      ("-k", "not recovers_gaussian_mi")),
-    # the retry tests run estimates in Ray workers, which import the installed package, not the mutated copy
-    "reduce": Target("ie_ray/reduce.py", ("tests/test_reduce.py", "tests/test_ie.py", "tests/test_readings_flags.py",
-                                          *NEW_TESTS), ("-m", "not slow", "-k", "not refitted and not stays_nan")),
+    # the reading task bodies run in-process in these tests (`fit_task`), so every mutant is seen
+    "reduce": Target("ie_ray/reduce/mine_reading.py", ("tests/test_reduce.py", "tests/test_ie.py",
+                                                       "tests/test_readings_flags.py", *NEW_TESTS), ("-m", "not slow")),
     "capture": Target("ie_ray/capture.py", ("tests/test_capture.py", *NEW_TESTS), ("-m", "not slow")),
     "smoothed": Target("ie_ray/estimators/smoothed.py", ("tests/test_smoothed.py", "tests/test_smoothed_interface.py",
                                                           *NEW_TESTS), ("-m", "not slow")),
@@ -135,17 +135,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     *(Equivalent("ie_ray/capture.py", o, m, "the mask and the ranks are (B, S): axis +1 is axis -1.")
       for o, m in (("mask.cumsum(-1)", "mask.cumsum(+1)"), ("attention_mask.cumsum(-1)", "attention_mask.cumsum(+1)"),
                    ("attention_mask.sum(-1)", "attention_mask.sum(+1)"), ("argmax(-1)", "argmax(+1)"))),
-    Equivalent("ie_ray/reduce.py", 'row["mi_bits"] = float("nan")', 'float("NAN")', "float() parses 'NAN' as 'nan'."),
-    Equivalent("ie_ray/reduce.py", "generate_state(1)[0]", "generate_state(2)[0]", "SeedSequence.generate_state "
+    Equivalent("ie_ray/reduce/jobs.py", "generate_state(1)[0]", "generate_state(2)[0]", "SeedSequence.generate_state "
                "draws one stream of words: its first word is the same however many are asked for."),
 )
 
 #: Why a module's selection leaves some functions untested (their mutants count as survivors in the score).
 NOT_REACHED = {
-    "ie_ray/reduce.py": "fit_jobs, the Ray task body and the constant-position row it writes, and the estimate cache "
-                        "are exercised only by tests that run estimates in Ray worker processes (test_reduce.py's "
-                        "retry tests, test_sweep.py, test_resume.py); those import the installed package, not "
-                        "mutmut's mutated copy, so they cannot kill a mutant here",
 }
 
 HYPOTHESIS_PLUGIN = '''"""Loaded with -p by benchmarks/mutation.py: no shrinking (one failure kills), fixed seeds."""

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ie_ray import store  # noqa: E402
 from ie_ray.estimators.smoothed import Scale, SmoothedParams, smoothed_mi_batch  # noqa: E402
 from ie_ray.noise_scale import SCALE_RULES, block_scale, sink_positions  # noqa: E402
-from ie_ray.reduce_smoothed import LayerProblem, plan_layer_jobs  # noqa: E402
+from ie_ray.reduce import plan_jobs  # noqa: E402
 
 RULES = (*SCALE_RULES, "all_variance_no_sink")
 
@@ -51,8 +51,7 @@ def measure(run: Path, taus: tuple[float, ...]) -> pd.DataFrame:
         _, pre, post = store.read_layer_states(macro_dir, layer)
         _, mpre, mpost = store.read_layer_states(micro_dir, layer)
         positions = list(range(pre.shape[1]))
-        problem = LayerProblem(layer, tuple(positions), tuple(positions), (0,), ("smoothed",), "pooled", 1e-3)
-        jobs = [j for j in plan_layer_jobs(input_ids, problem) if j.n_distinct > 1]
+        jobs = [j for j in plan_jobs(input_ids, [layer], positions, [0], with_micro=True) if j.n_distinct > 1]
         for rule in RULES:
             start = time.perf_counter()
             if rule == "all_variance_no_sink":

@@ -65,8 +65,7 @@ GROUPS = {
     "ray start": ["ray start"],
     "extract": ["extract: Ray Data pipeline (actors, model load, forwards, Parquet writes)"],
     "store": ["store: seal (read back and check every layer)", "store: reducer reads states"],
-    "reduce": ["reduce: fit estimators (Ray tasks) and load cached estimates",
-               "reduce: collect smoothed MI + entropy limit (layer tasks run alongside the MINE fits)"],
+    "reduce": ["reduce: every reading's Ray tasks through one bounded window, and cached rows read back"],
     "tables + report": ["tables", "report"],
 }
 
@@ -121,8 +120,7 @@ def child(args: argparse.Namespace) -> None:
     subs.wrap(sweep, "init_ray", "ray start")
     subs.wrap(sweep, "extract_shards", GROUPS["extract"][0])
     subs.wrap(cache.CellStates, "seal_layers", GROUPS["store"][0])
-    subs.wrap(sweep, "fit_jobs", GROUPS["reduce"][0])
-    subs.wrap(sweep, "_collect_layer_readings", GROUPS["reduce"][1])
+    subs.wrap(sweep, "reduce_cell", GROUPS["reduce"][0])
     subs.wrap(report, "write_report", "report (write_report)")
     # during sealing, reads count as the seal; anywhere else they are the reducer reading a layer's states
     subs.wrap(store, "read_layer_states", GROUPS["store"][1])

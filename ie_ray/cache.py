@@ -8,9 +8,10 @@ Two kinds of shard:
   extracted positions, the stored dtype and the source of the code that produces states. A layer is finished
   when its `_COMPLETE.json` marker exists; the marker is written only after the files were read back and hold
   exactly the expected sample ids, so a truncated or duplicated write is detected and redone.
-- an estimate shard is one MI estimate (cell, level, layer, position, seed). Its key adds the estimator
-  parameters and the estimator's source; its row (bootstrap replicates included) is one JSON file written
-  atomically the moment its Ray task returns, so a killed driver loses only estimates still in flight.
+- an estimate shard is the output of one reading task (`ie_ray/reduce/row_cache.py`: some jobs of one layer
+  under one reading). Its key adds the reading's settings and source; its rows (bootstrap replicates included)
+  are one JSON file written atomically the moment its Ray task returns, so a killed driver loses only tasks
+  still in flight.
 
 Why source hashes and not the git commit: a README commit must not invalidate hours of GPU work, and an
 installed package has no git. Why JSON for estimate rows: `repr` of a float round-trips exactly, and the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,9 +34,6 @@ from ie_ray import store
 PACKAGE_ROOT = Path(__file__).resolve().parent
 # Modules whose source determines the bytes of each kind of shard.
 EXTRACTION_SOURCES = ("capture.py", "extract.py", "models.py")
-ESTIMATE_SOURCES = ("reduce.py", "estimators/mine.py", "estimators/critic.py", "estimators/bounds.py",
-                    "estimators/diagnostics.py", "estimators/result.py")
-READINGS_SOURCES = ("reduce_smoothed.py", "noise_scale.py", "entropy_limit.py", "estimators/smoothed.py")
 MARKER = "_COMPLETE.json"  # leading underscore: pyarrow's dataset reader skips it
 
 
@@ -125,31 +123,11 @@ class ShardCache:
         slug = store.safe_name(str(model_fingerprint.get("name", "model")))
         return CellStates(self.root / "states" / slug / key[:24], key)
 
-    def estimate_key(self, states_key: str, job: Any, params: dict) -> str:
-        """Key of one estimate: the cell's states, the job's identity and the estimator, nothing else."""
-        identity = {k: v for k, v in asdict(job).items() if k in ("layer", "position", "level", "seed")}
-        return content_key("estimate-v1", code_version(ESTIMATE_SOURCES), states_key, identity, params)
-
-    def readings_key(self, states_key: str, problem: dict, params: dict) -> str:
-        """Key of one layer's smoothed / entropy-limit rows: the cell's states, the layer's problem (positions,
-        seeds, readings, scale rule, tolerance) and the smoothed-MI parameters."""
-        return content_key("readings-v1", code_version(READINGS_SOURCES), states_key, problem, params)
-
-    def load_readings(self, key: str) -> dict | None:
-        """{rows, scales} of a finished layer shard (None when absent or unreadable: recompute it)."""
-        payload = self.load_estimate(key)
-        if payload is None or not isinstance(payload.get("rows"), list):
-            return None
-        for row in payload["rows"]:
-            row["bootstrap_bits"] = np.asarray(row.get("bootstrap_bits", []), dtype=np.float64)
-        return payload
-
-    def save_readings(self, key: str, rows: list[dict], scales: list[dict]) -> None:
-        rows = [{k: (v.tolist() if isinstance(v, np.ndarray) else _plain(v)) for k, v in r.items()} for r in rows]
-        self.save_estimate(key, dict(rows=rows, scales=scales))
-
     def _estimate_path(self, key: str) -> Path:
         return self.root / "estimates" / key[:2] / f"{key}.json"
+
+    def has_estimate(self, key: str) -> bool:
+        return self._estimate_path(key).is_file()
 
     def load_estimate(self, key: str) -> dict | None:
         path = self._estimate_path(key)

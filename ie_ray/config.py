@@ -18,12 +18,13 @@ import yaml
 from ie_ray.corpora.natural import PAPER_REJECT_CHARS, source_short_name
 from ie_ray.errors import ConfigError
 from ie_ray.models import TORCH_DTYPES, ModelSpec
+from ie_ray.reduce.reading import reading_names
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "smoke.yaml"
 MICRO_MODES = ("single_token", "full_context")
 STORE_DTYPES = ("float32", "float16")
-#: The readings a sweep can make of every (layer, position): smoothed MI I_sigma (the headline), the entropy
-#: limit (exact counts), and the paper's neural MINE bound.
+#: The built-in readings of every (layer, position): smoothed MI I_sigma (the headline), the entropy limit (exact
+#: counts), and the paper's neural MINE bound. A config may name any registered reading (`reading_names()`).
 READINGS = ("smoothed", "entropy_limit", "mine")
 MINE_POSITIONS = ("all", "last")
 
@@ -93,6 +94,12 @@ class ExtractConfig:
     store_dtype: str = "float32"
     device: str = "auto"  # auto = cuda when the actor was given a GPU, else cpu
     resources: dict = field(default_factory=dict)
+    #: Disk budget of the block states (GiB): layers are extracted in passes whose states fit it, each pass
+    #: reduced and deleted before the next (null: every layer in one pass).
+    max_states_gb: Union[float, None] = 10.0
+    #: Keep each layer's states after all its readings are cached (for re-analysis with other settings); the
+    #: default deletes them, so disk holds one pass at a time.
+    keep_states: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,8 +264,9 @@ def _layers(value: Any) -> Union[str, tuple[int, ...], RelativeDepths]:
 def _readings(value: Any) -> tuple[str, ...]:
     """Which readings to make, e.g. [smoothed, entropy_limit] (no MINE: no critic is trained)."""
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not items or any(v not in READINGS for v in items):
-        raise ConfigError(f"readings must be a non-empty list from {list(READINGS)}, got {value!r}")
+    known = reading_names()
+    if not isinstance(items, (list, tuple)) or not items or any(v not in known for v in items):
+        raise ConfigError(f"readings must be a non-empty list from {list(known)}, got {value!r}")
     return tuple(dict.fromkeys(items))
 
 
@@ -336,6 +344,11 @@ def validate_static(config: SweepConfig) -> None:
             isinstance(k, str) and isinstance(v, (int, float)) and v > 0 for k, v in config.extract.resources.items()):
         raise ConfigError(f"extract.resources must map Ray resource names to positive amounts, e.g. {{gpu_node: 1}}, "
                           f"got {config.extract.resources!r}")
+    budget = config.extract.max_states_gb
+    if budget is not None and (isinstance(budget, (bool, str)) or not budget > 0):
+        raise ConfigError(f"extract.max_states_gb must be a number of GiB > 0, or null for no bound; got {budget!r}")
+    if not isinstance(config.extract.keep_states, bool):
+        raise ConfigError(f"extract.keep_states must be true or false, got {config.extract.keep_states!r}")
     if config.reduce.estimators_per_task < 1:
         raise ConfigError("reduce.estimators_per_task must be >= 1")
     params = config.estimator_params()

@@ -42,6 +42,21 @@ _MEMORY_BUDGET_BYTES = 128 * 2**20
 _SHOWN_ROWS = 5
 
 
+def entropy_bits(symbols: np.ndarray) -> float:
+    """Entropy (bits) of the empirical distribution of rows of `symbols` (n, k) or values (n,).
+
+    Block states are deterministic functions of the token sequence, so MI(block in; block out) can never
+    exceed this: it is the ceiling recorded next to every estimate.
+    """
+    symbols = np.asarray(symbols)
+    if symbols.ndim == 1:
+        symbols = symbols[:, None]
+    _, counts = np.unique(symbols, axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+
 @dataclass(frozen=True)
 class DistinctStates:
     """How many distinct states one block produced, and the entropy a perfect estimator would read from them."""

@@ -15,22 +15,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from ie_ray.entropy_limit import entropy_bits  # noqa: F401  (re-exported: the ceiling beside every estimate)
+from ie_ray.reduce.reading import reading_class, table_prefixes
+
 GROUP_KEYS = ["model", "corpus", "shots", "layer"]
 CI_LEVEL = 0.95
-
-
-def entropy_bits(symbols: np.ndarray) -> float:
-    """Entropy (bits) of the empirical distribution of rows of `symbols` (n, k) or values (n,).
-
-    Block states are deterministic functions of the token sequence, so MI(block in; block out) can never
-    exceed this: it is the ceiling recorded next to every estimate.
-    """
-    symbols = np.asarray(symbols)
-    if symbols.ndim == 1:
-        symbols = symbols[:, None]
-    _, counts = np.unique(symbols, axis=0, return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log2(p)).sum())
 
 
 def _interval(replicates: np.ndarray) -> tuple[float, float]:
@@ -70,12 +59,16 @@ def information_emergence(mi: pd.DataFrame, micro_source: str = "micro") -> pd.D
                         "request positions 'all' (IE at t averages the micro MI of positions 0..t)"
                     )
                 micro_value = float(np.mean([micro_t[s][0] for s in needed]))
-                micro_reps = np.mean([micro_t[s][1] for s in needed], axis=0)
                 values.append(macro_t[t][0] - micro_value)
                 micro_means.append(micro_value)
-                replicates.append(macro_t[t][1] - micro_reps)
-            pooled = np.concatenate(replicates)
-            low, high = _interval(pooled)
+                terms = [macro_t[t][1], *(micro_t[s][1] for s in needed)]
+                if all(len(r) for r in terms):
+                    micro_reps = np.mean(np.broadcast_arrays(*terms[1:]), axis=0)
+                    replicates.append(terms[0] - micro_reps)
+                else:  # a secondary tau of the lean pass: estimates without replicates, so IE has no interval
+                    replicates.append(np.zeros(0))
+            pooled = np.concatenate(replicates) if all(r.size for r in replicates) else np.zeros(0)
+            low, high = _interval(pooled) if pooled.size else (math.nan, math.nan)
             ceiling = float(macro[(macro.position == t)].ceiling_bits.iloc[0])
             model, corpus, shots, layer = keys
             rows.append(
@@ -157,8 +150,6 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
 # --- several readings of one quantity, side by side -------------------------------------------------------------
 
 TABLE_KEYS = ["model", "corpus", "shots", "layer", "position"]
-#: Column prefix of each reading in the side-by-side tables.
-READING_PREFIX = {"smoothed": "ie_sigma", "entropy_limit": "ie_limit", "mine": "ie_mine"}
 
 
 def ie_by_reading(mi: pd.DataFrame, micro_source: str = "micro") -> pd.DataFrame:
@@ -182,7 +173,7 @@ def side_by_side(long: pd.DataFrame, headline: str, tau: float) -> pd.DataFrame:
     `ie_sigma_*` (smoothed MI at the headline tau), `ie_limit_*` (entropy limit), `ie_mine_*` (MINE)."""
     def pick(reading: str) -> pd.DataFrame:
         part = long[long.reading == reading]
-        if reading == "smoothed":
+        if reading_class(reading).has_tau:
             part = part[np.isclose(part.tau.astype(float), tau)]
         return part
 
@@ -190,14 +181,14 @@ def side_by_side(long: pd.DataFrame, headline: str, tau: float) -> pd.DataFrame:
     table = head[TABLE_KEYS + ["mi_macro_bits", "mi_micro_bits", "ie_bits", "ci_low", "ci_high",
                                "macro_ceiling_bits", "n_seeds", "flag"]].copy()
     table.insert(len(TABLE_KEYS), "headline", f"smoothed tau={tau:g}" if headline == "smoothed" else headline)
-    for reading, prefix in READING_PREFIX.items():
+    for reading, prefix in table_prefixes().items():
         part = pick(reading)
         if part.empty:
             continue
         cols = {"ie_bits": f"{prefix}_bits", "ci_low": f"{prefix}_ci_low", "ci_high": f"{prefix}_ci_high",
                 "flag": f"{prefix}_flag", "mi_macro_bits": f"{prefix}_macro_bits",
                 "mi_micro_bits": f"{prefix}_micro_bits"}
-        if reading == "entropy_limit":  # exact counts: no interval, no flag of its own
+        if reading_class(reading).exact:  # exact counts: no interval, no flag of its own
             cols = {k: v for k, v in cols.items() if k in ("ie_bits", "mi_macro_bits", "mi_micro_bits")}
         table = table.merge(part[TABLE_KEYS + list(cols)].rename(columns=cols), on=TABLE_KEYS, how="outer")
     if "smoothed" in set(long.reading):
@@ -210,9 +201,9 @@ def models_side_by_side(long: pd.DataFrame, headline: str, tau: float) -> pd.Dat
     (`ie_sigma_mean_bits`, `ie_limit_mean_bits`, `ie_mine_mean_bits`, with intervals and flags)."""
     table = model_summary(side_by_side(long, headline, tau))
     keys = ["model", "corpus", "shots"]
-    for reading, prefix in READING_PREFIX.items():
+    for reading, prefix in table_prefixes().items():
         part = long[long.reading == reading]
-        if reading == "smoothed":
+        if reading_class(reading).has_tau:
             part = part[np.isclose(part.tau.astype(float), tau)]
         if part.empty:
             continue

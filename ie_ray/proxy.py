@@ -243,7 +243,7 @@ def text_proxy(models: pd.DataFrame, proxy_model: str, target_model: str,
     cols = CONDITION_KEYS + [statistic, low_col, high_col]
     pair = models[models.model == proxy_model][cols].merge(
         models[models.model == target_model][cols], on=CONDITION_KEYS, suffixes=("_proxy", "_target"))
-    # a condition whose IE is NaN (an estimate that failed twice, see reduce.py) cannot be paired
+    # a condition whose IE is NaN (an estimate that failed twice, see reduce/mine_reading.py) cannot be paired
     finite = np.isfinite(pair[[f"{statistic}_proxy", f"{statistic}_target"]].astype(float)).all(axis=1)
     pair = pair[finite].sort_values(CONDITION_KEYS).reset_index(drop=True)
     x, y = pair[f"{statistic}_proxy"].to_numpy(), pair[f"{statistic}_target"].to_numpy()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -25,10 +26,13 @@ from ie_ray.errors import ConfigError
 from ie_ray.extract import StateShard, extract_shards
 from ie_ray.ie import ie_by_reading, layer_summary, models_side_by_side, side_by_side
 from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
-from ie_ray.ray_logs import ray_messages_to, route_ray_messages
-from ie_ray.reduce import EstimateCache, EstimateJob, fit_jobs, plan_jobs
-from ie_ray.reduce_smoothed import LayerProblem, reduce_layer, rows_frame
-from ie_ray.resources import estimator_gpus, smoothed_gpus
+from ie_ray.ray_logs import ray_messages_to
+from ie_ray.ray_start import init_ray
+from ie_ray.reduce import Reading, reading_class
+from ie_ray.reduce.row import ROW_ORDER
+from ie_ray.reduce.row_cache import RowCache
+from ie_ray.reduce.scheduler import CellWork, layers_to_compute, reduce_cell
+from ie_ray.usage import PeakUsage
 
 
 @dataclass
@@ -55,37 +59,6 @@ class _Timer:
             elapsed = time.perf_counter() - start
             self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
             print(f"[ie-ray] {name} done in {elapsed:.1f} s", flush=True)
-
-
-def init_ray(num_cpus: int | None = None, address: str | None = None, resources: dict | None = None) -> None:
-    """Connect to `address` or RAY_ADDRESS when set (ray job submit sets it), else start Ray in-process.
-
-    An in-process Ray sizes its object store and spill directory from IE_RAY_OBJECT_STORE_GB and
-    IE_RAY_SPILL_DIR: block states travel through the object store between extraction and the Parquet writer,
-    and a paper-scale cell (300k samples x 8 positions x 2 x hidden) outgrows RAM, so Ray spills to disk,
-    which should be a fast local disk, not /tmp on a small root volume. On a cluster the same settings are
-    `ray start` flags (cluster/ configs).
-    """
-    import ray
-
-    route_ray_messages()  # before ray.init: its start-up lines belong in the run's ray.log too
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        context = ray.init(address=address if "://" not in address else "auto")
-        route_ray_messages(context.address_info.get("session_dir"))
-        return
-    extra: dict = {}
-    if os.environ.get("IE_RAY_OBJECT_STORE_GB"):
-        extra["object_store_memory"] = int(float(os.environ["IE_RAY_OBJECT_STORE_GB"]) * 1024**3)
-    if os.environ.get("IE_RAY_SPILL_DIR"):
-        extra["object_spilling_directory"] = os.environ["IE_RAY_SPILL_DIR"]
-    # address="local": a NEW in-process instance. Without it ray.init() attaches to whatever cluster `ray start`
-    # (or a test) last left in /tmp/ray/ray_current_cluster; use RAY_ADDRESS=auto to mean that on purpose.
-    context = ray.init(address="local", num_cpus=num_cpus, resources=resources, include_dashboard=False,
-                       log_to_driver=True, **extra)
-    route_ray_messages(context.address_info.get("session_dir"))
 
 
 def _versions() -> dict[str, str]:
@@ -198,8 +171,10 @@ def run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None)
 
 def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> SweepResult:
     timer = _Timer()
-    params = config.estimator_params()
+    active_readings = [reading_class(name).from_config(config) for name in config.readings]
     shards = ShardCache(cache_dir if cache_dir is not None else default_cache_dir(run_dir))
+    usage = PeakUsage(shards.root / "states")
+    usage.start()
     with timer.stage("plan"):
         plans = plan_sweep(config)
     store.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -228,32 +203,14 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
             manifest["corpora"][f"{spec.name}/{cell.key}"]["states"] = str(macro[cell.key].directory)
         if config.micro == "single_token":
             manifest["models"][spec.name]["micro_states"] = str(micro.directory)
-        with timer.stage(f"extract {spec.name}"):
-            todo = [(macro[cell.key], cell.table, cell.positions, cell.key) for cell in plan.cells]
-            if config.micro == "single_token":
-                # micro states depend only on the token: one forward per UNIQUE token id, joined back later
-                todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro"))
-            _extract_cached(shards, todo, spec, plan.layers, config)
-        with timer.stage(f"reduce {spec.name}"):
-            for cell in plan.cells:
-                states_key = content_key(macro[cell.key].key, micro.key if config.micro == "single_token" else "")
-                reduction = _reduce_cell(config, params, plan.layers, cell.positions, cell.corpus.input_ids,
-                                         plan.unique_tokens, macro[cell.key].directory, micro.directory,
-                                         label=f"{spec.name} {cell.key}",
-                                         cache=EstimateCache(shards, states_key, params.key_dict(),
-                                                             model=spec.name, cell=cell.key),
-                                         shards=shards, states_key=states_key)
-                for frame in (reduction.mi, reduction.scales):
-                    if frame.empty:
-                        continue
-                    frame.insert(0, "shots", cell.shots)
-                    frame.insert(0, "corpus", cell.corpus_cfg.label)
-                    frame.insert(0, "model", spec.name)
-                mi_frames.append(reduction.mi)
-                scale_frames.append(reduction.scales)
+        work = {cell.key: _cell_work(cell, spec.name, config, macro[cell.key], micro, plan.unique_tokens, shards)
+                for cell in plan.cells}
+        frames = _extract_and_reduce(config, plan, active_readings, work, macro, micro, shards, timer, usage)
+        for frame in frames:
+            (mi_frames if "reading" in frame.columns else scale_frames).append(frame)
     with timer.stage("tables"):
-        mi = pd.concat(mi_frames, ignore_index=True)
-        mi["estimator"] = np.where(mi.reading == "mine", f"mine-{params.objective}/{params.readout}", mi.reading)
+        mi = pd.concat([f for f in mi_frames if not f.empty], ignore_index=True)
+        mi = mi.sort_values(ROW_ORDER, na_position="first", kind="stable").reset_index(drop=True)
         mi["n_params"] = mi.model.map(lambda m: infos[m].n_params)
         tau = config.smoothed_params().tau
         readings = ie_by_reading(mi, micro_source="micro" if config.micro == "single_token" else "macro")
@@ -278,26 +235,27 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
     manifest["shards"] = dict(reused=shards.reused, computed=shards.computed)  # which ones: shards.csv
     store.write_table(run_dir / "shards.parquet", pd.DataFrame(shards.log), csv=True)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    manifest["estimator_params"] = {k: v for k, v in params.__dict__.items()}
     manifest["readings"] = dict(readings=list(config.readings), headline=config.headline,
-                                smoothed=config.smoothed_params().key_dict(), scale_rule=config.scale_rule,
-                                entropy_tolerance=config.entropy_tolerance, mine_positions=config.mine_positions)
+                                settings={r.name: r.key_dict() for r in active_readings})
+    usage.stop()
+    manifest["usage"] = usage.summary()
     store.write_json(run_dir / "manifest.json", manifest)
     print(f"[ie-ray] shards reused: {shards.reused}; computed: {shards.computed}", flush=True)
     return SweepResult(run_dir, mi, ie, layers_table, models_table, timer.seconds)
 
 
 def _extract_cached(
-    shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int], str]], spec: ModelSpec, layers: list[int],
+    shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int], str, list[int]]], spec: ModelSpec,
     config: SweepConfig,
 ) -> None:
-    """Extract the layers of every cell of one model that are not finished in the cache, then seal them.
+    """Extract the requested layers of every cell of one model that are not finished in the cache, then seal
+    them. `todo` holds (states, table, positions, label, layers) per cell.
 
-    All unfinished cells go through ONE actor pool, so each actor loads the model once for the whole model's
-    work instead of once per (corpus, shots) cell.
+    All unfinished cells go through ONE actor pool, so each actor loads the model once for the whole pass
+    instead of once per (corpus, shots) cell.
     """
     pending = []
-    for cell, table, positions, label in todo:
+    for cell, table, positions, label, layers in todo:
         missing = cell.missing_layers(layers)
         for layer in layers:
             status = "computed" if layer in missing else "reused"
@@ -313,221 +271,88 @@ def _extract_cached(
         cell.seal_layers(missing, table.column("sample_id").to_numpy())
 
 
-def _no_states(job: EstimateJob) -> tuple[np.ndarray, np.ndarray]:
-    raise RuntimeError(f"estimate {job} is cached; its states should never be needed")
-
-
-@dataclass
-class CellReduction:
-    """What the reducer made of one cell: MI rows of every reading, and the noise scale of each block side."""
-
-    mi: pd.DataFrame
-    scales: pd.DataFrame
-
-
-def _reduce_cell(
-    config: SweepConfig,
-    params,
-    layers: list[int],
-    positions: list[int],
-    input_ids: np.ndarray,
-    unique_tokens: np.ndarray,
-    macro_dir: Path,
-    micro_dir: Path,
-    label: str,
-    cache: EstimateCache | None = None,
-    shards: ShardCache | None = None,
-    states_key: str = "",
-) -> CellReduction:
-    """Every reading of one (model, corpus, shots) cell: the smoothed MI and entropy limit (one Ray task per
-    layer, `reduce_smoothed.py`) and the MINE estimates (`reduce.py`). States are read only when something is
-    missing from the cache."""
+def _cell_work(cell: Cell, model: str, config: SweepConfig, macro: CellStates, micro: CellStates,
+               unique_tokens: np.ndarray, shards: ShardCache) -> CellWork:
+    """What the reducer needs of one cell; the cache key of its rows covers its states (and the micro states)."""
     with_micro = config.micro == "single_token"
-    mine_positions = [max(positions)] if config.mine_positions == "last" else positions
-    jobs = (plan_jobs(input_ids, layers, mine_positions, list(config.seeds), with_micro=with_micro)
-            if "mine" in config.readings else [])
-    well_posed = [r for r in config.readings if r != "mine"]
-    sparams = config.smoothed_params()
-    problems = {layer: LayerProblem(layer, tuple(positions), tuple(range(max(positions) + 1)) if with_micro else (),
-                                    tuple(config.seeds), tuple(well_posed), config.scale_rule,
-                                    config.entropy_tolerance)
-                for layer in layers} if well_posed else {}
-    layer_keys = {layer: shards.readings_key(states_key, p.key_dict(), sparams.key_dict())
-                  for layer, p in problems.items()} if shards is not None else {}
-    done = {layer: shards.load_readings(key) for layer, key in layer_keys.items()} if shards is not None else {}
-    done = {layer: payload for layer, payload in done.items() if payload is not None}
-    for layer in done:
-        shards.record("estimates", "reused", layer_keys[layer], layer=layer, reading="smoothed+limit")
-    mine_cached = cache is not None and all(job.n_distinct <= 1 or cache.peek(job) is not None for job in jobs)
-    if mine_cached and len(done) == len(problems):
-        # Everything is cached (a rerun): read no states and start no Ray (benchmarks/sweep.py).
-        frames = [fit_jobs(jobs, _no_states, params, config.reduce.estimators_per_task,
-                           config.reduce.num_cpus_per_task, 0.0, progress_label=f"MI {label}", cache=cache)] \
-            if jobs else []
-        return _cell_reduction(frames, done, shards, layer_keys, params)
-    init_ray()
-    position_index = {p: j for j, p in enumerate(positions)}
-    token_row = np.searchsorted(unique_tokens, input_ids)  # (N, T): row of each token's micro state
-
-    def load_layer(layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-        ids, pre, post = store.read_layer_states(macro_dir, layer)
-        if len(ids) != len(input_ids):
-            raise RuntimeError(f"layer {layer}: {len(ids)} extracted rows for {len(input_ids)} samples in {macro_dir}")
-        if not with_micro:
-            return pre, post, None, None
-        _, mpre, mpost = store.read_layer_states(micro_dir, layer)
-        return pre, post, mpre[:, 0], mpost[:, 0]
-
-    if not jobs:
-        # Smoothed MI and entropy limit only: stream the layers through a bounded window of Ray tasks, so the
-        # driver and the object store hold a few layers' states at a time, not the model's (30 blocks x 10,000
-        # windows x 8 positions x in/out x 576 dims is 11 GB in float32: the first 10k-window run was killed
-        # for memory holding them all).
-        done.update(_stream_layer_readings(config, sparams, problems, done, input_ids,
-                                           token_row if with_micro else None, load_layer, shards, layer_keys, label))
-        return _cell_reduction([], done, shards, layer_keys, params)
-
-    # MINE reads any (layer, position) while the smoothed tasks run: every layer's states stay in memory.
-    macro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    micro_states: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for layer in layers:
-        pre, post, mpre, mpost = load_layer(layer)
-        macro_states[layer] = (pre, post)
-        if with_micro:
-            micro_states[layer] = (mpre, mpost)
-
-    pending = _submit_layer_readings(config, sparams, problems, done, input_ids, macro_states, micro_states,
-                                     token_row if with_micro else None)
-
-    def states_for(job: EstimateJob) -> tuple[np.ndarray, np.ndarray]:
-        if job.level == "macro":
-            pre, post = macro_states[job.layer]
-            j = position_index[job.position]
-            return pre[:, j], post[:, j]
-        pre, post = micro_states[job.layer]
-        rows = token_row[:, job.position]
-        return pre[rows], post[rows]
-
-    num_gpus = estimator_gpus(config.reduce.num_gpus_per_task, params, config.reduce.estimators_per_task,
-                              len(input_ids), next(iter(macro_states.values()))[0].shape[-1])
-    frames = [fit_jobs(jobs, states_for, params, config.reduce.estimators_per_task,
-                       config.reduce.num_cpus_per_task, num_gpus, progress_label=f"MI {label}", cache=cache)]
-    done.update(_collect_layer_readings(pending, shards, layer_keys, label))
-    return _cell_reduction(frames, done, shards, layer_keys, params)
+    states_key = content_key(macro.key, micro.key if with_micro else "")
+    return CellWork(model=model, corpus=cell.corpus_cfg.label, shots=cell.shots, input_ids=cell.corpus.input_ids,
+                    positions=list(cell.positions), seeds=list(config.seeds), macro_dir=macro.directory,
+                    micro_dir=micro.directory if with_micro else None,
+                    unique_tokens=unique_tokens if with_micro else None, scale_rule=config.scale_rule,
+                    cache=RowCache(shards, states_key, model=model, cell=cell.key))
 
 
-def _layer_remote(config):
-    import ray
+def layer_passes(layers: list[int], bytes_per_layer: float, budget_bytes: float | None) -> list[list[int]]:
+    """Split `layers` into extraction passes whose states fit `budget_bytes` on disk (None: one pass).
 
-    return ray.remote(reduce_layer).options(num_cpus=config.reduce.num_cpus_per_task,
-                                            num_gpus=smoothed_gpus(config.reduce.num_gpus_per_task),
-                                            max_retries=2)
-
-
-def _submit_layer_readings(config, sparams, problems, done, input_ids, macro_states, micro_states, token_row):
-    """One Ray task per layer that is not cached: its states travel once, all its problems are fitted in it."""
-    import ray
-
-    remote = _layer_remote(config)
-    ids = ray.put(input_ids)
-    rows_ref = ray.put(token_row) if token_row is not None else None
-    pending = {}
-    for layer, problem in problems.items():
-        if layer in done:
-            continue
-        pre, post = macro_states[layer]
-        mpre, mpost = micro_states.get(layer, (None, None))
-        ref = remote.remote(problem, sparams, ids, pre, post, mpre, mpost, rows_ref, config.reduce.num_cpus_per_task)
-        pending[ref] = layer
-    return pending
+    Why passes: the states of every block of a paper-scale cell do not fit a disk (20,000 x 24 positions x 30
+    blocks in float16 is 33 GB), but each pass's layers are reduced and deleted before the next is extracted.
+    The forward stops after the deepest hooked block (`capture.py`), so early passes cost a fraction of one;
+    layers go in depth order, so a pass is a contiguous slice of the stack.
+    """
+    layers = sorted(layers)
+    if not layers or budget_bytes is None:
+        return [layers] if layers else []
+    per_pass = max(1, int(budget_bytes // max(bytes_per_layer, 1.0)))
+    return [layers[i : i + per_pass] for i in range(0, len(layers), per_pass)]
 
 
-def layers_in_flight(num_cpus_per_task: float) -> int:
-    """How many layer tasks the streaming reducer keeps submitted: as many as can run at once, plus one queued so
-    a core never idles while the driver reads the next layer."""
-    import ray
-
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    return max(1, int(cpus // max(num_cpus_per_task, 1e-6))) + 1
-
-
-def bounded_map(items: list, submit, wait_one, max_in_flight: int):
-    """Submit `items` one by one (`submit(item) -> handle`), never more than `max_in_flight` unfinished at once;
-    yield (item, result) as `wait_one(handles) -> (handle, result)` returns them. Why a helper: it is the memory
-    bound of the streaming reducer (each handle holds one layer's states), kept testable without Ray."""
-    queue = list(items)
-    pending: dict = {}
-    while queue or pending:
-        while queue and len(pending) < max_in_flight:
-            item = queue.pop(0)
-            pending[submit(item)] = item
-        handle, result = wait_one(list(pending))
-        yield pending.pop(handle), result
+def _layer_bytes(plan: ModelPlan, cells: list[Cell], config: SweepConfig, with_micro: bool) -> float:
+    """Disk bytes of one layer's states over `cells` (macro in and out at the analysed positions, and micro)."""
+    itemsize = 2 if config.extract.store_dtype == "float16" else 4
+    hidden = plan.info.hidden_size
+    total = sum(len(c.corpus.input_ids) * len(c.positions) for c in cells)
+    if with_micro:
+        total += len(plan.unique_tokens)
+    return float(total * 2 * hidden * itemsize)
 
 
-def _stream_layer_readings(config, sparams, problems, done, input_ids, token_row, load_layer, shards, layer_keys,
-                           label) -> dict:
-    """The smoothed/entropy-limit layer tasks with at most `layers_in_flight` layers' states alive at a time;
-    each layer's rows are saved the moment its task returns (a killed driver loses only tasks in flight)."""
-    import ray
-    from tqdm.auto import tqdm
+def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Reading], work: dict[str, CellWork],
+                        macro: dict[str, CellStates], micro: CellStates, shards: ShardCache, timer: _Timer,
+                        usage: PeakUsage) -> list[pd.DataFrame]:
+    """Extract and reduce one model's cells, a pass of layers at a time, so that states on disk stay within
+    `extract.max_states_gb`. A layer's states are deleted as soon as every reading of it is cached (unless
+    `extract.keep_states`); a layer whose readings are all cached is never extracted again."""
+    spec = plan.spec
+    with_micro = config.micro == "single_token"
+    need = {cell.key: layers_to_compute(work[cell.key], readings, plan.layers) for cell in plan.cells}
+    needed = sorted(set().union(*need.values())) if need else []
+    budget = config.extract.max_states_gb * 1024**3 if config.extract.max_states_gb is not None else None
+    passes = layer_passes(needed, _layer_bytes(plan, plan.cells, config, with_micro), budget)
+    if len(passes) > 1:
+        print(f"[ie-ray] {spec.name}: {len(needed)} layers in {len(passes)} extraction passes of at most "
+              f"{len(passes[0])} (extract.max_states_gb = {config.extract.max_states_gb})", flush=True)
+    done: dict[str, list[pd.DataFrame]] = {cell.key: [] for cell in plan.cells}
 
-    remote = _layer_remote(config)
-    ids = ray.put(input_ids)
-    rows_ref = ray.put(token_row) if token_row is not None else None
+    def forget_macro(cell: Cell):
+        def done_with(layer: int) -> None:
+            if not config.extract.keep_states:
+                shutil.rmtree(macro[cell.key].layer_dir(layer), ignore_errors=True)
+        return done_with
 
-    def submit(layer: int):
-        pre, post, mpre, mpost = load_layer(layer)
-        return remote.remote(problems[layer], sparams, ids, pre, post, mpre, mpost, rows_ref,
-                             config.reduce.num_cpus_per_task)
-
-    def wait_one(handles: list):
-        ready, _ = ray.wait(handles, num_returns=1)
-        return ready[0], ray.get(ready[0])
-
-    todo = [layer for layer in problems if layer not in done]
-    out = {}
-    with tqdm(total=len(todo), desc=f"smoothed MI + entropy limit {label}", unit="layer") as bar:
-        for layer, payload in bounded_map(todo, submit, wait_one, layers_in_flight(config.reduce.num_cpus_per_task)):
-            out[layer] = _save_layer_readings(shards, layer_keys, layer, payload)
-            bar.update(1)
-    return out
-
-
-def _save_layer_readings(shards: ShardCache | None, layer_keys: dict, layer: int, payload: dict) -> dict:
-    """Cache one layer task's rows the moment it returns (a killed driver loses only tasks in flight)."""
-    if shards is not None:
-        shards.save_readings(layer_keys[layer], payload["rows"], payload["scales"])
-        shards.record("estimates", "computed", layer_keys[layer], layer=layer, reading="smoothed+limit")
-    return payload
-
-
-def _collect_layer_readings(pending: dict, shards: ShardCache | None, layer_keys: dict, label: str) -> dict:
-    """Wait for the layer tasks; save each one's rows the moment it returns (a killed driver loses only tasks
-    in flight)."""
-    import ray
-    from tqdm.auto import tqdm
-
-    out = {}
-    with tqdm(total=len(pending), desc=f"smoothed MI + entropy limit {label}", unit="layer") as bar:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            layer = pending.pop(ready[0])
-            payload = ray.get(ready[0])
-            out[layer] = _save_layer_readings(shards, layer_keys, layer, payload)
-            bar.update(1)
-    return out
-
-
-def _cell_reduction(frames: list[pd.DataFrame], done: dict, shards, layer_keys: dict, params) -> CellReduction:
-    """Stack the MINE rows and the per-layer smoothed / entropy-limit rows into one tidy table."""
-    for frame in frames:
-        frame["reading"] = "mine"
-        frame["tau"] = np.nan
-        frame.loc[:, "objective"] = frame["objective"].fillna(params.objective)
-    well_posed = [r for layer in sorted(done) for r in done[layer]["rows"]]
-    if well_posed:
-        frames.append(rows_frame(well_posed))
-    scales = pd.DataFrame([s for layer in sorted(done) for s in done[layer]["scales"]])
-    mi = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return CellReduction(mi, scales)
+    for layers in passes:
+        with timer.stage(f"extract {spec.name}"):
+            todo = [(macro[c.key], c.table, c.positions, c.key, [l for l in layers if l in need[c.key]])
+                    for c in plan.cells if any(l in need[c.key] for l in layers)]
+            if with_micro:
+                # micro states depend only on the token: one forward per UNIQUE token id, joined back later
+                todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro", layers))
+            _extract_cached(shards, todo, spec, config)
+        usage.measure_disk()
+        with timer.stage(f"reduce {spec.name}"):
+            for cell in plan.cells:
+                wanted = [l for l in layers if l in need[cell.key]]
+                if wanted:
+                    reduction = reduce_cell(work[cell.key], readings, wanted, on_layer_done=forget_macro(cell))
+                    done[cell.key] += [reduction.mi, reduction.scales]
+            if with_micro and not config.extract.keep_states:
+                for layer in layers:
+                    shutil.rmtree(micro.layer_dir(layer), ignore_errors=True)
+    with timer.stage(f"reduce {spec.name}"):
+        for cell in plan.cells:  # layers whose every reading is cached: rows from the cache, no states needed
+            cached = [l for l in plan.layers if l not in need[cell.key]]
+            if cached:
+                reduction = reduce_cell(work[cell.key], readings, cached, on_layer_done=forget_macro(cell))
+                done[cell.key] += [reduction.mi, reduction.scales]
+    return [frame for cell in plan.cells for frame in done[cell.key] if not frame.empty]

@@ -33,7 +33,7 @@ from ie_ray.reduce import (
     MAX_INTERVAL_BITS,
     MEMORISED_MARGIN_BITS,
     EstimateJob,
-    _job_row,
+    mine_row,
     reading_flag,
 )
 
@@ -199,18 +199,19 @@ JOB = EstimateJob(layer=3, position=2, level="micro", seed=1, ceiling_bits=5.0, 
 
 def test_job_row_carries_the_jobs_identity_and_never_the_estimators_seed() -> None:
     result = dict(mi_bits=1.0, ci_low=0.5, ci_high=1.5, seed=999, readout="heldout")  # no flag, no max_train_bits
-    row = _job_row(JOB, result)
+    row = mine_row(JOB, result)
     expected = dict(layer=3, position=2, level="micro", seed=1, estimator_seed=JOB.estimator_seed, attempt=0,
-                    ceiling_bits=5.0, n_distinct=32, mi_bits=1.0, ci_low=0.5, ci_high=1.5, readout="heldout", flag="ok")
-    assert row == expected
-    retry = _job_row(JOB, result, attempt=1)
-    assert (retry["attempt"], retry["estimator_seed"]) == (1, JOB.seed_for_attempt(1))
+                    ceiling_bits=5.0, n_distinct=32, n_samples=200, mi_bits=1.0, ci_low=0.5, ci_high=1.5,
+                    readout="heldout", flag="ok", reading="mine")
+    assert {k: getattr(row, k) for k in expected} == expected
+    retry = mine_row(JOB, result, attempt=1)
+    assert (retry.attempt, retry.estimator_seed) == (1, JOB.seed_for_attempt(1))
     assert JOB.seed_for_attempt(1) != JOB.seed_for_attempt(0)  # a refit draws a fresh critic
 
 
 def test_job_row_of_a_failed_estimate_has_no_value() -> None:
-    row = _job_row(JOB, dict(mi_bits=1.0, ci_low=0.5, ci_high=1.5, flag="diverged"))
-    assert row["flag"] == "diverged" and math.isnan(row["mi_bits"])
+    row = mine_row(JOB, dict(mi_bits=1.0, ci_low=0.5, ci_high=1.5, flag="diverged"))
+    assert row.flag == "diverged" and math.isnan(row.mi_bits)
 
 
 @pytest.mark.parametrize(("mi_bits", "ci", "max_train_bits", "flag"), [

@@ -11,24 +11,24 @@ from ie_ray.errors import ConfigError
 from ie_ray.estimators.smoothed import Scale
 from ie_ray.ie import information_emergence, model_summary
 from ie_ray.noise_scale import SINK_NORM_RATIO, block_scale, sink_positions, within_position_scale
-from ie_ray.reduce import MAX_INTERVAL_BITS, MEMORISED_MARGIN_BITS, EstimateJob, _job_row, reading_flag
+from ie_ray.reduce import MAX_INTERVAL_BITS, MEMORISED_MARGIN_BITS, EstimateJob, MIRow, mine_row, reading_flag
 
 
-def _mine_row(**result) -> dict:
+def _mine_row(**result) -> MIRow:
     job = EstimateJob(layer=10, position=5, level="macro", seed=0, ceiling_bits=10.82, n_distinct=1853,
                       n_samples=2000)
     base = dict(mi_bits=1.0, ci_low=0.5, ci_high=1.5, max_train_bits=5.0, flag="ok", readout="heldout")
-    return _job_row(job, {**base, **result})
+    return mine_row(job, {**base, **result})
 
 
 def test_the_default_jobs_failed_mine_reading_is_flagged_and_its_ie_is_not_ok():
     # block 10, position 5 of the default job before this check: held-out -9.61 bits, interval [-11.5, 11.8],
     # best training bound 27.8 bits against a 10.8-bit ceiling, flagged ok by the estimator itself
     row = _mine_row(mi_bits=-9.61, ci_low=-11.5, ci_high=11.8, max_train_bits=27.8)
-    assert row["flag"] == "memorised"
+    assert row.flag == "memorised"
     mi = pd.DataFrame([
-        dict(model="m", corpus="c", shots=4, layer=10, position=5, level="macro", seed=0, mi_bits=row["mi_bits"],
-             ceiling_bits=10.82, bootstrap_bits=np.linspace(-11.5, 11.8, 20), flag=row["flag"]),
+        dict(model="m", corpus="c", shots=4, layer=10, position=5, level="macro", seed=0, mi_bits=row.mi_bits,
+             ceiling_bits=10.82, bootstrap_bits=np.linspace(-11.5, 11.8, 20), flag=row.flag),
         *[dict(model="m", corpus="c", shots=4, layer=10, position=s, level="micro", seed=0, mi_bits=4.6,
                ceiling_bits=4.64, bootstrap_bits=np.full(20, 4.6), flag="ok") for s in range(6)],
         *[dict(model="m", corpus="c", shots=4, layer=10, position=s, level="macro", seed=0, mi_bits=4.6,
@@ -49,7 +49,7 @@ def test_the_default_jobs_failed_mine_reading_is_flagged_and_its_ie_is_not_ok():
     (dict(flag="diverged"), "diverged"),
 ])
 def test_mine_reading_flags_at_their_thresholds(result, flag):
-    assert _mine_row(**result)["flag"] == flag
+    assert _mine_row(**result).flag == flag
 
 
 def test_reading_flag_ignores_a_missing_training_bound():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,7 +37,8 @@ RESUME_SWEEP = {
     "layers": [0],
     "positions": [3],
     "estimator": {"steps": 30, "batch_size": 64, "n_bootstrap": 20},
-    "extract": {"batch_size": 60},
+    # kept: these tests count and corrupt state shards; deletion after reduction is tested in test_reading_registry
+    "extract": {"batch_size": 60, "keep_states": True},
     "reduce": {"estimators_per_task": 2},
 }
 
@@ -45,11 +47,17 @@ def _shards(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())["shards"]
 
 
-def _estimate_shards(mi: pd.DataFrame) -> int:
-    """Estimate shards a run writes: one per fitted MINE estimate, one per layer for its smoothed MI and entropy
-    limit (all positions, levels and taus of a layer are one task and one shard)."""
-    mine = mi[mi.reading == "mine"]
-    return int((mine.flag != "constant").sum()) + int(mi[mi.reading != "mine"].layer.nunique())
+def _estimate_shards(mi: pd.DataFrame, per_task: int = RESUME_SWEEP["reduce"]["estimators_per_task"]) -> int:
+    """Estimate shards a run writes: one per reading task. Per layer, the smoothed MI and the entropy limit are one
+    task each (all positions, levels and taus); MINE is one task per `per_task` fitted estimates, plus one for
+    its constant positions (exact zeros, no fit)."""
+    shards = 0
+    for _, layer in mi.groupby("layer"):
+        shards += layer[layer.reading != "mine"].reading.nunique()
+        mine = layer[layer.reading == "mine"]
+        fitted = int((mine.flag != "constant").sum())
+        shards += -(-fitted // per_task) + int((mine.flag == "constant").any())
+    return shards
 
 
 def _assert_same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -73,16 +81,16 @@ def test_rerun_reuses_every_finished_shard(first_run, ray_local):
     fitted = _estimate_shards(first_run.mi)
     assert _shards(first_run.run_dir)["computed"] == {"extraction_layers": 2, "estimates": fitted}
     again = run_sweep(parse_config(RESUME_SWEEP), first_run.run_dir)
+    # every reading is cached: no state is needed, so none is even looked at
     assert _shards(first_run.run_dir) == {
-        "reused": {"extraction_layers": 2, "estimates": fitted},
+        "reused": {"extraction_layers": 0, "estimates": fitted},
         "computed": {"extraction_layers": 0, "estimates": 0},
     }
     _assert_same_rows(again.mi, first_run.mi)
     pd.testing.assert_frame_equal(again.ie, first_run.ie)
     table = pd.read_csv(first_run.run_dir / "shards.csv")  # which shards, not just how many
-    assert set(table.status) == {"reused"}
-    assert sorted(table[table.kind == "extraction_layers"].cell) == ["icl-country-2shot", "micro"]
-    assert len(table[table.kind == "estimates"]) == fitted
+    assert set(table.status) == {"reused"} and set(table.kind) == {"estimates"}
+    assert len(table) == fitted
 
 
 def test_changed_config_recomputes_only_the_new_layer(first_run, ray_local, tmp_path):
@@ -90,9 +98,10 @@ def test_changed_config_recomputes_only_the_new_layer(first_run, ray_local, tmp_
     result = run_sweep(config, tmp_path, cache_dir=first_run.run_dir / "cache")
     shards = _shards(tmp_path)
     fitted_per_layer = _estimate_shards(first_run.mi)
-    # positions did not change, so the cell keeps its key: only layer 2 is new (macro and micro states)
+    # positions did not change, so the cell keeps its key: only layer 2 is new (macro and micro states); layer 0's
+    # readings are cached, so its states are not needed
     assert shards["computed"] == {"extraction_layers": 2, "estimates": fitted_per_layer}
-    assert shards["reused"] == {"extraction_layers": 2, "estimates": fitted_per_layer}
+    assert shards["reused"] == {"extraction_layers": 0, "estimates": fitted_per_layer}
     _assert_same_rows(result.mi[result.mi.layer == 0].drop(columns="n_params"),
                       first_run.mi.drop(columns="n_params"))
 
@@ -101,8 +110,8 @@ def test_a_different_estimator_setting_refits_but_reuses_states(first_run, ray_l
     config = parse_config(dict(RESUME_SWEEP, estimator=dict(RESUME_SWEEP["estimator"], steps=31)))
     run_sweep(config, tmp_path, cache_dir=first_run.run_dir / "cache")
     shards = _shards(tmp_path)
-    # MINE refits; the layer's smoothed-MI / entropy-limit shard does not depend on MINE's settings: reused
-    assert shards["reused"]["extraction_layers"] == 2 and shards["reused"]["estimates"] == 1
+    # MINE refits; the layer's smoothed-MI and entropy-limit shards do not depend on MINE's settings: reused
+    assert shards["reused"]["extraction_layers"] == 2 and shards["reused"]["estimates"] == 2
 
 
 def test_an_unsealed_layer_is_extracted_again(ray_local, tmp_path):
@@ -112,6 +121,7 @@ def test_an_unsealed_layer_is_extracted_again(ray_local, tmp_path):
     (layer_dir / MARKER).unlink()  # as if the run died after writing files but before sealing them
     parquet = next(layer_dir.glob("*.parquet"))
     parquet.write_bytes(parquet.read_bytes()[:100])  # and one file was cut short
+    shutil.rmtree(tmp_path / "cache" / "estimates")  # and no reading was cached: the states are needed again
     again = run_sweep(parse_config(RESUME_SWEEP), tmp_path)
     assert _shards(tmp_path)["computed"]["extraction_layers"] == 1
     assert (layer_dir / MARKER).is_file()
@@ -176,7 +186,7 @@ def test_sigkill_of_the_driver_mid_sweep_loses_and_duplicates_nothing(ray_local,
     resumed = run_sweep(parse_config(config), killed_dir)
     undisturbed = run_sweep(parse_config(config), tmp_path / "undisturbed")
     shards = _shards(killed_dir)
-    fitted = _estimate_shards(undisturbed.mi)
+    fitted = _estimate_shards(undisturbed.mi, per_task=1)
     assert done_before_kill < fitted
     assert shards["reused"]["estimates"] >= done_before_kill
     assert shards["reused"]["estimates"] + shards["computed"]["estimates"] == fitted

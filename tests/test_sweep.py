@@ -21,7 +21,7 @@ TINY_SWEEP = {
     "layers": [0, -1],
     "positions": "all",
     "estimator": {"steps": 40, "batch_size": 64, "n_bootstrap": 50},
-    "extract": {"batch_size": 50},
+    "extract": {"batch_size": 50, "keep_states": True},  # kept: the state files are what some tests inspect
     "reduce": {"estimators_per_task": 4},
 }
 

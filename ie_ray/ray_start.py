@@ -1,0 +1,40 @@
+"""Starting or joining Ray: one place, so the driver, the reducer and tests agree on how.
+
+Ray starts only when there is work for it: a rerun whose shards are all cached never starts it.
+"""
+from __future__ import annotations
+
+import os
+
+from ie_ray.ray_logs import route_ray_messages
+
+
+def init_ray(num_cpus: int | None = None, address: str | None = None, resources: dict | None = None) -> None:
+    """Connect to `address` or RAY_ADDRESS when set (ray job submit sets it), else start Ray in-process.
+
+    An in-process Ray sizes its object store and spill directory from IE_RAY_OBJECT_STORE_GB and
+    IE_RAY_SPILL_DIR: block states travel through the object store between extraction and the Parquet writer,
+    and a paper-scale cell (300k samples x 8 positions x 2 x hidden) outgrows RAM, so Ray spills to disk,
+    which should be a fast local disk, not /tmp on a small root volume. On a cluster the same settings are
+    `ray start` flags (cluster/ configs).
+    """
+    import ray
+
+    route_ray_messages()  # before ray.init: its start-up lines belong in the run's ray.log too
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        context = ray.init(address=address if "://" not in address else "auto")
+        route_ray_messages(context.address_info.get("session_dir"))
+        return
+    extra: dict = {}
+    if os.environ.get("IE_RAY_OBJECT_STORE_GB"):
+        extra["object_store_memory"] = int(float(os.environ["IE_RAY_OBJECT_STORE_GB"]) * 1024**3)
+    if os.environ.get("IE_RAY_SPILL_DIR"):
+        extra["object_spilling_directory"] = os.environ["IE_RAY_SPILL_DIR"]
+    # address="local": a NEW in-process instance. Without it ray.init() attaches to whatever cluster `ray start`
+    # (or a test) last left in /tmp/ray/ray_current_cluster; use RAY_ADDRESS=auto to mean that on purpose.
+    context = ray.init(address="local", num_cpus=num_cpus, resources=resources, include_dashboard=False,
+                       log_to_driver=True, **extra)
+    route_ray_messages(context.address_info.get("session_dir"))

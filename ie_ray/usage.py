@@ -1,0 +1,76 @@
+"""Peak memory and disk of a run, for its manifest: what a user must provision to rerun it.
+
+Memory is sampled (every `interval_s`) as the summed resident memory of the driver and all its descendants
+(in-process Ray's raylet, object store and workers), an upper bound because shared pages count once per
+process. Disk is the size of the states directory, measured where it peaks: after each extraction pass.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+GIB = 1024**3
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes of the regular files under `path` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
+            except OSError:
+                pass  # deleted while walking (a layer's states freed by the reducer)
+    return total
+
+
+def tree_rss_bytes() -> int:
+    """Resident memory of this process and all its descendants."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+class PeakUsage:
+    """A background sampler of memory, and the peak of `disk_path` measured on demand."""
+
+    def __init__(self, disk_path: Path, interval_s: float = 2.0) -> None:
+        self.disk_path, self.interval_s = Path(disk_path), interval_s
+        self.peak_rss = 0
+        self.peak_disk = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.measure_disk()
+        self._thread = threading.Thread(target=self._run, name="ie-ray-usage", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, tree_rss_bytes())
+            self._stop.wait(self.interval_s)
+
+    def measure_disk(self) -> None:
+        self.peak_disk = max(self.peak_disk, directory_bytes(self.disk_path))
+
+    def stop(self) -> None:
+        self.measure_disk()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def summary(self) -> dict:
+        return dict(peak_memory_gb=round(self.peak_rss / GIB, 3), peak_states_disk_gb=round(self.peak_disk / GIB, 3),
+                    peak_memory_bytes=int(self.peak_rss), peak_states_disk_bytes=int(self.peak_disk),
+                    memory_note="summed RSS of the driver and its descendants (Ray workers), sampled every "
+                                f"{self.interval_s:g} s: an upper bound",
+                    disk_note=f"size of {self.disk_path} after each extraction pass (its peak)")

@@ -1,0 +1,74 @@
+"""`LayerStates` joins macro and micro states and hands a job its states expanded or as weighted atoms. Expected
+values are built by hand from the arrays (a Counter of tokens, rows picked by index), not by the code under test."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ie_ray.reduce import EstimateJob
+from ie_ray.reduce.layer_states import PREFIX_ATOM_TOLERANCE, LayerStates
+
+N, D = 40, 6
+
+
+def _states(jitter: float = 0.0) -> LayerStates:
+    """Token 0 is one of 3 values, token 1 a constant separator, token 2 one of 20 values; a macro state is a
+    function of the prefix (plus optional per-row jitter); a micro state a function of the token."""
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.integers(10, 13, N), np.full(N, 5), rng.integers(20, 40, N)], axis=1)
+    table = rng.normal(size=(100, D))
+    def state(prefix: np.ndarray, salt: int) -> np.ndarray:
+        return sum(table[(int(t) * 7 + salt * 13 + k) % 100] * (k + 1) for k, t in enumerate(prefix))
+    pre = np.stack([[state(row[: t + 1], 0) for t in range(3)] for row in ids]).astype(np.float32)
+    post = np.stack([[state(row[: t + 1], 1) for t in range(3)] for row in ids]).astype(np.float32)
+    post[:, 0] += jitter * rng.normal(size=(N, D)).astype(np.float32)
+    unique = np.unique(ids)
+    mpre = np.stack([table[int(t) % 100] for t in unique]).astype(np.float32)
+    mpost = np.stack([table[(int(t) + 50) % 100] for t in unique]).astype(np.float32)
+    return LayerStates(4, ids, (0, 1, 2), pre, post, mpre, mpost, np.searchsorted(unique, ids))
+
+
+def _job(level: str, position: int, states: LayerStates) -> EstimateJob:
+    symbols = states.symbols(EstimateJob(4, position, level, 0, 0.0, 0, N))
+    return EstimateJob(4, position, level, 0, 0.0, len(np.unique(symbols, axis=0)), N)
+
+
+def test_micro_atoms_are_the_distinct_tokens_with_their_counts():
+    states = _states()
+    job = _job("micro", 2, states)
+    atoms = states.atoms(job)
+    counts = Counter(states.input_ids[:, 2].tolist())
+    unique = np.unique(states.input_ids)
+    assert atoms.counts.sum() == N and sorted(atoms.counts.tolist()) == sorted(counts.values())
+    x, y = states.pair(job)
+    for i, token in enumerate(sorted(counts)):  # atoms come in token order
+        row = int(np.flatnonzero(unique == token)[0])
+        np.testing.assert_array_equal(atoms.x[i], states.micro_pre[row])
+        np.testing.assert_array_equal(atoms.y[i], states.micro_post[row])
+        assert atoms.counts[i] == counts[token]
+        np.testing.assert_array_equal(x[states.input_ids[:, 2] == token][0], states.micro_pre[row])
+
+
+def test_macro_atoms_only_for_few_prefixes_that_are_functions_of_the_prefix():
+    states = _states()
+    few = _job("macro", 1, states)  # 3 distinct prefixes (token 0, separator)
+    atoms = states.atoms(few)
+    assert atoms is not None and atoms.counts.sum() == N and len(atoms.counts) == few.n_distinct == 3
+    _, first = np.unique(states.input_ids[:, :2], axis=0, return_index=True)
+    np.testing.assert_array_equal(atoms.x, states.macro_pre[first, 1])
+    many = _job("macro", 2, states)  # up to 60 prefixes among 40 samples: more than half distinct
+    assert many.n_distinct > N / 2 and states.atoms(many) is None
+
+
+@pytest.mark.parametrize(("jitter", "merged"), [(0.1 * PREFIX_ATOM_TOLERANCE, True), (100 * PREFIX_ATOM_TOLERANCE, False)])
+def test_rows_of_one_prefix_are_one_atom_only_within_the_tolerance(jitter, merged):
+    states = _states(jitter)
+    assert (states.atoms(_job("macro", 0, states)) is not None) == merged
+
+
+def test_states_of_another_corpus_are_refused():
+    states = _states()
+    with pytest.raises(ValueError, match="extracted rows for 39 samples"):
+        LayerStates(4, states.input_ids[:-1], (0, 1, 2), states.macro_pre, states.macro_post)
