@@ -35,6 +35,10 @@ def ie_brackets(mi: pd.DataFrame, tau: float) -> pd.DataFrame:
         taus = sorted(mi.loc[mi.reading == "smoothed", "tau"].dropna().unique().tolist())
         raise ValueError(f"no smoothed readings at tau = {tau} in this MI table; it has taus {taus}")
     plugin = information_emergence(smoothed)[KEYS + ["ie_bits"]].rename(columns={"ie_bits": "ie_plugin_bits"})
+    estimated = smoothed[smoothed.flag != "constant"]
+    if len(estimated) and estimated.loo_bits.isna().all():
+        raise ValueError(f"tau = {tau} was read without its leave-one-out reading (a secondary tau of the lean pass); "
+                         f"add it to the config's smoothed.reported_taus and rerun to bracket it")
     loo = information_emergence(smoothed.assign(mi_bits=smoothed.loo_bits))[KEYS + ["ie_bits"]]
     loo = loo.rename(columns={"ie_bits": "ie_loo_bits"})
     macro = smoothed[smoothed.level == "macro"].groupby(KEYS, as_index=False).agg(

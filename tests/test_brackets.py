@@ -40,3 +40,9 @@ def test_an_absent_tau_names_the_taus_there(tmp_path) -> None:
     _mi().to_parquet(tmp_path / "mi.parquet")
     written = write_brackets(tmp_path, 0.25)
     assert (tmp_path / "ie_brackets.csv").exists() and len(written) == 2
+
+
+def test_a_secondary_tau_without_leave_one_out_says_how_to_report_it() -> None:
+    secondary = _mi().assign(loo_bits=np.nan)  # the lean pass computes no leave-one-out at a secondary tau
+    with pytest.raises(ValueError, match=r"tau = 0.25 .*reported_taus"):
+        ie_brackets(secondary, tau=0.25)
