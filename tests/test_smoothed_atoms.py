@@ -208,9 +208,9 @@ def test_leave_one_out_from_sums_equals_log_sum_exp() -> None:
     W = torch.as_tensor(base, dtype=torch.float32)[:, None]
     for tau in (0.1, 0.25, 0.5):
         sig = tau * 4.0  # d_eff = 16
-        Dx, Gx = sm._distances(zx, (zx * zx).sum(1), idx, torch.randn(300, 16))
-        Dy, Gy = sm._distances(zy, (zy * zy).sum(1), idx, torch.randn(300, 16))
-        exps = (Dx, Gx, Dy, Gy, sig, sig)
+        D, G = sm._distances(zx, zy, (zx * zx).sum(1), (zy * zy).sum(1), idx, torch.randn(300, 16),
+                             torch.randn(300, 16), [None, None])
+        exps = (D, G, *sm._exponent_coefficients(sig, sig, torch.float32, torch.device("cpu")))
         E = torch.empty(3, 300, len(xa))
         S = sm._excluded_sums(*exps, torch.arange(300), idx, E, W, clip=False)
         fast = loo.pmi(S[:, :, 0], exps, idx)
@@ -231,3 +231,22 @@ def test_exact_duplicates_are_found_exactly() -> None:
     assert len(first2) == len(first) + (counts[atom[0]] > 1)
     rng = np.random.default_rng(0)
     assert sm._exact_duplicates(rng.standard_normal((500, 8)), rng.standard_normal((500, 8))) is None
+
+
+def test_cached_distance_rows_equal_recomputed_ones() -> None:
+    # 300 atoms, 900 draws: each atom drawn ~3 times, its D row cached (default budget) or recomputed (a budget
+    # too small for the 300 x 300 cache); same draws, same noise, so equal to float32 rounding
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 24))
+    y = x + 0.5 * rng.standard_normal((300, 24))
+    assert sm._DistanceRows.worth_it(300, 900, 4, 512.0) and not sm._DistanceRows.worth_it(300, 900, 4, 0.5)
+    params = SmoothedParams(n_draws=900, n_bootstrap=5, mc_tolerance_fraction=0.0)
+    cached, recomputed = (smoothed_mi(x, y, replace_memory(params, mb), seed=2) for mb in (512.0, 0.5))
+    for a, b in zip(cached.readings, recomputed.readings):
+        assert a.mi_bits == pytest.approx(b.mi_bits, abs=1e-5) and a.loo_bits == pytest.approx(b.loo_bits, abs=1e-4)
+
+
+def replace_memory(params: SmoothedParams, mb: float) -> SmoothedParams:
+    from dataclasses import replace
+
+    return replace(params, memory_mb=mb)

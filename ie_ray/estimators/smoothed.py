@@ -74,7 +74,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -518,10 +518,8 @@ def _count_columns(counts: np.ndarray, rng: np.random.Generator, n_bootstrap: in
     else:
         half = rng.multivariate_hypergeometric(counts, n // 2).astype(np.float64)
     cols = [counts.astype(np.float64), half]
-    p = counts / n
-    for _ in range(n_bootstrap):
-        cols.append(rng.multinomial(n, p).astype(np.float64))
-    return np.stack(cols, axis=1)
+    boot = rng.multinomial(n, counts / n, size=n_bootstrap).astype(np.float64)  # (B, U): one call, same stream
+    return np.concatenate([np.stack(cols, axis=1), boot.T], axis=1)
 
 
 def _draw_components(n: int, n_draws: int, rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
@@ -641,8 +639,13 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
     n_cols = Wt.shape[1]
     acc = [_Accumulator(n_cols if rep else 2, device) for rep in reported]
     active = [True] * len(taus)
-    chunk = _chunk_size(params, u, n_cols, 4 if dtype == torch.float32 else 8)
+    itemsize = 4 if dtype == torch.float32 else 8
+    cached = _DistanceRows.worth_it(u, len(own), itemsize, params.memory_mb)
+    # the caches take at most a quarter of the budget, the chunks the rest
+    chunk = _chunk_size(replace(params, memory_mb=0.75 * params.memory_mb) if cached else params, u, n_cols, itemsize)
+    caches = [_DistanceRows(X, sqx), _DistanceRows(Y, sqy)] if cached else [None, None]
     step = min(params.min_draws, params.n_draws)
+    coefs = [_exponent_coefficients(a, b, dtype, device) for a, b in zip(sig_x, sig_y)]
     start = 0
     while start < len(own) and any(active):
         stop = min(start + chunk, (start // step + 1) * step, len(own))
@@ -650,15 +653,14 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
         m = stop - start
         nx = _noise(noise_seed, 0, start, m, X.shape[1]).to(device=device, dtype=dtype)
         ny = _noise(noise_seed, 1, start, m, Y.shape[1]).to(device=device, dtype=dtype)
-        Dx, Gx = _distances(X, sqx, idx, nx)
-        Dy, Gy = _distances(Y, sqy, idx, ny)
+        D, G = _distances(X, Y, sqx, sqy, idx, nx, ny, caches)
         rows = torch.arange(m, device=device)
         E = torch.empty(3, m, u, dtype=dtype, device=device)
         for t in range(len(taus)):
             if not active[t]:
                 continue
             cols = Wt if reported[t] else lean
-            exps = (Dx, Gx, Dy, Gy, sig_x[t], sig_y[t])
+            exps = (D, G, *coefs[t])
             S = _excluded_sums(*exps, rows, idx, E, cols, clip=False)
             if not torch.isfinite(S).all():  # an exponent overflowed: vanishingly rare, recompute clipped
                 S = _excluded_sums(*exps, rows, idx, E, cols, clip=True)
@@ -699,30 +701,32 @@ def _precise_enough(acc: _Accumulator, params: SmoothedParams) -> bool:
                for g, se_g in ((float(values[1]), se_half), (loo, se_loo)))
 
 
-def _exponent(D, G, sigma: float, out=None):
-    """a_kj - a_k,own = -(D + 2 sigma G) / (2 sigma^2): 0 at the draw's own component."""
+def _exponent_coefficients(sig_x: float, sig_y: float, dtype, device):
+    """(2, 1, 1) tensors a, b with a_kj - a_k,own = a D + b G per side: a = -1 / (2 sigma^2), b = -1 / sigma (the
+    shifted exponent -(D + 2 sigma G) / (2 sigma^2), 0 at the draw's own component)."""
     import torch
 
-    return torch.mul(D, -0.5 / (sigma * sigma), out=out).add_(G, alpha=-1.0 / sigma)
+    a = torch.tensor([-0.5 / (sig_x * sig_x), -0.5 / (sig_y * sig_y)], dtype=dtype, device=device)
+    b = torch.tensor([-1.0 / sig_x, -1.0 / sig_y], dtype=dtype, device=device)
+    return a.view(2, 1, 1), b.view(2, 1, 1)
 
 
-def _excluded_sums(Dx, Gx, Dy, Gy, sig_x: float, sig_y: float, rows, idx, E, cols, clip: bool):
+def _excluded_sums(D, G, a, b, rows, idx, E, cols, clip: bool):
     """(3, m, C): per draw and weight column, sum_{j != own} w_j e^{a_kj} (x), e^{b_kj} (y) and e^{a_kj + b_kj}
     (joint). The own terms are left out (zeroed after the exponential, where they are exactly 1) so that the
     plug-in adds them back and the leave-one-out reading adds back c_i - 1 of them: no subtraction of a
     dominant own term, hence no cancellation. `cols` is the (U, C) weight matrix, or the two columns of the lean
-    pass as vectors (two matrix-vector products, ~4x faster than a matmul with 2 columns on CPU)."""
+    pass as vectors (two matrix-vector products, ~4x faster than a matmul with 2 columns on CPU). Both sides go
+    through each elementwise operation together ((2, m, U) views): fewer, larger operations, which matters on a
+    shared CPU where every parallel operation waits for its threads."""
     import torch
 
-    ex, ey, exy = E[0], E[1], E[2]
-    _exponent(Dx, Gx, sig_x, out=ex)
-    _exponent(Dy, Gy, sig_y, out=ey)
+    both = E[:2]
+    torch.mul(D, a, out=both).addcmul_(G, b)
     if clip:
-        ex.clamp_max_(MAX_EXPONENT)
-        ey.clamp_max_(MAX_EXPONENT)
-    ex.exp_()
-    ey.exp_()
-    torch.mul(ex, ey, out=exy)
+        both.clamp_max_(MAX_EXPONENT)
+    both.exp_()
+    torch.mul(E[0], E[1], out=E[2])
     E[:, rows, idx] = 0.0
     flat = E.view(-1, E.shape[2])
     if isinstance(cols, list):
@@ -758,7 +762,7 @@ class _LeaveOneOut:
         self.tiny = self.TINY * float(base.max())
 
     def pmi(self, S, exps, idx):
-        """S: (3, m) own-excluded sums of the estimate column; exps: (Dx, Gx, Dy, Gy, sig_x, sig_y)."""
+        """S: (3, m) own-excluded sums of the estimate column; exps: (D, G, a, b) as in `_excluded_sums`."""
         import torch
 
         sums = S + self.rest[idx]
@@ -771,9 +775,8 @@ class _LeaveOneOut:
     def _by_logsumexp(self, exps, idx, bad):
         import torch
 
-        Dx, Gx, Dy, Gy, sig_x, sig_y = exps
-        lx = _exponent(Dx[bad], Gx[bad], sig_x).clamp_max_(MAX_EXPONENT)
-        ly = _exponent(Dy[bad], Gy[bad], sig_y).clamp_max_(MAX_EXPONENT)
+        D, G, a, b = exps
+        lx, ly = (D[:, bad] * a).addcmul_(G[:, bad], b).clamp_max_(MAX_EXPONENT)
         own = idx[bad]
         r = torch.arange(len(bad), device=lx.device)
         lx[r, own] = 0.0
@@ -806,17 +809,58 @@ def _noise(seed: int, side: int, start: int, m: int, d: int):
     return noise[offset : offset + m]
 
 
-def _distances(A, sq, idx, noise):
-    """D[k, j] = ||a_{i_k} - a_j||^2 and G[k, j] = z_k . (a_{i_k} - a_j), both in the one matmul's output (no
-    further (m, U) arrays). The own entries are not exact zeros in float32; the sums never read them."""
+def _distances(X, Y, sqx, sqy, idx, nx, ny, caches):
+    """D[s, k, j] = ||a_{i_k} - a_j||^2 and G[s, k, j] = z_k . (a_{i_k} - a_j) for both sides s (x, y) as (2, m, U)
+    views of one buffer written by the matmuls themselves (no further (m, U) arrays). The own entries are not
+    exact zeros in float32; the sums never read them. With `caches`, the D rows of atoms drawn before are reused
+    and only the noise rows go through the matmul."""
     import torch
 
-    own = A[idx]
     m = len(idx)
-    prod = torch.cat([own, noise]) @ A.T  # one matmul for both: (2m, N)
-    D = prod[:m].mul_(-2.0).add_(sq[None, :]).add_(sq[idx, None]).clamp_min_(0.0)
-    G = prod[m:].neg_().add_((noise * own).sum(1, keepdim=True))
+    buf = torch.empty(2, 2 * m, X.shape[0], dtype=X.dtype, device=X.device)  # per side: D rows, then G rows
+    for side, (A, noise, cache) in enumerate(((X, nx, caches[0]), (Y, ny, caches[1]))):
+        if cache is None:
+            torch.mm(torch.cat([A[idx], noise]), A.T, out=buf[side])  # one matmul for both
+        else:
+            torch.index_select(cache.filled(idx), 0, idx, out=buf[side, :m])
+            torch.mm(noise, A.T, out=buf[side, m:])
+    D, G = buf[:, :m], buf[:, m:]
+    if caches[0] is None:
+        sq = torch.stack([sqx, sqy])  # (2, U)
+        D.mul_(-2.0).add_(sq[:, None, :]).add_(sq[:, idx, None]).clamp_min_(0.0)
+    own_noise = torch.stack([(nx * X[idx]).sum(1), (ny * Y[idx]).sum(1)])  # (2, m)
+    G.neg_().add_(own_noise[:, :, None])
     return D, G
+
+
+class _DistanceRows:
+    """The (U, U) squared distances between atoms, filled row by row as atoms are drawn. Why: with U atoms and
+    more draws than U (N = 2,000 samples, 4,000 draws; any sample with repeated states), every atom is drawn
+    again and again, and recomputing its row costs a d-long dot product per entry: caching turns the own half of
+    the distance matmul (half its cost) into U rows at most, and a gather. Used where U x U fits in a quarter of
+    `memory_mb`."""
+
+    def __init__(self, A, sq):
+        import torch
+
+        self.A, self.sq = A, sq
+        self.D = torch.empty(len(A), len(A), dtype=A.dtype, device=A.device)
+        self.have = torch.zeros(len(A), dtype=torch.bool, device=A.device)
+
+    def filled(self, idx):
+        """The cache, with the rows of `idx` computed where they were not yet."""
+        import torch
+
+        new = torch.unique(idx[~self.have[idx]])
+        if len(new):
+            prod = self.A[new] @ self.A.T
+            self.D[new] = prod.mul_(-2.0).add_(self.sq[None, :]).add_(self.sq[new, None]).clamp_min_(0.0)
+            self.have[new] = True
+        return self.D
+
+    @staticmethod
+    def worth_it(n_atoms: int, n_draws: int, itemsize: int, memory_mb: float) -> bool:
+        return n_atoms < n_draws and 2 * n_atoms * n_atoms * itemsize <= memory_mb * 2**20 / 4
 
 
 def _reading(params: SmoothedParams, tau: float, sigma: float, cols: np.ndarray, mc_se: float, loo: float,
