@@ -60,11 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     changed = matched[matched.flag_before != matched.flag_after]
     lines += [f"Flags changed: {len(changed)} of {len(matched)}.", ""]
     if len(changed):
-        lines += ["| layer | position | level | tau | before | after | mi before | mi after | loo before | loo after |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.layer} | {r.position} | {r.level} | {r.tau:g} | {r.flag_before} | {r.flag_after} | "
-                  f"{r.mi_bits_before:.3f} | {r.mi_bits_after:.3f} | {r.loo_bits_before:.3f} | {r.loo_bits_after:.3f} |"
-                  for r in changed.itertuples()]
+        lines += ["Why: a flag compares a gap with the tolerance max(0.05, 0.05 |I|) (`convergence_flag`): N/2 gap = "
+                  "|I(N) - I(N/2)|, LOO gap = |I(N) - I_loo|. The N/2 reading is a random half of the samples and "
+                  "the draws are new, so a gap within a few Monte Carlo errors of the tolerance can land on either "
+                  "side of it; a changed flag with both gaps near the tolerance is that, not a change of the law.", "",
+                  "| layer | position | level | tau | before | after | mi before | mi after | N/2 gap before | "
+                  "N/2 gap after | LOO gap before | LOO gap after | tolerance |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in changed.itertuples():
+            tol = max(0.05, 0.05 * abs(r.mi_bits_after))
+            lines.append(
+                f"| {r.layer} | {r.position} | {r.level} | {r.tau:g} | {r.flag_before} | {r.flag_after} | "
+                f"{r.mi_bits_before:.3f} | {r.mi_bits_after:.3f} | "
+                f"{abs(r.mi_bits_before - r.half_sample_bits_before):.3f} | "
+                f"{abs(r.mi_bits_after - r.half_sample_bits_after):.3f} | "
+                f"{abs(r.mi_bits_before - r.loo_bits_before):.3f} | {abs(r.mi_bits_after - r.loo_bits_after):.3f} | "
+                f"{tol:.3f} |")
         lines.append("")
     outside = matched[~matched.within]
     if len(outside):

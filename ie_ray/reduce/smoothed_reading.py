@@ -53,7 +53,7 @@ class SmoothedMIReading(Reading):
     @property
     def reported_taus(self) -> set[float]:
         """Taus with an interval and a leave-one-out reading: the headline and any the config reports."""
-        return {float(self.params.tau), *(float(t) for t in getattr(self.params, "reported_taus", ()))}
+        return {float(t) for t in self.params.reported}
 
     def fit_layer(self, states: LayerStates, jobs: list[EstimateJob]) -> list[MIRow]:
         scale_in, scale_out = states.scale("input", self.scale_rule), states.scale("output", self.scale_rule)
@@ -66,17 +66,9 @@ class SmoothedMIReading(Reading):
                 xs.append(x), ys.append(y), counts.append(None)
             else:
                 xs.append(atoms.x), ys.append(atoms.y), counts.append(atoms.counts)
-        import inspect  # TEMPORARY until the estimator takes counts
-        if "counts" not in inspect.signature(smoothed_mi_batch).parameters:
-            xs = [np.repeat(x, c, axis=0) if c is not None else x for x, c in zip(xs, counts)]
-            ys = [np.repeat(y, c, axis=0) if c is not None else y for y, c in zip(ys, counts)]
-            counts = None
-            kw = {}
-        else:
-            kw = dict(counts=counts)
         results = smoothed_mi_batch(xs, ys, self.params, [j.estimator_seed for j in fit],
                                     [scale_in.for_position(j.position) for j in fit],
-                                    [scale_out.for_position(j.position) for j in fit], **kw) if fit else []
+                                    [scale_out.for_position(j.position) for j in fit], counts=counts) if fit else []
         rows = [row for job, result in zip(fit, results) for row in self._rows(job, result)]
         rows += [row for job in jobs if job.n_distinct <= 1 for row in self._constant_rows(job)]
         return rows
@@ -84,15 +76,14 @@ class SmoothedMIReading(Reading):
     def _rows(self, job: EstimateJob, result: SmoothedResult) -> list[MIRow]:
         rows = []
         for r in result.readings:
-            reported = bool(getattr(r, "reported", True))
+            reported = bool(r.reported)
             rows.append(MIRow.for_job(
                 job, self.name, mi_bits=r.mi_bits, ci_low=r.ci_low, ci_high=r.ci_high, flag=r.flag,
                 tau=r.tau, sigma=r.sigma, plugin_bits=r.plugin_bits, half_sample_bits=r.half_bits,
                 loo_bits=r.loo_bits, mc_se_bits=r.mc_se_bits, wall_s=result.wall_s / len(result.readings),
                 bound_cap_bits=math.log2(job.n_samples), scale_rule=self.scale_rule,
                 bootstrap_bits=np.asarray(r.bootstrap, dtype=np.float64),
-                n_draws=float(getattr(r, "n_draws", result.n_draws)),
-                n_atoms=float(getattr(result, "n_atoms", result.n_samples)),
+                n_draws=float(r.n_draws), n_atoms=float(result.n_atoms),
                 interval="bootstrap" if reported else "none"))
         return rows
 
