@@ -93,7 +93,9 @@ class DiscreteResidualLaw:
     def exact(self, taus: Sequence[float], n_draws: int = EXACT_DRAWS, seed: int = 0) -> SmoothedResult:
         """I_sigma of the law itself at every tau (up to Monte Carlo error): the mixture over the K atoms is the
         smoothed law, so the estimator run on the atoms, at the population scale, computes it."""
-        params = SmoothedParams(tau=float(taus[0]), taus=tuple(taus), n_draws=n_draws, n_bootstrap=0)
+        # every draw: an exact value must not stop early at the adaptive tolerance (mc_tolerance_fraction=0)
+        params = SmoothedParams(tau=float(taus[0]), taus=tuple(taus), n_draws=n_draws, n_bootstrap=0,
+                                mc_tolerance_fraction=0.0)
         return smoothed_mi(self.x_atoms, self.y_atoms, params, seed=seed, scale_x=self.scale_x,
                            scale_y=self.scale_y)
 
