@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check: what a one-GPU box does with the default sweep and the smoothed-MI estimator.
-# Sized to finish in under 8 minutes on one H200 with 16 cores (the step limits below add up to 470 s).
+# Sized to finish in under 10 minutes on one H200 with 16 cores (the step limits below add up to 590 s).
 #
 #   benchmarks/gpu_check.sh OUT_DIR
 #
@@ -15,9 +15,11 @@
 #             its ie.csv, layers.csv and manifest.json (stage timings) are copied to OUT_DIR/sweep_*
 #   smoothed  benchmarks/smoothed.py --device cuda: N = 20,000 and 100,000 on the GPU, 20,000 on all CPU cores,
 #             on the sweep's block-10 states when the sweep ran (else synthetic) -> OUT_DIR/smoothed_cuda.{json,md}
+#   block     benchmarks/reduce_block.py --device $DEVICE --n 20000: one block of the 20,000-sequence 12-shot ICL
+#             cell (24 positions, macro and micro) through the reducer's task body -> OUT_DIR/reduce_block.md
 #
 # Settings (environment):
-#   STEPS       steps to run (default "install env config sweep smoothed"); a box without network or without the
+#   STEPS       steps to run (default "install env config sweep smoothed block"); a box without network or without the
 #               SmolLM2 package cannot run install/sweep: STEPS="env config smoothed" needs only torch, numpy,
 #               pandas, pyarrow and pyyaml, already in most CUDA images
 #   VENV        the environment to create and use (default REPO/.venv-gpu); when it does not exist and install is
@@ -25,7 +27,7 @@
 #   SWEEP_DIR   the sweep's run directory (default OUT_DIR/sweep)
 #   DEVICE      the smoothed benchmark's --device (default cuda; cpu only to test this script without a GPU)
 #   SMOOTHED_ARGS  extra arguments for benchmarks/smoothed.py (e.g. --quick)
-#   T_INSTALL T_ENV T_CONFIG T_SWEEP T_SMOOTHED   per-step limits in seconds (140 20 20 200 90)
+#   T_INSTALL T_ENV T_CONFIG T_SWEEP T_SMOOTHED T_BLOCK   per-step limits in seconds (140 20 20 200 90 120)
 set -euo pipefail
 
 if [[ $# -ne 1 || $1 == -* ]]; then
@@ -37,13 +39,13 @@ OUT_DIR=$(cd "$1" && pwd)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 
-STEPS=${STEPS:-install env config sweep smoothed}
+STEPS=${STEPS:-install env config sweep smoothed block}
 VENV=${VENV:-$REPO/.venv-gpu}
 SWEEP_DIR=${SWEEP_DIR:-$OUT_DIR/sweep}
 DEVICE=${DEVICE:-cuda}
 SMOOTHED_ARGS=${SMOOTHED_ARGS:-}
 declare -A LIMIT=([install]=${T_INSTALL:-140} [env]=${T_ENV:-20} [config]=${T_CONFIG:-20}
-                  [sweep]=${T_SWEEP:-200} [smoothed]=${T_SMOOTHED:-90})
+                  [sweep]=${T_SWEEP:-200} [smoothed]=${T_SMOOTHED:-90} [block]=${T_BLOCK:-120})
 # benchmarks/ and jobs/ import ie_ray from the checkout, installed or not (as the README runs them)
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export OUT_DIR REPO VENV SWEEP_DIR DEVICE SMOOTHED_ARGS
@@ -137,11 +139,15 @@ step_smoothed() {
     "$(python_bin)" benchmarks/smoothed.py --device "$DEVICE" "${states[@]}" \
         --out "$OUT_DIR/smoothed_$DEVICE" $SMOOTHED_ARGS
 }
-export -f python_bin step_install step_env step_config step_sweep step_smoothed
+step_block() {
+    "$(python_bin)" benchmarks/reduce_block.py --device "$DEVICE" --n 20000 --threads 4
+    cp "benchmarks/results/reduce_block_${DEVICE}_20000.md" "$OUT_DIR/reduce_block.md"
+}
+export -f python_bin step_install step_env step_config step_sweep step_smoothed step_block
 
 for step in $STEPS; do
     if [[ -z ${LIMIT[$step]:-} ]]; then
-        echo "unknown step '$step' in STEPS='$STEPS'; steps are: install env config sweep smoothed" >&2
+        echo "unknown step '$step' in STEPS='$STEPS'; steps are: install env config sweep smoothed block" >&2
         exit 2
     fi
 done
