@@ -84,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"| {r.layer} | {r.position} | {r.level} | {r.tau:g} | {r.mi_bits_before:.4f} | "
                   f"{r.mi_bits_after:.4f} | {r.tolerance_bits:.4f} |" for r in outside.itertuples()]
         lines.append("")
+    busy = {side: pd.read_parquet(path / "mi.parquet").groupby("reading").wall_s.sum()
+            for side, path in (("before", args.before), ("after", args.after))}
+    lines += ["Seconds inside the reading tasks (sum of the rows' `wall_s`: the reducer's own work, whatever else ran "
+              "on the machine's other core; the entropy limit records none):", "",
+              "| reading | before (s) | after (s) | before / after |", "|---|---|---|---|"]
+    for reading in sorted(set(busy["before"].index) | set(busy["after"].index)):
+        b, a = busy["before"].get(reading, np.nan), busy["after"].get(reading, np.nan)
+        lines.append(f"| {reading} | {b:.1f} | {a:.1f} | {b / a if a else np.nan:.2f} |")
+    lines += ["", "Wall time of each stage (each run shared the 2 cores with other work: see the commit message):", ""]
     stages = sorted(set(times["before"]) | set(times["after"]))
     lines += ["| stage | before (s) | after (s) | before / after |", "|---|---|---|---|"]
     for stage in stages:
