@@ -121,6 +121,7 @@ def test_entropy_limit_rows_equal_direct_counts_and_the_ceiling(no_mine_run):
         assert row.mi_bits == pytest.approx(row.ceiling_bits, abs=1e-9)
         assert row.n_merged == 0
     assert (limit.mi_bits <= np.log2(NO_MINE["corpora"][0]["n_samples"]) + 1e-9).all()
+    assert (limit.wall_s > 0).all()  # the count's own seconds, so a run shows what each reading costs
 
 
 def test_ie_limit_is_macro_count_minus_mean_micro_count(no_mine_run):

@@ -6,6 +6,7 @@ its distinct states (PAPER.md section 6). Distinct is decided in the block's sta
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ class EntropyLimitReading(Reading):
         scale_out = states.scale("output", self.scale_rule)
         rows = []
         for job in jobs:
+            start = time.perf_counter()
             _, y = states.pair(job)
             counted = distinct_states(y, states.symbols(job), spread=scale_out.for_position(job.position).spread,
                                       tolerance=self.tolerance)
@@ -51,5 +53,5 @@ class EntropyLimitReading(Reading):
                 job, self.name, mi_bits=value, flag="constant" if job.n_distinct <= 1 else "ok",
                 readout="exact_count", bound_cap_bits=counted.cap_bits, n_states=float(counted.n_states),
                 n_merged=float(counted.n_merged), max_within_prefix_rms=counted.max_within_prefix_rms,
-                interval="exact", bootstrap_bits=np.full(1, value)))
+                interval="exact", bootstrap_bits=np.full(1, value), wall_s=time.perf_counter() - start))
         return rows
