@@ -31,7 +31,7 @@ from ie_ray.ray_start import init_ray
 from ie_ray.reduce import Reading, reading_class
 from ie_ray.reduce.row import ROW_ORDER
 from ie_ray.reduce.row_cache import RowCache
-from ie_ray.reduce.scheduler import CellWork, layers_to_compute, reduce_cell
+from ie_ray.reduce.scheduler import CellReduction, CellWork, layers_to_compute, reduce_cell
 from ie_ray.usage import PeakUsage
 
 
@@ -205,9 +205,9 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
             manifest["models"][spec.name]["micro_states"] = str(micro.directory)
         work = {cell.key: _cell_work(cell, spec.name, config, macro[cell.key], micro, plan.unique_tokens, shards)
                 for cell in plan.cells}
-        frames = _extract_and_reduce(config, plan, active_readings, work, macro, micro, shards, timer, usage)
-        for frame in frames:
-            (mi_frames if "reading" in frame.columns else scale_frames).append(frame)
+        reductions = _extract_and_reduce(config, plan, active_readings, work, macro, micro, shards, timer, usage)
+        mi_frames += [r.mi for r in reductions]
+        scale_frames += [r.scales for r in reductions]
     with timer.stage("tables"):
         mi = pd.concat([f for f in mi_frames if not f.empty], ignore_index=True)
         mi = mi.sort_values(ROW_ORDER, na_position="first", kind="stable").reset_index(drop=True)
@@ -310,7 +310,7 @@ def _layer_bytes(plan: ModelPlan, cells: list[Cell], config: SweepConfig, with_m
 
 def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Reading], work: dict[str, CellWork],
                         macro: dict[str, CellStates], micro: CellStates, shards: ShardCache, timer: _Timer,
-                        usage: PeakUsage) -> list[pd.DataFrame]:
+                        usage: PeakUsage) -> list[CellReduction]:
     """Extract and reduce one model's cells, a pass of layers at a time, so that states on disk stay within
     `extract.max_states_gb`. A layer's states are deleted as soon as every reading of it is cached (unless
     `extract.keep_states`); a layer whose readings are all cached is never extracted again."""
@@ -323,7 +323,7 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
     if len(passes) > 1:
         print(f"[ie-ray] {spec.name}: {len(needed)} layers in {len(passes)} extraction passes of at most "
               f"{len(passes[0])} (extract.max_states_gb = {config.extract.max_states_gb})", flush=True)
-    done: dict[str, list[pd.DataFrame]] = {cell.key: [] for cell in plan.cells}
+    done: dict[str, list[CellReduction]] = {cell.key: [] for cell in plan.cells}
 
     def forget_macro(cell: Cell):
         def done_with(layer: int) -> None:
@@ -344,8 +344,8 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
             for cell in plan.cells:
                 wanted = [l for l in layers if l in need[cell.key]]
                 if wanted:
-                    reduction = reduce_cell(work[cell.key], readings, wanted, on_layer_done=forget_macro(cell))
-                    done[cell.key] += [reduction.mi, reduction.scales]
+                    done[cell.key].append(reduce_cell(work[cell.key], readings, wanted,
+                                                      on_layer_done=forget_macro(cell)))
             if with_micro and not config.extract.keep_states:
                 for layer in layers:
                     shutil.rmtree(micro.layer_dir(layer), ignore_errors=True)
@@ -353,6 +353,5 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
         for cell in plan.cells:  # layers whose every reading is cached: rows from the cache, no states needed
             cached = [l for l in plan.layers if l not in need[cell.key]]
             if cached:
-                reduction = reduce_cell(work[cell.key], readings, cached, on_layer_done=forget_macro(cell))
-                done[cell.key] += [reduction.mi, reduction.scales]
-    return [frame for cell in plan.cells for frame in done[cell.key] if not frame.empty]
+                done[cell.key].append(reduce_cell(work[cell.key], readings, cached, on_layer_done=forget_macro(cell)))
+    return [reduction for cell in plan.cells for reduction in done[cell.key]]
