@@ -125,7 +125,9 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
         "Well-posed and finite: it counts how many (input, output) configurations stay distinguishable at that "
         "noise. Flag `not_converged`: the reading on half the samples differs from the full one by more than "
         "max(0.05 bit, 5%) (the plug-in still moves with N: more samples); `imprecise`: its Monte Carlo error "
-        "alone exceeds that tolerance (more draws).",
+        "alone exceeds that tolerance (more draws); `undersampled`: plug-in and leave-one-out part (the bracket, "
+        "`ie-ray brackets`); `below_zero`: the whole 95% interval lies below 0, which no MI can (a bias larger "
+        "than the stated uncertainty).",
         "- **Entropy limit** (`ie_limit_bits`): what a perfect estimator of the paper's MI would return: block "
         "states are deterministic functions of the prefix, so MI(in; out) = H(out), counted exactly from "
         "distinct states (tolerance in `manifest.json`). Capped at log2 N by the plug-in.",

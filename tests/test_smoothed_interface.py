@@ -61,3 +61,21 @@ def test_mi_result_keeps_the_flag_and_the_diagnostics():
     reading, mi = result.at(0.05), result.to_mi_result(0.05)
     assert reading.flag != "ok"  # tau -> 0 on 300 distinct states: capped at log2 N, so not converged
     assert (mi.flag, mi.half_sample_bits, mi.mc_se_bits) == (reading.flag, reading.half_bits, reading.mc_se_bits)
+
+
+def test_a_reading_whose_interval_lies_below_zero_is_flagged_below_zero():
+    """MI is never negative: a reading that passes the convergence rules but whose whole 95% interval is below 0
+    is flagged (the 20k ICL run had such rows flagged `ok`); one whose interval reaches 0 stays `ok`."""
+    from ie_ray.estimators.smoothed import _reading
+
+    params = SmoothedParams(tau=0.5)
+    rng = np.random.default_rng(0)
+    spread = rng.normal(0.0, 0.01, size=200)
+    # plug-in -0.10, N/2 -0.11: converged (0.01 < 0.05), extrapolated value -0.09, interval ~ +-0.04
+    low = _reading(params, 0.5, 1.0, np.r_[-0.10, -0.11, -0.10 + spread], 0.001, -0.10, rng)
+    assert low.flag == "below_zero" and low.ci_high < 0
+    near = _reading(params, 0.5, 1.0, np.r_[-0.01, -0.02, -0.01 + spread], 0.001, -0.01, rng)
+    assert near.flag == "ok" and near.ci_high >= 0
+    # a secondary tau (no replicates): the estimate plus 1.96 Monte Carlo errors
+    assert _reading(params, 0.5, 1.0, np.r_[-0.10, -0.11], 0.001, -0.10, rng, reported=False).flag == "below_zero"
+    assert _reading(params, 0.5, 1.0, np.r_[-0.01, -0.02], 0.01, -0.01, rng, reported=False).flag == "ok"
