@@ -45,6 +45,7 @@ from _report import machine_info, machine_line, write_outputs  # noqa: E402  (on
 from ie_ray.capture import pad_batch  # noqa: E402
 from ie_ray.config import ExtractConfig  # noqa: E402
 from ie_ray.corpora.icl import build_icl_corpus  # noqa: E402
+from ie_ray.capture import streams_of_layers  # noqa: E402
 from ie_ray.extract import BlockStateExtractor, extract_states  # noqa: E402
 from ie_ray.models import ModelSpec, load_model, load_tokenizer  # noqa: E402
 from ie_ray.store import read_layer_states  # noqa: E402
@@ -228,7 +229,8 @@ def run(args: argparse.Namespace) -> dict:
     log(f"    {modes[-1].wall_s:.1f} s")
     del loaded
 
-    extractor_kwargs = dict(model=asdict(spec), shard_layers=[layers], shard_positions=[positions],
+    streams = streams_of_layers(layers)
+    extractor_kwargs = dict(model=asdict(spec), shard_streams=[streams], shard_positions=[positions],
                             device="cpu", threads=args.threads, ledger=None)
     extractor = BlockStateExtractor(store_dtype="float32", **extractor_kwargs)
     extractor_loop(extractor, ids[:2], args.batch_size)  # warm-up
@@ -247,13 +249,11 @@ def run(args: argparse.Namespace) -> dict:
     out_s, t_s = extractor_loop(micro_x, per_sample, args.batch_size)
     log(f"    unique {t_u:.2f} s, per-sample {t_s:.1f} s")
     # Same token -> same states: the unique-token shortcut must be exact, not an approximation.
-    pre_u = np.concatenate([o["resid_pre"] for o in out_u]).reshape(len(unique), len(layers), 1, -1)
-    post_u = np.concatenate([o["resid_post"] for o in out_u]).reshape(len(unique), len(layers), 1, -1)
-    pre_s = np.concatenate([o["resid_pre"] for o in out_s]).reshape(len(per_sample), len(layers), 1, -1)
-    post_s = np.concatenate([o["resid_post"] for o in out_s]).reshape(len(per_sample), len(layers), 1, -1)
+    states_u = np.concatenate([o["resid"] for o in out_u]).reshape(len(unique), len(streams), 1, -1)
+    states_s = np.concatenate([o["resid"] for o in out_s]).reshape(len(per_sample), len(streams), 1, -1)
     row = np.searchsorted(unique[:, 0], per_sample[:, 0])
-    micro_diff = float(max(np.abs(pre_s - pre_u[row]).max(), np.abs(post_s - post_u[row]).max()))
-    del out_u, out_s, pre_s, post_s, extractor, micro_x
+    micro_diff = float(np.abs(states_s - states_u[row]).max())
+    del out_u, out_s, states_s, extractor, micro_x
     width = 1 + (bos is not None)
     micro = {
         "unique_rows": int(len(unique)),
@@ -264,8 +264,8 @@ def run(args: argparse.Namespace) -> dict:
         "tokens_per_sample": int(len(per_sample) * width),
         "wall_s_unique": t_u,
         "wall_s_per_sample": t_s,
-        "state_bytes_unique": int(pre_u.nbytes + post_u.nbytes),
-        "state_bytes_per_sample": int((pre_u.nbytes + post_u.nbytes) * len(per_sample) // len(unique)),
+        "state_bytes_unique": int(states_u.nbytes),
+        "state_bytes_per_sample": int(states_u.nbytes * len(per_sample) // len(unique)),
         "max_abs_diff_same_token": micro_diff,
     }
 
@@ -294,8 +294,8 @@ def run(args: argparse.Namespace) -> dict:
 
     by = {m.name: m for m in modes}
     base, ray1 = by["bare-base"], by["ray float32 x1"]
-    n, hidden = len(ids), int(pre_u.shape[-1])
-    raw = {d: len(layers) * 2 * len(positions) * hidden * np.dtype(d).itemsize for d in ("float32", "float16")}
+    n, hidden = len(ids), int(states_u.shape[-1])
+    raw = {d: len(streams) * len(positions) * hidden * np.dtype(d).itemsize for d in ("float32", "float16")}
     scaling = [{"actors": 1, "tokens_per_s": ray1.tokens_per_s, "steady_tokens_per_s": ray1.steady_tokens_per_s,
                 "speedup": 1.0, "steady_speedup": 1.0}]
     for k in range(2, args.max_actors + 1):

@@ -56,9 +56,9 @@ def states_dir_of(run_dir: Path) -> Path:
     import pyarrow.parquet as pq
 
     def rows(path: Path) -> int:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in (path / "layer=0").rglob("*.parquet"))
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in (path / "stream=0").rglob("*.parquet"))
 
-    candidates = [p for p in sorted((run_dir / "cache" / "states").glob("*/*")) if (p / "layer=0").exists()]
+    candidates = [p for p in sorted((run_dir / "cache" / "states").glob("*/*")) if (p / "stream=0").exists()]
     if not candidates:
         raise FileNotFoundError(f"no cached states under {run_dir}/cache/states; this benchmark needs a finished "
                                 "run whose cache was kept")

@@ -34,7 +34,8 @@ def _cell(run: Path) -> tuple[Path, Path, np.ndarray, list[int]]:
     name, cell = next(iter(manifest["corpora"].items()))
     model = name.split("/")[0]
     corpus = pd.read_parquet(run / "corpora" / store.safe_name(model) / f"{name.split('/')[1]}.parquet")
-    layers = sorted(int(p.name.split("=")[1]) for p in Path(cell["states"]).glob("layer=*"))
+    streams = {int(p.name.split("=")[1]) for p in Path(cell["states"]).glob("stream=*")}
+    layers = sorted(s for s in streams if s + 1 in streams)  # block l is streams l and l + 1
     return Path(cell["states"]), Path(manifest["models"][model]["micro_states"]), \
         np.stack(corpus.input_ids.to_numpy()), layers
 

@@ -15,7 +15,7 @@ GPU run (`--device cuda`, what benchmarks/gpu_check.sh runs):
   (e) N = 20,000 and 100,000 on the GPU, and N = 20,000 on this machine's CPUs (all cores) for the ratio;
   (c) and (d) again on the GPU at N = 20,000. MINE is not run: it trains on the CPU.
 
-States come from `--states DIR` (a run directory, its `cache/states`, or one cell holding `layer=<block>/`), else
+States come from `--states DIR` (a run directory, its `cache/states`, or one cell holding `stream=<block>/` and `stream=<block + 1>/`), else
 from the default sweep's run directories. When none is found, or with `--synthetic`, the states are correlated
 Gaussians of the same shape, and the output says so.
 
@@ -76,10 +76,11 @@ class BlockStates:
 
 
 def find_cell(root: Path, block: int) -> Path | None:
-    """The cell directory under `root` whose `layer=<block>` holds the most rows (the macro cell, not a micro one
-    with one row per token), going by each layer's `_COMPLETE.json`; None when there is none."""
+    """The cell directory under `root` whose `stream=<block>` (block's input) holds the most rows (the macro
+    cell, not a micro one with one row per token), going by each stream's `_COMPLETE.json`; None when there is
+    none."""
     best, best_rows = None, -1
-    for done in sorted(Path(root).rglob(f"layer={block}/_COMPLETE.json")):
+    for done in sorted(Path(root).rglob(f"stream={block}/_COMPLETE.json")):
         try:
             rows = int(json.loads(done.read_text()).get("rows", 0))
         except (OSError, ValueError):
@@ -109,7 +110,7 @@ def load_states(args: argparse.Namespace, log: Callable[[str], None]) -> BlockSt
 
             _, pre, post = read_layer_states(cell, args.block)
             return BlockStates(pre, post, f"real: {MODEL} block {args.block}, {cell}", real=True)
-        log(f"NOTE: no cached states with layer={args.block} under {[str(r) for r in roots]}; using synthetic ones")
+        log(f"NOTE: no cached states with stream={args.block} under {[str(r) for r in roots]}; using synthetic ones")
     return synthetic_states(args.n_small, BATCH_PROBLEMS, args.dim)
 
 

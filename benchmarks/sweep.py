@@ -119,7 +119,7 @@ def child(args: argparse.Namespace) -> None:
     subs.wrap(store, "write_arrow", "corpora: write")
     subs.wrap(sweep, "init_ray", "ray start")
     subs.wrap(sweep, "extract_shards", GROUPS["extract"][0])
-    subs.wrap(cache.CellStates, "seal_layers", GROUPS["store"][0])
+    subs.wrap(cache.CellStates, "seal_streams", GROUPS["store"][0])
     subs.wrap(sweep, "reduce_cell", GROUPS["reduce"][0])
     subs.wrap(report, "write_report", "report (write_report)")
     # during sealing, reads count as the seal; anywhere else they are the reducer reading a layer's states

@@ -2,12 +2,13 @@
 what is missing or changed.
 
 Two kinds of shard:
-- an extraction shard is (model, corpus cell, layer): the block states of one layer for every sample of one
-  (corpus, shots) cell. Its directory is named by a key over everything that determines its bytes: the
-  model's exact weights (ModelInfo.revision is the GGUF sha256 or the hub commit), the token ids, the
-  extracted positions, the stored dtype and the source of the code that produces states. A layer is finished
-  when its `_COMPLETE.json` marker exists; the marker is written only after the files were read back and hold
-  exactly the expected sample ids, so a truncated or duplicated write is detected and redone.
+- an extraction shard is (model, corpus cell, residual stream): the states of one stream (block s's input,
+  block s - 1's output) for every sample of one (corpus, shots) cell. Its directory is named by a key over
+  everything that determines its bytes: the model's exact weights (ModelInfo.revision is the GGUF sha256 or the
+  hub commit), the token ids, the extracted positions, the stored dtype and the source of the code that
+  produces states. A stream is finished when its `_COMPLETE.json` marker exists; the marker is written only
+  after the files were read back and hold exactly the expected sample ids, so a truncated or duplicated write
+  is detected and redone.
 - an estimate shard is the output of one reading task (`ie_ray/reduce/row_cache.py`: some jobs of one layer
   under one reading). Its key adds the reading's settings and source; its rows (bootstrap replicates included)
   are one JSON file written atomically the moment its Ray task returns, so a killed driver loses only tasks
@@ -66,45 +67,49 @@ def content_key(*parts: Any) -> str:
 
 @dataclass(frozen=True)
 class CellStates:
-    """Where one cell's block states live in the cache, and which layers are finished."""
+    """Where one cell's residual-stream states live in the cache, and which streams are finished.
+
+    Block l reads stream l and writes stream l + 1 (`capture.py`), so a block's states are complete when both
+    streams are sealed, and neighbouring blocks share a stream."""
 
     directory: Path
     key: str
 
-    def layer_dir(self, layer: int) -> Path:
-        return self.directory / f"layer={layer}"
+    def stream_dir(self, stream: int) -> Path:
+        return self.directory / f"stream={stream}"
 
-    def is_complete(self, layer: int) -> bool:
-        return (self.layer_dir(layer) / MARKER).is_file()
+    def is_complete(self, stream: int) -> bool:
+        return (self.stream_dir(stream) / MARKER).is_file()
 
-    def missing_layers(self, layers: Iterable[int]) -> list[int]:
-        return [layer for layer in layers if not self.is_complete(layer)]
+    def missing_streams(self, streams: Iterable[int]) -> list[int]:
+        return [stream for stream in streams if not self.is_complete(stream)]
 
-    def clear_layers(self, layers: Iterable[int]) -> None:
-        """Remove unfinished layer directories before they are recomputed (a crash may have left files)."""
-        for layer in layers:
-            shutil.rmtree(self.layer_dir(layer), ignore_errors=True)
+    def clear_streams(self, streams: Iterable[int]) -> None:
+        """Remove stream directories: unfinished ones before they are recomputed (a crash may have left files),
+        finished ones once no reading needs them."""
+        for stream in streams:
+            shutil.rmtree(self.stream_dir(stream), ignore_errors=True)
 
-    def seal_layers(self, layers: Iterable[int], expected_ids: np.ndarray) -> None:
-        """Write each layer's marker after checking that its files hold every expected sample exactly once."""
+    def seal_streams(self, streams: Iterable[int], expected_ids: np.ndarray) -> None:
+        """Write each stream's marker after checking that its files hold every expected sample exactly once."""
         expected = np.sort(np.asarray(expected_ids))
-        for layer in layers:
-            ids, _, _ = store.read_layer_states(self.directory, layer)
+        for stream in streams:
+            ids, _ = store.read_stream_states(self.directory, stream)
             if len(ids) != len(expected) or not np.array_equal(ids, expected):
                 raise RuntimeError(
-                    f"extraction of layer {layer} into {self.directory} wrote {len(ids)} rows for "
+                    f"extraction of residual stream {stream} into {self.directory} wrote {len(ids)} rows for "
                     f"{len(expected)} samples ({len(np.unique(ids))} distinct ids); refusing to mark it finished"
                 )
-            store.write_json(self.layer_dir(layer) / MARKER, dict(key=self.key, layer=layer, rows=len(ids)))
+            store.write_json(self.stream_dir(stream) / MARKER, dict(key=self.key, stream=stream, rows=len(ids)))
 
 
 class ShardCache:
-    """The cache root: `states/<model>/<cell key>/layer=<l>/` and `estimates/<kk>/<key>.json`."""
+    """The cache root: `states/<model>/<cell key>/stream=<s>/` and `estimates/<kk>/<key>.json`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.reused: dict[str, int] = {"extraction_layers": 0, "estimates": 0}
-        self.computed: dict[str, int] = {"extraction_layers": 0, "estimates": 0}
+        self.reused: dict[str, int] = {"extraction_streams": 0, "estimates": 0}
+        self.computed: dict[str, int] = {"extraction_streams": 0, "estimates": 0}
         self.log: list[dict] = []  # one row per shard touched by this run: which were reused, which computed
 
     def record(self, kind: str, status: str, key: str, **where: Any) -> None:
@@ -117,7 +122,7 @@ class ShardCache:
         self, model_fingerprint: dict, input_ids: np.ndarray, positions: list[int], store_dtype: str
     ) -> CellStates:
         key = content_key(
-            "states-v1", code_version(EXTRACTION_SOURCES), model_fingerprint, np.asarray(input_ids, dtype=np.int64),
+            "states-v2", code_version(EXTRACTION_SOURCES), model_fingerprint, np.asarray(input_ids, dtype=np.int64),
             list(positions), store_dtype,
         )
         slug = store.safe_name(str(model_fingerprint.get("name", "model")))

@@ -2,7 +2,10 @@
 
 Naming follows TransformerLens: `resid_pre` of block l is the residual stream entering block l
 (`blocks.{l}.hook_resid_pre`), `resid_post` is what block l returns (`blocks.{l}.hook_resid_post`), before any
-final norm. We never re-implement the forward by hand (the reference code got masks, position embeddings and
+final norm. The residual stream between blocks is `stream s`: s = l is block l's input, s = l + 1 its output
+(the stream entering block l + 1 is exactly what block l returned: one tensor, handed on unchanged in every
+supported architecture; `tests/test_capture.py` checks it). Extraction stores streams, each once, so a stack of
+blocks costs L + 1 stored states, not 2 L (`capture_stream_states`). We never re-implement the forward by hand (the reference code got masks, position embeddings and
 Gemma's embedding scaling wrong that way, bugs B1-B4) and never use `hidden_states[-1]`, which is post-norm.
 """
 from __future__ import annotations
@@ -129,3 +132,68 @@ def capture_block_states(
     if missing:
         raise RuntimeError(f"hooks on blocks {missing} never fired; the block list does not match the forward")
     return {l: (pre, post) for l, (pre, post) in captured.items()}
+
+
+def streams_of_layers(layers: list[int]) -> list[int]:
+    """The residual-stream indices blocks `layers` read and write: block l is (stream l, stream l + 1)."""
+    return sorted({s for layer in layers for s in (layer, layer + 1)})
+
+
+@torch.no_grad()
+def capture_stream_states(
+    model: nn.Module,
+    blocks: nn.ModuleList,
+    batch: PaddedBatch,
+    streams: list[int],
+    positions: list[int],
+) -> dict[int, torch.Tensor]:
+    """Run one forward and return {s: residual stream s}, each (B, len(positions), hidden), float32.
+
+    Stream s < L is read by a pre-hook on block s (`hook_resid_pre`), stream L by a post-hook on the last block
+    (`hook_resid_post`, before the final norm). The forward stops at the hook of the deepest requested stream:
+    requesting stream s costs blocks 0..s-1 only.
+    """
+    n_blocks = len(blocks)
+    bad = [s for s in streams if not 0 <= s <= n_blocks]
+    if bad:
+        raise ValueError(f"residual streams {bad} do not exist: a {n_blocks}-block model has streams 0..{n_blocks}")
+    streams = sorted(set(streams))
+    device = next(model.parameters()).device
+    index = absolute_positions(batch, positions).to(device)
+    rows = torch.arange(index.shape[0], device=device)[:, None]
+    captured: dict[int, torch.Tensor | None] = {s: None for s in streams}
+    deepest = streams[-1]
+    handles = []
+
+    def keep(stream: int, hidden: torch.Tensor) -> None:
+        captured[stream] = hidden[rows, index].float().cpu()
+        if stream == deepest:
+            raise _StopForward
+
+    for stream in streams:
+        if stream < n_blocks:
+            def pre_hook(module, args, kwargs, stream=stream):
+                keep(stream, args[0] if args else kwargs["hidden_states"])
+
+            handles.append(blocks[stream].register_forward_pre_hook(pre_hook, with_kwargs=True))
+        else:
+            def post_hook(module, args, kwargs, output, stream=stream):
+                keep(stream, _first_tensor(output))
+
+            handles.append(blocks[n_blocks - 1].register_forward_hook(post_hook, with_kwargs=True))
+    try:
+        model(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+        )
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [s for s, state in captured.items() if state is None]
+    if missing:
+        raise RuntimeError(f"hooks for streams {missing} never fired; the block list does not match the forward")
+    return {s: state for s, state in captured.items() if state is not None}

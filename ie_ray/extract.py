@@ -1,6 +1,8 @@
 """Extraction stage on Ray Data: an actor pool where each actor loads ONE model ONCE and maps token batches
-to block states, written as Parquet (one row per sample x layer, tensor columns `resid_pre`/`resid_post` of
-shape (positions, hidden)).
+to residual-stream states, written as Parquet (one row per sample x stream, tensor column `resid` of shape
+(positions, hidden)). Stream s is block s's input and block s - 1's output (`capture.py`), so a block's states
+are two streams and a stack of L blocks stores L + 1 streams, each once (storing `resid_pre` and `resid_post` per
+block wrote every state twice: 1.1 GB per block of the 20k ICL task instead of 0.55).
 
 This is the shape of Ray's own batch-inference examples: a callable class whose `__init__` holds the expensive
 state and whose `__call__` maps a `dict[str, np.ndarray]` batch to another; resources come from the config,
@@ -27,15 +29,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ie_ray.capture import capture_block_states, pad_batch
+from ie_ray.capture import capture_stream_states, pad_batch, streams_of_layers
 from ie_ray.config import ExtractConfig
 from ie_ray.errors import ConfigError
 from ie_ray.models import ModelSpec, load_model
 from ie_ray.resources import ExtractPlan, forward_bytes_per_sample, micro_batch_size, plan_extract
 
-STATE_COLUMNS = ("resid_pre", "resid_post")
+STATE_COLUMN = "resid"
 #: Input blocks per actor when there are several: enough to balance the rows over the pool, few enough to keep
-#: the Parquet files (one per written block and layer) few.
+#: the Parquet files (one per written block and stream) few.
 BLOCKS_PER_ACTOR = 4
 #: Parquet writer options for the state files. Dictionary encoding (pyarrow's default) never pays on float
 #: activations (almost no value repeats) but costs: ~3x the write time and +13% bytes on float32 states in a
@@ -48,11 +50,11 @@ _LOADS: Counter = Counter()
 
 @dataclass(frozen=True)
 class StateShard:
-    """One unit of extraction: token sequences, the positions and layers to capture, and where they go."""
+    """One unit of extraction: token sequences, the positions and residual streams to capture, and where they go."""
 
     table: pa.Table  # columns sample_id, input_ids
     positions: list[int]
-    layers: list[int]
+    streams: list[int]
     out_dir: Path
 
 
@@ -113,13 +115,13 @@ class _Ledger:
 
 
 class BlockStateExtractor:
-    """Ray Data callable class: holds the model, maps {shard, sample_id, input_ids} -> per-(sample, layer) states.
+    """Ray Data callable class: holds the model, maps {shard, sample_id, input_ids} -> per-(sample, stream) states.
 
     A batch may mix rows of several shards (Ray Data packs blocks into batches); rows are grouped by shard and
-    each group is captured with that shard's positions and layers.
+    each group is captured with that shard's positions and streams.
     """
 
-    def __init__(self, model: dict, shard_layers: list[list[int]], shard_positions: list[list[int]],
+    def __init__(self, model: dict, shard_streams: list[list[int]], shard_positions: list[list[int]],
                  store_dtype: str, device: str, threads: int = 1, device_map: str | None = None, ledger=None):
         import time
 
@@ -138,7 +140,7 @@ class BlockStateExtractor:
             self._dispatch(device_map)
         _LOADS[spec.name] += 1
         self.device = str(next(self.loaded.model.parameters()).device)
-        self.shard_layers = [list(l) for l in shard_layers]
+        self.shard_streams = [list(s) for s in shard_streams]
         self.shard_positions = [list(p) for p in shard_positions]
         self.store_dtype = np.dtype(store_dtype)
         tokenizer = self.loaded.tokenizer
@@ -177,43 +179,39 @@ class BlockStateExtractor:
         per_sample = forward_bytes_per_sample(self.loaded.info.hidden_size, seq_len, self.loaded.info.dtype)
         return micro_batch_size(free, per_sample, n)
 
-    def _capture(self, sequences: list[np.ndarray], layers: list[int], positions: list[int]) -> list[np.ndarray]:
-        """(pre, post) stacked as (B, layers, P, H), forwarded in memory-sized chunks."""
+    def _capture(self, sequences: list[np.ndarray], streams: list[int], positions: list[int]) -> np.ndarray:
+        """States stacked as (B, streams, P, H) in the store dtype, forwarded in memory-sized chunks."""
         step = self._rows_per_forward(len(sequences), max(len(s) for s in sequences) + 1)
-        parts: list[list[np.ndarray]] = [[], []]
+        parts: list[np.ndarray] = []
         for start in range(0, len(sequences), step):
             chunk = sequences[start : start + step]
             padded = pad_batch(chunk, self.pad_id, self.padding_side, self.bos_id)
-            states = capture_block_states(self.loaded.model, self.loaded.blocks, padded, layers, positions)
-            for k in range(2):
-                parts[k].append(np.stack([states[l][k].numpy() for l in layers], axis=1))
-        return [np.concatenate(p) for p in parts]
+            states = capture_stream_states(self.loaded.model, self.loaded.blocks, padded, streams, positions)
+            parts.append(np.stack([states[s].numpy().astype(self.store_dtype) for s in streams], axis=1))
+        return np.concatenate(parts)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         shard_ids = np.asarray(batch["shard"], dtype=np.int64)
-        columns: dict[str, list] = {"shard": [], "sample_id": [], "layer": [], **{c: [] for c in STATE_COLUMNS}}
+        sample_ids = np.asarray(batch["sample_id"], dtype=np.int64)
+        columns: dict[str, list] = {"shard": [], "sample_id": [], "stream": []}
+        tensors: list[np.ndarray] = []  # one (rows, P, H) block per shard, rows ordered sample-major
         for shard in np.unique(shard_ids):
             rows = np.flatnonzero(shard_ids == shard)
-            layers, positions = self.shard_layers[shard], self.shard_positions[shard]
-            sequences = [np.asarray(batch["input_ids"][i], dtype=np.int64) for i in rows]
-            captured = self._capture(sequences, layers, positions)
+            streams, positions = self.shard_streams[shard], self.shard_positions[shard]
+            captured = self._capture([np.asarray(batch["input_ids"][i], dtype=np.int64) for i in rows], streams,
+                                     positions)
             n = len(rows)
-            columns["shard"].append(np.full(n * len(layers), shard, dtype=np.int64))
-            columns["sample_id"].append(np.repeat(np.asarray(batch["sample_id"], dtype=np.int64)[rows], len(layers)))
-            columns["layer"].append(np.tile(np.asarray(layers, dtype=np.int64), n))
-            for column, stacked in zip(STATE_COLUMNS, captured):
-                # (B, layers, P, H) -> rows ordered sample-major, layer-minor
-                flat = stacked.reshape(n * len(layers), *stacked.shape[2:]).astype(self.store_dtype)
-                columns[column].append(list(flat))
-        out = {key: np.concatenate(value) for key, value in columns.items() if key not in STATE_COLUMNS}
-        for column in STATE_COLUMNS:
-            tensors = [t for part in columns[column] for t in part]
-            if len({t.shape for t in tensors}) == 1:
-                out[column] = np.stack(tensors)
-            else:  # shards with different position counts in one batch: Ray stores variable-shaped tensors
-                ragged = np.empty(len(tensors), dtype=object)
-                ragged[:] = tensors
-                out[column] = ragged
+            columns["shard"].append(np.full(n * len(streams), shard, dtype=np.int64))
+            columns["sample_id"].append(np.repeat(sample_ids[rows], len(streams)))
+            columns["stream"].append(np.tile(np.asarray(streams, dtype=np.int64), n))
+            tensors.append(captured.reshape(n * len(streams), *captured.shape[2:]))
+        out = {key: np.concatenate(value) for key, value in columns.items()}
+        if len({t.shape[1:] for t in tensors}) == 1:
+            out[STATE_COLUMN] = np.concatenate(tensors)
+        else:  # shards with different position counts in one batch: Ray stores variable-shaped tensors
+            ragged = np.empty(sum(len(t) for t in tensors), dtype=object)
+            ragged[:] = [row for t in tensors for row in t]
+            out[STATE_COLUMN] = ragged
         if self.ledger is not None:  # waited on, so the driver's final read of the ledger sees every batch
             import ray
 
@@ -284,9 +282,9 @@ def check_writer_cpu(settings: ExtractConfig, cluster_cpus: float) -> None:
 def extract_shards(shards: list[StateShard], model: ModelSpec, settings: ExtractConfig) -> ExtractionReport:
     """Run ONE pipeline `from_arrow -> map_batches(actor pool) -> write_parquet` over every shard of a model.
 
-    Each shard's states land in `shard.out_dir/layer=<l>/` (layers are partition columns, so the reducer reads
-    one layer's states without touching the others). With several shards the pipeline writes to a staging
-    directory partitioned by (shard, layer) and each shard's layer directories are then moved into place.
+    Each shard's states land in `shard.out_dir/stream=<s>/` (streams are partition columns, so the reducer reads
+    one block's two streams without touching the others). With several shards the pipeline writes to a staging
+    directory partitioned by (shard, stream) and each shard's stream directories are then moved into place.
     """
     import ray
 
@@ -305,7 +303,7 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
         BlockStateExtractor,
         fn_constructor_kwargs=dict(
             model=_spec_for_workers(model),
-            shard_layers=[s.layers for s in shards],
+            shard_streams=[s.streams for s in shards],
             shard_positions=[s.positions for s in shards],
             store_dtype=settings.store_dtype,
             device=settings.device,
@@ -320,18 +318,18 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     )
     if len(shards) == 1:
         shards[0].out_dir.mkdir(parents=True, exist_ok=True)
-        states.drop_columns(["shard"]).write_parquet(str(shards[0].out_dir), partition_cols=["layer"], **PARQUET_ARGS)
+        states.drop_columns(["shard"]).write_parquet(str(shards[0].out_dir), partition_cols=["stream"], **PARQUET_ARGS)
     else:
         staging = shards[0].out_dir.parent / f".staging-{uuid.uuid4().hex[:12]}"
         try:
-            states.write_parquet(str(staging), partition_cols=["shard", "layer"], **PARQUET_ARGS)
+            states.write_parquet(str(staging), partition_cols=["shard", "stream"], **PARQUET_ARGS)
             for i, shard in enumerate(shards):
                 shard.out_dir.mkdir(parents=True, exist_ok=True)
-                for layer in shard.layers:
-                    source = staging / f"shard={i}" / f"layer={layer}"
-                    target = shard.out_dir / f"layer={layer}"
+                for stream in shard.streams:
+                    source = staging / f"shard={i}" / f"stream={stream}"
+                    target = shard.out_dir / f"stream={stream}"
                     if target.exists():
-                        raise FileExistsError(f"{target} exists; clear a shard's layers before extracting them")
+                        raise FileExistsError(f"{target} exists; clear a shard's streams before extracting them")
                     os.replace(source, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -350,5 +348,7 @@ def extract_states(
     settings: ExtractConfig,
     out_dir: Path,
 ) -> ExtractionReport:
-    """One shard: `corpus` (columns `sample_id`, `input_ids`) -> `out_dir/layer=<l>/*.parquet`."""
-    return extract_shards([StateShard(corpus, list(positions), list(layers), Path(out_dir))], model, settings)
+    """One shard: `corpus` (columns `sample_id`, `input_ids`) -> the streams of `layers` in
+    `out_dir/stream=<s>/*.parquet` (read a block back with `store.read_layer_states`)."""
+    return extract_shards([StateShard(corpus, list(positions), streams_of_layers(layers), Path(out_dir))], model,
+                          settings)

@@ -62,9 +62,10 @@ def forward_bytes_per_sample(hidden_size: int, seq_len: int, dtype: str) -> int:
     return width * seq_len * (18 * hidden_size + heads * seq_len)
 
 
-def captured_bytes_per_sample(hidden_size: int, n_layers_captured: int, n_positions: int, store_dtype: str) -> int:
-    """Bytes one sample adds to the object store and to Parquet: resid_pre + resid_post per layer and position."""
-    return 2 * n_layers_captured * n_positions * hidden_size * DTYPE_BYTES[store_dtype]
+def captured_bytes_per_sample(hidden_size: int, n_streams: int, n_positions: int, store_dtype: str) -> int:
+    """Bytes one sample adds to the object store and to Parquet: one state per captured residual stream and
+    position (a block is two streams; contiguous blocks share them, `capture.streams_of_layers`)."""
+    return n_streams * n_positions * hidden_size * DTYPE_BYTES[store_dtype]
 
 
 def batch_size_for(free_bytes: float, per_sample_bytes: int, cap: int = MAX_BATCH) -> int:

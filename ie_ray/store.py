@@ -104,23 +104,33 @@ def _tensor_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty((0,))
 
 
-def read_layer_states(states_dir: Path, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sample_id, resid_pre, resid_post) of one layer, sorted by sample id; states are float32 (N, P, H).
+def read_stream_states(states_dir: Path, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sample_id, states) of one residual stream, sorted by sample id; states are float32 (N, P, H).
 
     Files are read one by one, not as one dataset: when a Ray Data block mixed rows of cells with different
     numbers of positions, Ray stores that block's states as a *variable-shaped* tensor column, and Arrow refuses
-    to unify it with the fixed-shape files of the same layer. Per file, both types convert to dense arrays.
+    to unify it with the fixed-shape files of the same stream. Per file, both types convert to dense arrays.
     """
     import ray.data  # noqa: F401  (registers Ray's Arrow tensor extension types for reading)
 
-    layer_dir = states_dir / f"layer={layer}"
-    files = sorted(f for f in layer_dir.rglob("*.parquet") if not f.name.startswith((".", "_")))
+    stream_dir = states_dir / f"stream={stream}"
+    files = sorted(f for f in stream_dir.rglob("*.parquet") if not f.name.startswith((".", "_")))
     if not files:
-        raise FileNotFoundError(f"no extracted states for layer {layer} under {states_dir}")
-    parts = [pq.read_table(f, columns=["sample_id", "resid_pre", "resid_post"]) for f in files]
+        raise FileNotFoundError(f"no extracted states for residual stream {stream} under {states_dir}")
+    parts = [pq.read_table(f, columns=["sample_id", "resid"]) for f in files]
     parts = [t for t in parts if t.num_rows]
     ids = np.concatenate([t.column("sample_id").to_numpy() for t in parts])
     order = np.argsort(ids, kind="stable")
-    pre = np.concatenate([_tensor_to_numpy(t.column("resid_pre")) for t in parts])[order]
-    post = np.concatenate([_tensor_to_numpy(t.column("resid_post")) for t in parts])[order]
-    return ids[order], pre.astype(np.float32, copy=False), post.astype(np.float32, copy=False)
+    states = np.concatenate([_tensor_to_numpy(t.column("resid")) for t in parts])[order]
+    return ids[order], states.astype(np.float32, copy=False)
+
+
+def read_layer_states(states_dir: Path, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sample_id, resid_pre, resid_post) of block `layer`: residual streams `layer` and `layer + 1`, sorted by
+    sample id, float32 (N, P, H)."""
+    ids, pre = read_stream_states(states_dir, layer)
+    post_ids, post = read_stream_states(states_dir, layer + 1)
+    if not np.array_equal(ids, post_ids):
+        raise RuntimeError(f"streams {layer} and {layer + 1} under {states_dir} hold different samples "
+                           f"({len(ids)} vs {len(post_ids)} rows); delete the directory and rerun to re-extract")
+    return ids, pre, post

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 import time
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ import yaml
 
 from ie_ray import store
 from ie_ray.cache import CellStates, ShardCache, content_key
+from ie_ray.capture import streams_of_layers
 from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
 from ie_ray.corpora.build import Corpus, build_corpus, corpus_shots
 from ie_ray.errors import ConfigError
@@ -248,27 +248,27 @@ def _extract_cached(
     shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int], str, list[int]]], spec: ModelSpec,
     config: SweepConfig,
 ) -> None:
-    """Extract the requested layers of every cell of one model that are not finished in the cache, then seal
-    them. `todo` holds (states, table, positions, label, layers) per cell.
+    """Extract the requested residual streams of every cell of one model that are not finished in the cache,
+    then seal them. `todo` holds (states, table, positions, label, streams) per cell.
 
     All unfinished cells go through ONE actor pool, so each actor loads the model once for the whole pass
     instead of once per (corpus, shots) cell.
     """
     pending = []
-    for cell, table, positions, label, layers in todo:
-        missing = cell.missing_layers(layers)
-        for layer in layers:
-            status = "computed" if layer in missing else "reused"
-            shards.record("extraction_layers", status, cell.key, model=spec.name, cell=label, layer=layer)
+    for cell, table, positions, label, streams in todo:
+        missing = cell.missing_streams(streams)
+        for stream in streams:
+            status = "computed" if stream in missing else "reused"
+            shards.record("extraction_streams", status, cell.key, model=spec.name, cell=label, stream=stream)
         if missing:
-            cell.clear_layers(missing)
+            cell.clear_streams(missing)
             pending.append((cell, table, missing, StateShard(table, positions, missing, cell.directory)))
     if not pending:
         return
     init_ray()  # only now: everything before this point was validation and cache look-ups
     extract_shards([p[3] for p in pending], spec, config.extract)
     for cell, table, missing, _ in pending:
-        cell.seal_layers(missing, table.column("sample_id").to_numpy())
+        cell.seal_streams(missing, table.column("sample_id").to_numpy())
 
 
 def _cell_work(cell: Cell, model: str, config: SweepConfig, macro: CellStates, micro: CellStates,
@@ -283,61 +283,87 @@ def _cell_work(cell: Cell, model: str, config: SweepConfig, macro: CellStates, m
                     cache=RowCache(shards, states_key, model=model, cell=cell.key))
 
 
-def layer_passes(layers: list[int], bytes_per_layer: float, budget_bytes: float | None) -> list[list[int]]:
-    """Split `layers` into extraction passes whose states fit `budget_bytes` on disk (None: one pass).
+def layer_passes(layers: list[int], bytes_per_stream: float, budget_bytes: float | None) -> list[list[int]]:
+    """Split `layers` into extraction passes whose residual streams fit `budget_bytes` on disk (None: one pass).
 
-    Why passes: the states of every block of a paper-scale cell do not fit a disk (20,000 x 24 positions x 30
-    blocks in float16 is 33 GB), but each pass's layers are reduced and deleted before the next is extracted.
-    The forward stops after the deepest hooked block (`capture.py`), so early passes cost a fraction of one;
-    layers go in depth order, so a pass is a contiguous slice of the stack.
+    Why passes: the states of every block of a paper-scale cell do not fit a disk (20,000 x 24 positions x 31
+    streams in float16 is 17 GB), but each pass's blocks are reduced and their streams deleted before the next
+    pass is extracted; the stream two passes share (the last block's output, the next block's input) stays.
+    The forward stops at the deepest hooked stream (`capture.py`), so early passes cost a fraction of one;
+    layers go in depth order, so a pass is a contiguous slice of the stack. A pass holds at least one block
+    (two streams) whatever the budget.
     """
     layers = sorted(layers)
     if not layers or budget_bytes is None:
         return [layers] if layers else []
-    per_pass = max(1, int(budget_bytes // max(bytes_per_layer, 1.0)))
-    return [layers[i : i + per_pass] for i in range(0, len(layers), per_pass)]
+    max_streams = int(budget_bytes // max(bytes_per_stream, 1.0))
+    passes: list[list[int]] = [[]]
+    for layer in layers:
+        if passes[-1] and len(streams_of_layers(passes[-1] + [layer])) > max_streams:
+            passes.append([])
+        passes[-1].append(layer)
+    return passes
 
 
-def _layer_bytes(plan: ModelPlan, cells: list[Cell], config: SweepConfig, with_micro: bool) -> float:
-    """Disk bytes of one layer's states over `cells` (macro in and out at the analysed positions, and micro)."""
+def _stream_bytes(plan: ModelPlan, cells: list[Cell], config: SweepConfig, with_micro: bool) -> float:
+    """Disk bytes of one residual stream's states over `cells` (macro at the analysed positions, and micro)."""
     itemsize = 2 if config.extract.store_dtype == "float16" else 4
     hidden = plan.info.hidden_size
     total = sum(len(c.corpus.input_ids) * len(c.positions) for c in cells)
     if with_micro:
         total += len(plan.unique_tokens)
-    return float(total * 2 * hidden * itemsize)
+    return float(total * hidden * itemsize)
+
+
+class _StreamHolders:
+    """Which blocks still need each stored residual stream, so a stream is deleted the moment its last reader's
+    readings are cached (block l reads streams l and l + 1; neighbouring blocks share one)."""
+
+    def __init__(self, states: CellStates, layers: list[int], keep: bool) -> None:
+        self.states, self.keep = states, keep
+        self.readers: dict[int, set[int]] = {}
+        for layer in layers:
+            for stream in (layer, layer + 1):
+                self.readers.setdefault(stream, set()).add(layer)
+
+    def done(self, layer: int) -> None:
+        for stream in (layer, layer + 1):
+            readers = self.readers.get(stream)
+            if readers is None or layer not in readers:
+                continue
+            readers.discard(layer)
+            if not readers and not self.keep:
+                self.states.clear_streams([stream])
 
 
 def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Reading], work: dict[str, CellWork],
                         macro: dict[str, CellStates], micro: CellStates, shards: ShardCache, timer: _Timer,
                         usage: PeakUsage) -> list[CellReduction]:
     """Extract and reduce one model's cells, a pass of layers at a time, so that states on disk stay within
-    `extract.max_states_gb`. A layer's states are deleted as soon as every reading of it is cached (unless
-    `extract.keep_states`); a layer whose readings are all cached is never extracted again."""
+    `extract.max_states_gb`. A residual stream is deleted as soon as every reading of the blocks that read it
+    is cached (unless `extract.keep_states`); a layer whose readings are all cached is never extracted again."""
     spec = plan.spec
     with_micro = config.micro == "single_token"
+    keep = config.extract.keep_states
     need = {cell.key: layers_to_compute(work[cell.key], readings, plan.layers) for cell in plan.cells}
     needed = sorted(set().union(*need.values())) if need else []
     budget = config.extract.max_states_gb * 1024**3 if config.extract.max_states_gb is not None else None
-    passes = layer_passes(needed, _layer_bytes(plan, plan.cells, config, with_micro), budget)
+    passes = layer_passes(needed, _stream_bytes(plan, plan.cells, config, with_micro), budget)
     if len(passes) > 1:
         print(f"[ie-ray] {spec.name}: {len(needed)} layers in {len(passes)} extraction passes of at most "
-              f"{len(passes[0])} (extract.max_states_gb = {config.extract.max_states_gb})", flush=True)
+              f"{max(len(p) for p in passes)} (extract.max_states_gb = {config.extract.max_states_gb})", flush=True)
     done: dict[str, list[CellReduction]] = {cell.key: [] for cell in plan.cells}
-
-    def forget_macro(cell: Cell):
-        def done_with(layer: int) -> None:
-            if not config.extract.keep_states:
-                shutil.rmtree(macro[cell.key].layer_dir(layer), ignore_errors=True)
-        return done_with
-
+    holders = {cell.key: _StreamHolders(macro[cell.key], need[cell.key], keep) for cell in plan.cells}
+    # one micro stream serves every cell: a block's micro streams go once no cell has the block left to reduce
+    micro_holders = _StreamHolders(micro, needed, keep)
     for layers in passes:
         with timer.stage(f"extract {spec.name}"):
-            todo = [(macro[c.key], c.table, c.positions, c.key, [l for l in layers if l in need[c.key]])
+            todo = [(macro[c.key], c.table, c.positions, c.key,
+                     streams_of_layers([l for l in layers if l in need[c.key]]))
                     for c in plan.cells if any(l in need[c.key] for l in layers)]
             if with_micro:
                 # micro states depend only on the token: one forward per UNIQUE token id, joined back later
-                todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro", layers))
+                todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro", streams_of_layers(layers)))
             _extract_cached(shards, todo, spec, config)
         usage.measure_disk()
         with timer.stage(f"reduce {spec.name}"):
@@ -345,13 +371,13 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
                 wanted = [l for l in layers if l in need[cell.key]]
                 if wanted:
                     done[cell.key].append(reduce_cell(work[cell.key], readings, wanted,
-                                                      on_layer_done=forget_macro(cell)))
-            if with_micro and not config.extract.keep_states:
-                for layer in layers:
-                    shutil.rmtree(micro.layer_dir(layer), ignore_errors=True)
+                                                      on_layer_done=holders[cell.key].done))
+            for layer in layers:
+                micro_holders.done(layer)
     with timer.stage(f"reduce {spec.name}"):
         for cell in plan.cells:  # layers whose every reading is cached: rows from the cache, no states needed
             cached = [l for l in plan.layers if l not in need[cell.key]]
             if cached:
-                done[cell.key].append(reduce_cell(work[cell.key], readings, cached, on_layer_done=forget_macro(cell)))
+                done[cell.key].append(reduce_cell(work[cell.key], readings, cached,
+                                                  on_layer_done=holders[cell.key].done))
     return [reduction for cell in plan.cells for reduction in done[cell.key]]

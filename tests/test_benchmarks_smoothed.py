@@ -41,9 +41,9 @@ def test_find_cell_picks_the_macro_cell(tmp_path):
     """A run's state cache holds the macro cell (one row per sample) and micro cells (one row per token)."""
     smoothed = _load("smoothed")
     for key, rows in (("micro", 26), ("macro", 2000)):
-        layer = tmp_path / "cache" / "states" / "smollm2-135m" / key / "layer=10"
+        layer = tmp_path / "cache" / "states" / "smollm2-135m" / key / "stream=10"
         layer.mkdir(parents=True)
-        (layer / "_COMPLETE.json").write_text(json.dumps({"key": key, "layer": 10, "rows": rows}))
+        (layer / "_COMPLETE.json").write_text(json.dumps({"key": key, "stream": 10, "rows": rows}))
     assert smoothed.find_cell(tmp_path, 10) == tmp_path / "cache" / "states" / "smollm2-135m" / "macro"
     assert smoothed.find_cell(tmp_path, 20) is None
 

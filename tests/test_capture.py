@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ie_ray.capture import PaddedBatch, absolute_positions, capture_block_states, pad_batch
+from ie_ray.capture import (PaddedBatch, absolute_positions, capture_block_states, capture_stream_states, pad_batch,
+                            streams_of_layers)
 from ie_ray.models import TINY_FAMILIES, ModelSpec, load_model
 
 ATOL = 1e-5
@@ -270,3 +271,32 @@ def test_middle_layer_stops_after_deepest_requested(tiny) -> None:
             handle.remove()
     assert sorted(states) == [1, 2]
     assert fired == [0, 1, 2]
+
+
+def test_streams_equal_the_block_inputs_and_outputs_exactly(tiny) -> None:
+    """Extraction stores each residual stream once (block l = streams l and l + 1): valid only if the stream a
+    block receives is bit-identical to what the previous block returned, in every family."""
+    n_layers = tiny.info.n_layers
+    batch = pad_batch(RAGGED, pad_id=tiny.tokenizer.pad_token_id, padding_side="left")
+    positions = [0, 2]
+    blocks = capture_block_states(tiny.model, tiny.blocks, batch, list(range(n_layers)), positions)
+    streams = capture_stream_states(tiny.model, tiny.blocks, batch, list(range(n_layers + 1)), positions)
+    assert sorted(streams) == list(range(n_layers + 1))
+    for layer, (pre, post) in blocks.items():
+        assert torch.equal(streams[layer], pre) and torch.equal(streams[layer + 1], post)
+    assert _n_hooks(tiny) == 0
+
+
+def test_stream_capture_stops_at_the_deepest_stream_and_rejects_missing_ones(tiny) -> None:
+    batch = pad_batch(SAME_LENGTH, pad_id=tiny.tokenizer.pad_token_id)
+    ran: list[int] = []
+    handles = [b.register_forward_pre_hook(lambda m, a, i=i: ran.append(i)) for i, b in enumerate(tiny.blocks)]
+    try:
+        out = capture_stream_states(tiny.model, tiny.blocks, batch, [2, 1], [0])
+    finally:
+        for h in handles:
+            h.remove()
+    assert sorted(out) == [1, 2] and max(ran) == 2  # block 2's pre-hook fired, block 2 itself never ran
+    with pytest.raises(ValueError, match="streams \\[5\\] do not exist"):
+        capture_stream_states(tiny.model, tiny.blocks, batch, [5], [0])
+    assert streams_of_layers([0, 3]) == [0, 1, 3, 4] and streams_of_layers([1, 2]) == [1, 2, 3]

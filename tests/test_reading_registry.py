@@ -91,28 +91,33 @@ def test_states_are_deleted_when_their_readings_are_cached_and_a_rerun_reads_non
     assert manifest["usage"]["peak_states_disk_bytes"] > 0 and manifest["usage"]["peak_memory_bytes"] > 0
     again = run_sweep(parse_config(config), tmp_path / "run", cache_dir=tmp_path / "cache")
     shards = pd.read_csv(tmp_path / "run" / "shards.csv")
-    assert (shards.status == "reused").all() and "extraction_layers" not in set(shards.kind)
+    assert (shards.status == "reused").all() and "extraction_streams" not in set(shards.kind)
     pd.testing.assert_frame_equal(first.mi, again.mi)
 
 
-def test_extraction_passes_fit_the_disk_budget(ray_local, tmp_path):
-    # one layer of this cell is 120 x 4 x 2 x 64 x 4 bytes (+ micro): a budget of 1.5 layers forces 3 passes
-    per_layer = (120 * 4 + 9) * 2 * 64 * 4
+def test_extraction_passes_fit_the_disk_budget(ray_local, tmp_path, capsys):
+    # one residual stream of this cell is 120 x 4 x 64 x 4 bytes (+ micro); a block reads two. A budget of 2.5
+    # streams forces one block per pass: 3 passes for blocks 0, 1, 3, with stream 1 kept from the first to the
+    # second, so at most 2 streams are ever on disk (4 with both levels' files counted as one stream's bytes)
+    per_stream = (120 * 4 + 9) * 64 * 4
     config = {**SWEEP, "readings": ["entropy_limit"],
-              "extract": {"batch_size": 60, "max_states_gb": 1.5 * per_layer / 1024**3}}
+              "extract": {"batch_size": 60, "max_states_gb": 2.5 * per_stream / 1024**3}}
     result = run_sweep(parse_config(config), tmp_path / "run", cache_dir=tmp_path / "cache")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert 0 < manifest["usage"]["peak_states_disk_bytes"] <= 1.5 * per_layer * 1.2  # + parquet overhead
+    assert 0 < manifest["usage"]["peak_states_disk_bytes"] <= 2 * per_stream * 1.2  # + parquet overhead
+    assert "3 layers in 3 extraction passes" in capsys.readouterr().out
     unbounded = run_sweep(parse_config({**config, "extract": {"batch_size": 60}}), tmp_path / "run2",
                           cache_dir=tmp_path / "cache2")
     pd.testing.assert_frame_equal(result.mi.drop(columns=["wall_s"]), unbounded.mi.drop(columns=["wall_s"]))
 
 
-@pytest.mark.parametrize(("layers", "per_layer", "budget", "expected"), [
-    ([3, 0, 1, 2], 10.0, 25.0, [[0, 1], [2, 3]]),
+@pytest.mark.parametrize(("layers", "per_stream", "budget", "expected"), [
+    ([3, 0, 1, 2], 10.0, 35.0, [[0, 1], [2, 3]]),  # 3 streams a pass: blocks 0-1 are streams 0, 1, 2
+    ([3, 0, 1, 2], 10.0, 25.0, [[0], [1], [2], [3]]),
     ([0, 1, 2], 10.0, None, [[0, 1, 2]]),
-    ([0, 1, 2], 10.0, 5.0, [[0], [1], [2]]),  # a layer larger than the budget still gets a pass of its own
+    ([0, 1, 2], 10.0, 5.0, [[0], [1], [2]]),  # a block larger than the budget still gets a pass of its own
+    ([0, 3, 4], 10.0, 30.0, [[0], [3, 4]]),  # sparse blocks share no stream: 0 is 2 streams, 3-4 are 3
     ([], 10.0, 25.0, []),
 ])
-def test_layer_passes(layers, per_layer, budget, expected):
-    assert layer_passes(layers, per_layer, budget) == expected
+def test_layer_passes(layers, per_stream, budget, expected):
+    assert layer_passes(layers, per_stream, budget) == expected

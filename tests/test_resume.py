@@ -79,12 +79,12 @@ def first_run(ray_local, tmp_path_factory):
 
 def test_rerun_reuses_every_finished_shard(first_run, ray_local):
     fitted = _estimate_shards(first_run.mi)
-    assert _shards(first_run.run_dir)["computed"] == {"extraction_layers": 2, "estimates": fitted}
+    assert _shards(first_run.run_dir)["computed"] == {"extraction_streams": 4, "estimates": fitted}  # 2 macro, 2 micro
     again = run_sweep(parse_config(RESUME_SWEEP), first_run.run_dir)
     # every reading is cached: no state is needed, so none is even looked at
     assert _shards(first_run.run_dir) == {
-        "reused": {"extraction_layers": 0, "estimates": fitted},
-        "computed": {"extraction_layers": 0, "estimates": 0},
+        "reused": {"extraction_streams": 0, "estimates": fitted},
+        "computed": {"extraction_streams": 0, "estimates": 0},
     }
     _assert_same_rows(again.mi, first_run.mi)
     pd.testing.assert_frame_equal(again.ie, first_run.ie)
@@ -98,10 +98,10 @@ def test_changed_config_recomputes_only_the_new_layer(first_run, ray_local, tmp_
     result = run_sweep(config, tmp_path, cache_dir=first_run.run_dir / "cache")
     shards = _shards(tmp_path)
     fitted_per_layer = _estimate_shards(first_run.mi)
-    # positions did not change, so the cell keeps its key: only layer 2 is new (macro and micro states); layer 0's
-    # readings are cached, so its states are not needed
-    assert shards["computed"] == {"extraction_layers": 2, "estimates": fitted_per_layer}
-    assert shards["reused"] == {"extraction_layers": 0, "estimates": fitted_per_layer}
+    # positions did not change, so the cell keeps its key: only layer 2 is new (streams 2 and 3, macro and micro);
+    # layer 0's readings are cached, so its states are not needed
+    assert shards["computed"] == {"extraction_streams": 4, "estimates": fitted_per_layer}
+    assert shards["reused"] == {"extraction_streams": 0, "estimates": fitted_per_layer}
     _assert_same_rows(result.mi[result.mi.layer == 0].drop(columns="n_params"),
                       first_run.mi.drop(columns="n_params"))
 
@@ -111,19 +111,19 @@ def test_a_different_estimator_setting_refits_but_reuses_states(first_run, ray_l
     run_sweep(config, tmp_path, cache_dir=first_run.run_dir / "cache")
     shards = _shards(tmp_path)
     # MINE refits; the layer's smoothed-MI and entropy-limit shards do not depend on MINE's settings: reused
-    assert shards["reused"]["extraction_layers"] == 2 and shards["reused"]["estimates"] == 2
+    assert shards["reused"]["extraction_streams"] == 4 and shards["reused"]["estimates"] == 2
 
 
 def test_an_unsealed_layer_is_extracted_again(ray_local, tmp_path):
     first = run_sweep(parse_config(RESUME_SWEEP), tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    layer_dir = Path(manifest["corpora"]["tiny-gpt2/icl-country-2shot"]["states"]) / "layer=0"
+    layer_dir = Path(manifest["corpora"]["tiny-gpt2/icl-country-2shot"]["states"]) / "stream=0"
     (layer_dir / MARKER).unlink()  # as if the run died after writing files but before sealing them
     parquet = next(layer_dir.glob("*.parquet"))
     parquet.write_bytes(parquet.read_bytes()[:100])  # and one file was cut short
     shutil.rmtree(tmp_path / "cache" / "estimates")  # and no reading was cached: the states are needed again
     again = run_sweep(parse_config(RESUME_SWEEP), tmp_path)
-    assert _shards(tmp_path)["computed"]["extraction_layers"] == 1
+    assert _shards(tmp_path)["computed"]["extraction_streams"] == 1
     assert (layer_dir / MARKER).is_file()
     _assert_same_rows(again.mi, first.mi)
 

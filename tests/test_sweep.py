@@ -110,12 +110,13 @@ def test_states_are_written_as_arrow_tensor_parquet(tiny_run):
     manifest = json.loads((tiny_run.run_dir / "manifest.json").read_text())
     states = Path(manifest["corpora"]["tiny-llama/icl-country-2shot"]["states"])
     assert states.is_relative_to(tiny_run.run_dir / "cache")
-    layer_dirs = sorted(p.name for p in states.iterdir() if p.is_dir())
-    assert layer_dirs == ["layer=0", "layer=3"]
-    table = pq.read_table(states / "layer=3")
+    # blocks 0 and 3 are residual streams 0, 1 (block 0's input and output) and 3, 4: each stored once
+    stream_dirs = sorted(p.name for p in states.iterdir() if p.is_dir())
+    assert stream_dirs == ["stream=0", "stream=1", "stream=3", "stream=4"]
+    table = pq.read_table(states / "stream=3")
     assert table.num_rows == 240
-    assert tuple(table.schema.field("resid_pre").type.shape) == (4, 64)
-    micro = Path(manifest["models"]["tiny-llama"]["micro_states"]) / "layer=0"
+    assert tuple(table.schema.field("resid").type.shape) == (4, 64)
+    micro = Path(manifest["models"]["tiny-llama"]["micro_states"]) / "stream=0"
     # one row per UNIQUE token id: 8 entities + the separator
     assert pq.read_table(micro).num_rows == 9
 
