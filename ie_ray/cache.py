@@ -94,7 +94,7 @@ class CellStates:
         """Write each stream's marker after checking that its files hold every expected sample exactly once."""
         expected = np.sort(np.asarray(expected_ids))
         for stream in streams:
-            ids, _ = store.read_stream_states(self.directory, stream)
+            ids = np.sort(store.read_stream_ids(self.directory, stream))
             if len(ids) != len(expected) or not np.array_equal(ids, expected):
                 raise RuntimeError(
                     f"extraction of residual stream {stream} into {self.directory} wrote {len(ids)} rows for "

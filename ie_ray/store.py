@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -125,12 +126,46 @@ def read_stream_states(states_dir: Path, stream: int) -> tuple[np.ndarray, np.nd
     return ids[order], states.astype(np.float32, copy=False)
 
 
-def read_layer_states(states_dir: Path, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_stream_ids(states_dir: Path, stream: int) -> np.ndarray:
+    """The sample ids one stream's files hold, unsorted, without reading the states (sealing checks them)."""
+    files = sorted(f for f in (states_dir / f"stream={stream}").rglob("*.parquet") if not f.name.startswith((".", "_")))
+    if not files:
+        raise FileNotFoundError(f"no extracted states for residual stream {stream} under {states_dir}")
+    return np.concatenate([pq.read_table(f, columns=["sample_id"]).column("sample_id").to_numpy() for f in files])
+
+
+StreamReader = Callable[[Path, int], "tuple[np.ndarray, np.ndarray]"]
+
+
+def read_layer_states(states_dir: Path, layer: int,
+                      read_stream: StreamReader | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sample_id, resid_pre, resid_post) of block `layer`: residual streams `layer` and `layer + 1`, sorted by
-    sample id, float32 (N, P, H)."""
-    ids, pre = read_stream_states(states_dir, layer)
-    post_ids, post = read_stream_states(states_dir, layer + 1)
+    sample id, float32 (N, P, H). `read_stream` (default `read_stream_states`) lets a caller that walks the
+    blocks in order read each shared stream once (`LastStreams`)."""
+    read_stream = read_stream or read_stream_states
+    ids, pre = read_stream(states_dir, layer)
+    post_ids, post = read_stream(states_dir, layer + 1)
     if not np.array_equal(ids, post_ids):
         raise RuntimeError(f"streams {layer} and {layer + 1} under {states_dir} hold different samples "
                            f"({len(ids)} vs {len(post_ids)} rows); delete the directory and rerun to re-extract")
     return ids, pre, post
+
+
+class LastStreams:
+    """A stream reader that remembers the last `size` streams it read. Why: block l's output is block l + 1's
+    input, and the reducer opens blocks in order, so each stream would otherwise be read (and converted to
+    float32) twice. The arrays it hands out are read-only, because two blocks' states then share them."""
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._held: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, states_dir: Path, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (str(states_dir), stream)
+        if key not in self._held:
+            ids, states = read_stream_states(states_dir, stream)
+            states.flags.writeable = False
+            self._held[key] = (ids, states)
+            while len(self._held) > self.size:
+                self._held.pop(next(iter(self._held)))
+        return self._held[key]

@@ -72,3 +72,37 @@ def test_states_of_another_corpus_are_refused():
     states = _states()
     with pytest.raises(ValueError, match="extracted rows for 39 samples"):
         LayerStates(4, states.input_ids[:-1], (0, 1, 2), states.macro_pre, states.macro_post)
+
+
+def test_blocks_read_in_order_read_each_shared_stream_once(tmp_path, monkeypatch):
+    """Block l's output is block l + 1's input: `LastStreams` hands the second block the array the first read,
+    read-only, and the states equal a fresh read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray.data._internal.tensor_extensions.arrow import ArrowTensorArray  # the type extraction writes
+
+    from ie_ray import store
+
+    rng = np.random.default_rng(0)
+    streams = rng.standard_normal((3, 5, 2, 4)).astype(np.float16)  # 3 streams = blocks 0 and 1
+    for s in range(3):
+        (tmp_path / f"stream={s}").mkdir()
+        tensor = ArrowTensorArray.from_numpy(streams[s])
+        pq.write_table(pa.table({"sample_id": np.arange(5)[::-1].copy(), "resid": tensor}),
+                       tmp_path / f"stream={s}" / "part.parquet")
+    reads = Counter()
+    original = store.read_stream_states
+
+    def counting(states_dir, stream):
+        reads[stream] += 1
+        return original(states_dir, stream)
+
+    monkeypatch.setattr(store, "read_stream_states", counting)
+    reader = store.LastStreams()
+    _, pre0, post0 = store.read_layer_states(tmp_path, 0, reader)
+    _, pre1, post1 = store.read_layer_states(tmp_path, 1, reader)
+    assert reads == {0: 1, 1: 1, 2: 1} and post0 is pre1 and not pre1.flags.writeable
+    ids, fresh_pre, fresh_post = store.read_layer_states(tmp_path, 1)
+    np.testing.assert_array_equal(ids, np.arange(5))
+    np.testing.assert_array_equal(fresh_pre, pre1)
+    np.testing.assert_array_equal(fresh_post, streams[2][::-1].astype(np.float32))

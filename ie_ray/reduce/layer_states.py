@@ -123,12 +123,13 @@ class LayerStates:
     @classmethod
     def load(cls, layer: int, input_ids: np.ndarray, positions: list[int], macro_dir: Path,
              micro_dir: Path | None = None, unique_tokens: np.ndarray | None = None,
-             scale_rule: str = DEFAULT_SCALE_RULE) -> LayerStates:
-        """Read one layer's states from the run's Parquet shards (macro, and micro when `micro_dir` is given)."""
-        _, pre, post = store.read_layer_states(macro_dir, layer)
+             scale_rule: str = DEFAULT_SCALE_RULE, read_stream: store.StreamReader | None = None) -> LayerStates:
+        """Read one layer's states from the run's Parquet shards (macro, and micro when `micro_dir` is given).
+        `read_stream`: how a residual stream is read (`store.LastStreams` reads the stream two blocks share once)."""
+        _, pre, post = store.read_layer_states(macro_dir, layer, read_stream)
         if micro_dir is None:
             return cls(layer, input_ids, tuple(positions), pre, post, scale_rule=scale_rule)
-        _, mpre, mpost = store.read_layer_states(micro_dir, layer)
+        _, mpre, mpost = store.read_layer_states(micro_dir, layer, read_stream)
         token_row = np.searchsorted(unique_tokens, input_ids)
         return cls(layer, input_ids, tuple(positions), pre, post, mpre[:, 0], mpost[:, 0], token_row, scale_rule)
 

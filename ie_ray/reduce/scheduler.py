@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from ie_ray import store
 from ie_ray.reduce.jobs import EstimateJob, plan_jobs
 from ie_ray.reduce.layer_states import LayerStates
 from ie_ray.reduce.reading import Reading
@@ -40,6 +41,8 @@ class CellWork:
     unique_tokens: np.ndarray | None
     scale_rule: str
     cache: RowCache
+    #: the last streams read (macro and micro): blocks are opened in order and neighbours share a stream
+    streams: store.LastStreams = field(default_factory=lambda: store.LastStreams(size=4), repr=False)
 
     @property
     def label(self) -> str:
@@ -47,7 +50,7 @@ class CellWork:
 
     def load(self, layer: int) -> LayerStates:
         return LayerStates.load(layer, self.input_ids, self.positions, self.macro_dir, self.micro_dir,
-                                self.unique_tokens, self.scale_rule)
+                                self.unique_tokens, self.scale_rule, read_stream=self.streams)
 
 
 @dataclass(frozen=True)
