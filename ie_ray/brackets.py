@@ -9,7 +9,7 @@ leave-one-out reading falls is a trend the sample cannot decide. This module ass
 the one IE formula (`ie_ray.ie.information_emergence`) and writes both, so a claim can be checked against the
 lower bracket as well as the headline.
 
-    python -m ie_ray.brackets RUN_DIR [--tau 0.25]     # writes RUN_DIR/ie_brackets.csv
+    ie-ray brackets RUN_DIR [--tau 0.25]     # writes RUN_DIR/ie_brackets.csv
 """
 from __future__ import annotations
 
@@ -57,11 +57,13 @@ def write_brackets(run_dir: Path, tau: float) -> pd.DataFrame:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ie_ray.brackets", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `ie-ray brackets` options (kept here so cli.py only wires the subcommand)."""
     parser.add_argument("run_dir", help="a finished sweep's run directory (holds mi.parquet)")
     parser.add_argument("--tau", type=float, default=0.25, help="the noise fraction to bracket (the headline's)")
-    args = parser.parse_args(argv)
+
+
+def main_from_args(args: argparse.Namespace) -> int:
     table = write_brackets(Path(args.run_dir), args.tau)
     means = table.groupby(["model", "corpus", "shots", "position"])[["ie_plugin_bits", "ie_loo_bits"]].mean()
     with pd.option_context("display.width", 200, "display.max_rows", 200):
@@ -69,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         print(means.round(2).to_string())
     print(f"\nwrote {Path(args.run_dir) / 'ie_brackets.csv'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ie_ray.brackets`, the older spelling of `ie-ray brackets`."""
+    parser = argparse.ArgumentParser(prog="ie-ray brackets", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return main_from_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

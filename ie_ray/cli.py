@@ -1,7 +1,13 @@
-"""The `ie-ray` command: `ie-ray sweep [--config FILE] [--out DIR]`, `compare`, `validate`, `generate`."""
+"""The `ie-ray` command: `ie-ray sweep [--config FILE] [--out DIR]`, `compare`, `validate`, `generate`, and the
+tools that read a finished run (`variance`, `brackets`) or plan one (`resources`).
+
+Every tool a user is told to run is a subcommand here; a tool's options and its run live in its own module
+(`add_arguments`, `main_from_args`), which cli.py only wires. `python -m ie_ray.variance` and the like still work.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import sys
 from pathlib import Path
@@ -111,31 +117,31 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--predict-params", action="append", type=float, metavar="N",
                          help="Proxy B: predict IE at this parameter count (repeatable; default 10x the largest)")
     compare.set_defaults(func=_compare)
-    validate = sub.add_parser("validate", help="estimators vs closed-form MI on synthetic tasks (table, plot, "
-                                               "recommended estimator) under results/validation/")
-    from ie_ray.validate import add_arguments
-
-    add_arguments(validate)
-    validate.set_defaults(func=_validate)
-    generate = sub.add_parser("generate", help="model-written continuations of human prompts, with provenance, "
-                                               "for a generated-vs-human comparison")
-    from ie_ray.corpora.generate import add_arguments as add_generate_arguments
-
-    add_generate_arguments(generate)
-    generate.set_defaults(func=_generate)
+    for name, module, text in MODULE_COMMANDS:
+        _add_module_command(sub, name, module, text)
     return parser
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from ie_ray.corpora.generate import main_from_args
+#: Subcommands whose options and run live in their module: (name, module, one-line help).
+MODULE_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("validate", "ie_ray.validate", "estimators vs closed-form MI on synthetic tasks (table, plot, recommended "
+                                    "estimator) under results/validation/; --smoothed: the smoothed MI vs exact "
+                                    "values under results/validation/smoothed/"),
+    ("generate", "ie_ray.corpora.generate", "model-written continuations of human prompts, with provenance, for a "
+                                            "generated-vs-human comparison"),
+    ("variance", "ie_ray.variance", "of a finished run: IE and its spread against shots (or tokens), the saturation "
+                                    "shot and the std peak (variance.csv, variance_findings.csv, variance.png)"),
+    ("brackets", "ie_ray.brackets", "of a finished run: IE from the smoothed plug-in and leave-one-out readings "
+                                    "side by side (ie_brackets.csv)"),
+    ("resources", "ie_ray.resources", "the extraction plan (GPUs per actor, device map, batch) for a model size"),
+)
 
-    return main_from_args(args)
 
-
-def _validate(args: argparse.Namespace) -> int:
-    from ie_ray.validate import main_from_args
-
-    return main_from_args(args)
+def _add_module_command(sub, name: str, module_name: str, text: str) -> None:
+    module = importlib.import_module(module_name)
+    parser = sub.add_parser(name, help=text, description=text)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.main_from_args)
 
 
 def main(argv: list[str] | None = None) -> int:

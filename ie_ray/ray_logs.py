@@ -6,8 +6,13 @@ Data's execution plan and, when stdout is not a terminal, Ray Data's progress as
 a notice that token authentication is on, and an ERROR line from the driver's C++ core worker for every Ray Data
 actor ("... has constructor arguments in the object store and max_restarts > 0", ray-project/ray#53727: Ray Data
 always hands its map function to actors through the object store, and the extraction actors restart on failure
-on purpose). None of them is about the run. While a run uses Ray they all go to `<run dir>/ray.log`, which also
-names the Ray session directory that holds the full logs of every Ray process.
+on purpose), and Ray Data's WARNING that "the Ray cluster currently does not have any available CPUs. The
+Dataset job will hang ..." (Ray Data checks once, as the extraction pipeline starts; by then the extraction actors
+hold their CPUs for the whole pipeline, by design, and its read and write tasks the rest: on a 2-CPU machine that
+is all of them, and the job finishes). None of them is about the run. While a run uses Ray they all go to
+`<run dir>/ray.log`, which also names the Ray session directory that holds the full logs of every Ray process and
+follows each expected warning with one line saying why it is expected. (The extraction actors' "Loading weights"
+bars are not drawn at all: `ray_start.WORKER_ENV`.)
 
 How, with Ray 2.60:
 - Python records: the `ray` and `ray.data` loggers keep their levels (INFO and DEBUG), so the file handler added
@@ -32,12 +37,44 @@ RAY_LOGGERS = ("ray", "ray.data")  # children such as "ray._private.worker" prop
 CONSOLE_LEVEL = logging.WARNING
 # Warnings a local run prints every time that describe Ray, not the run: file only.
 FILE_ONLY_LOGGERS = ("ray._private.authentication",)
+# Warnings that an ie-ray run sets off by design, by the start of their message: file only, each followed there
+# (once) by the line that says why it is expected.
+EXPECTED_WARNINGS = {
+    "Warning: The Ray cluster currently does not have any available CPUs":
+        "[ie-ray] expected, not a hang: the extraction actors hold extract.num_cpus x extract.concurrency CPUs for "
+        "the whole pipeline by design and the pipeline's own read/write tasks hold the rest while Ray Data checks; "
+        "ie-ray refuses configs whose actors leave the writer no CPU (extract.check_writer_cpu)",
+}
 FORMAT = "%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"  # Ray's own (ray.init sets it anyway)
+
+
+def expected_warning(record: logging.LogRecord) -> str | None:
+    """Why `record` is expected in an ie-ray run, or None when it is not one of EXPECTED_WARNINGS."""
+    if record.levelno != logging.WARNING:
+        return None
+    message = record.getMessage()
+    return next((why for start, why in EXPECTED_WARNINGS.items() if message.startswith(start)), None)
 
 
 class _NotFileOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.name.startswith(FILE_ONLY_LOGGERS)
+        return not record.name.startswith(FILE_ONLY_LOGGERS) and expected_warning(record) is None
+
+
+class _RayLogFile(logging.FileHandler):
+    """ray.log: every record it is given, and after the first of each expected warning the reason it is expected."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.explained: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        why = expected_warning(record)
+        if why and why not in self.explained and self.stream is not None:
+            self.explained.add(why)
+            self.stream.write(why + self.terminator)
+            self.flush()
 
 
 def _is_console(handler: logging.Handler) -> bool:
@@ -78,7 +115,7 @@ class RayLogRoute:
         import ray  # noqa: F401  (adds the `ray` logger's console handler)
         import ray.data  # noqa: F401  (replaces the `ray.data` logger's handlers at import: import it first)
 
-        self.file = logging.FileHandler(self.path, encoding="utf-8")
+        self.file = _RayLogFile(self.path)
         self.file.setLevel(logging.INFO)
         self.file.setFormatter(logging.Formatter(FORMAT))
         for name in RAY_LOGGERS:

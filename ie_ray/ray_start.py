@@ -8,6 +8,18 @@ import os
 
 from ie_ray.ray_logs import route_ray_messages
 
+#: Environment of every Ray worker of an ie-ray job. HF_HUB_DISABLE_PROGRESS_BARS also switches off transformers'
+#: own bars (`transformers.utils.logging` reads it at import), so an extraction actor's "Loading weights" bar,
+#: which Ray forwards to the driver's console, is never drawn; set it in your environment to override.
+WORKER_ENV: dict[str, str] = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def worker_runtime_env() -> dict | None:
+    """The job's runtime_env: WORKER_ENV less what the driver's environment already sets (a variable the user or
+    `ray job submit --runtime-env` sets wins; Ray refuses a job whose submitted and ray.init env vars clash)."""
+    env_vars = {key: value for key, value in WORKER_ENV.items() if key not in os.environ}
+    return {"env_vars": env_vars} if env_vars else None
+
 
 def init_ray(num_cpus: int | None = None, address: str | None = None, resources: dict | None = None) -> None:
     """Connect to `address` or RAY_ADDRESS when set (ray job submit sets it), else start Ray in-process.
@@ -25,7 +37,7 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, resources:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        context = ray.init(address=address if "://" not in address else "auto")
+        context = ray.init(address=address if "://" not in address else "auto", runtime_env=worker_runtime_env())
         route_ray_messages(context.address_info.get("session_dir"))
         return
     extra: dict = {}
@@ -36,5 +48,5 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, resources:
     # address="local": a NEW in-process instance. Without it ray.init() attaches to whatever cluster `ray start`
     # (or a test) last left in /tmp/ray/ray_current_cluster; use RAY_ADDRESS=auto to mean that on purpose.
     context = ray.init(address="local", num_cpus=num_cpus, resources=resources, include_dashboard=False,
-                       log_to_driver=True, **extra)
+                       log_to_driver=True, runtime_env=worker_runtime_env(), **extra)
     route_ray_messages(context.address_info.get("session_dir"))

@@ -8,7 +8,7 @@ model is split across them with a `device_map`). The numbers here are conservati
 measures its free memory after loading the model and splits a batch further if it must (`micro_batch_size`).
 
 Everything is a pure function of numbers, so the plan can be unit-tested without a GPU and printed ahead of a
-run (`python -m ie_ray.resources --params 70e9 --dtype bfloat16 --gpu-memory-gb 80`).
+run (`ie-ray resources --params 70e9 --dtype bfloat16 --gpu-memory-gb 80`).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 
 GIB = 1024**3
+PLAN_DESCRIPTION = "Print the extraction plan for a model size"
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: Fraction of a GPU's memory we plan to use: the rest is the CUDA context, allocator fragmentation and
 #: NCCL/cuBLAS workspaces, which grow with the device and are not visible to a planner.
@@ -211,18 +212,27 @@ def micro_batch_size(free_bytes: float, per_sample_bytes: int, requested: int) -
     return max(1, min(requested, int(0.5 * free_bytes // max(1, per_sample_bytes))))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the extraction plan for a model size")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `ie-ray resources` options (kept here so cli.py only wires the subcommand)."""
     parser.add_argument("--params", type=float, required=True, help="parameter count, e.g. 70e9")
-    parser.add_argument("--hidden", type=int, default=8192)
-    parser.add_argument("--seq-len", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=8192, help="hidden size (default: %(default)s)")
+    parser.add_argument("--seq-len", type=int, default=16, help="tokens per sequence (default: %(default)s)")
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPE_BYTES))
-    parser.add_argument("--gpu-memory-gb", type=float, default=80.0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--gpu-memory-gb", type=float, default=80.0, help="memory of one GPU (default: %(default)s)")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
     plan = plan_extract(int(args.params), args.hidden, args.seq_len, args.dtype, args.gpu_memory_gb * GIB)
     for key, value in plan.to_dict().items():
         print(f"{key}: {value}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ie_ray.resources`, the older spelling of `ie-ray resources`."""
+    parser = argparse.ArgumentParser(prog="ie-ray resources", description=PLAN_DESCRIPTION)
+    add_arguments(parser)
+    return main_from_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ie_ray import store
+from ie_ray import validate_smoothed as smoothed_validation
 from ie_ray.estimators import ESTIMATORS, GaussianParams, MINEParams, estimate_gaussian, fit_mine_ensemble
 from ie_ray.estimators.benchmark import ALL_FAMILIES, FAMILIES, Task, make_tasks
 from ie_ray.estimators.presets import VARIANTS
@@ -440,9 +441,11 @@ def add_arguments(parser) -> None:
                         help="only assemble the finished parts of this grid (skip the rest; README lists them)")
     parser.add_argument("--smoothed", action="store_true",
                         help="validate the smoothed MI instead, on discrete-support tasks with exact values "
-                             "(ie_ray/validate_smoothed.py; output in results/validation/smoothed)")
-    parser.add_argument("--supports", type=int, nargs="+",
-                        help="with --smoothed: support sizes K (default: 25 600 5000 20000)")
+                             f"(ie_ray/validate_smoothed.py; output in {smoothed_validation.DEFAULT_OUT})")
+    smoothed_validation.add_arguments(parser.add_argument_group(
+        "with --smoothed", "--out, --dims, --seed and --quick apply too; --samples takes one N (default "
+                           f"{smoothed_validation.DEFAULT_SAMPLES}), --dims defaults to "
+                           f"{' '.join(map(str, smoothed_validation.DEFAULT_DIMS))}"))
 
 
 def config_from_args(args) -> ValidationConfig:
@@ -490,16 +493,12 @@ def main_from_args(args) -> int:
 
 def _smoothed_from_args(args) -> int:
     """`ie-ray validate --smoothed`: the discrete-support validation of the smoothed MI (its own module)."""
-    from ie_ray.validate_smoothed import main as smoothed_main
-
-    out = "results/validation/smoothed" if args.out == "results/validation" else args.out
-    argv = ["--out", out]
-    if args.dims:
-        argv += ["--dims", *map(str, args.dims)]
-    if args.supports:
-        argv += ["--supports", *map(str, args.supports)]
-    if args.seed is not None:
-        argv += ["--seed", str(args.seed)]
-    if args.quick:
-        argv.append("--quick")
-    return smoothed_main(argv)
+    if args.samples and len(args.samples) > 1:
+        raise ConfigError(f"--smoothed takes one --samples value (N draws per estimate), not {args.samples}")
+    out = smoothed_validation.DEFAULT_OUT if args.out == "results/validation" else args.out
+    smoothed_validation.run_smoothed_validation(
+        Path(out), args.dims or smoothed_validation.DEFAULT_DIMS, args.supports,
+        args.samples[0] if args.samples else smoothed_validation.DEFAULT_SAMPLES, args.taus,
+        args.seed if args.seed is not None else 0, args.quick, repeats=args.repeats, exact_draws=args.exact_draws,
+        budget_min=args.budget_min, skip=args.skip)
+    return 0

@@ -47,6 +47,11 @@ TARGET_FLOOR_BITS: float = 0.05
 EXACT_DRAWS: int = 8000
 #: Independent samples of N per (d, K): the error of one sample mixes bias and sampling noise; three separate them.
 REPEATS: int = 3
+#: The grid of the committed run (results/validation/smoothed): dims d, supports K, N draws per estimate.
+DEFAULT_DIMS: tuple[int, ...] = (16, 576, 2048, 4096)
+DEFAULT_SUPPORTS: tuple[int, ...] = (25, 600, 5000, 20000)
+DEFAULT_SAMPLES: int = 2000
+DEFAULT_OUT: str = "results/validation/smoothed"
 #: Rough relative cost of one (d, K) cell's exact value: two (draws x d) @ (d x K) products plus elementwise work
 #: per tau worth ~COST_ELEMENTWISE_D dims (and of its estimates: d + COST_ELEMENTWISE_D). Only used to order
 #: cells and to project a budget.
@@ -107,9 +112,9 @@ def target_tolerance_bits(exact_bits: float | np.ndarray) -> float | np.ndarray:
 
 def run_smoothed_validation(
     out_dir: Path,
-    dims: Sequence[int] = (16, 576, 2048, 4096),
-    supports: Sequence[int] = (25, 600, 5000, 20000),
-    n_samples: int = 2000,
+    dims: Sequence[int] = DEFAULT_DIMS,
+    supports: Sequence[int] = DEFAULT_SUPPORTS,
+    n_samples: int = DEFAULT_SAMPLES,
     taus: Sequence[float] = DEFAULT_TAUS,
     seed: int = 0,
     quick: bool = False,
@@ -119,7 +124,8 @@ def run_smoothed_validation(
     skip: Sequence[tuple[int, int]] = (),
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Run (or resume) the grid, write every output, return the table (one row per (d, K, tau, repeat)).
+    """Run (or resume) the grid, write every output, log a summary, return the table (one row per (d, K, tau,
+    repeat)). `ie-ray validate --smoothed` calls this.
 
     `quick` shrinks everything to seconds (tests): d in (4, 8), K in (8, 100), N = 150, one repeat, few draws.
     Cells run cheapest first; with `budget_min`, a cell whose projected cost (from the cells computed so far)
@@ -177,6 +183,8 @@ def run_smoothed_validation(
     plot_smoothed_validation(table, out_dir / "smoothed_validation.png")
     store.write_text(out_dir / "README.md",
                      summary_markdown(table, dropped, time.perf_counter() - start, estimate_params, source))
+    log(table.groupby("tau")[["abs_error_bits", "meets_target"]].mean().to_string())
+    log(f"\n[smoothed-validate] written to {out_dir} (README.md, smoothed_validation.csv/.parquet/.png)")
     return table
 
 
@@ -298,7 +306,7 @@ def summary_markdown(table: pd.DataFrame, dropped: Sequence[str], wall_s: float,
     lines = [
         "# Smoothed MI: estimate vs exact on discrete laws",
         "",
-        "Made by `python -m ie_ray.validate_smoothed` (ie_ray/validate_smoothed.py); the task, the exact value and "
+        "Made by `ie-ray validate --smoothed` (ie_ray/validate_smoothed.py); the task, the exact value and "
         "the columns are described in that module's docstring.",
         "",
         f"- Law: S uniform over K standard-normal atoms in d dims, x = atom, y = x + tanh(W x), W ~ N(0, 1/d). "
@@ -368,26 +376,42 @@ def summary_markdown(table: pd.DataFrame, dropped: Sequence[str], wall_s: float,
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ie_ray.validate_smoothed", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="results/validation/smoothed", help="output directory (default: %(default)s)")
-    parser.add_argument("--dims", type=int, nargs="+", default=[16, 576, 2048, 4096])
-    parser.add_argument("--supports", type=int, nargs="+", default=[25, 600, 5000, 20000], help="K atoms")
-    parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS))
-    parser.add_argument("--samples", type=int, default=2000, help="N draws of S per estimate (default 2000)")
+def _cell(value: str) -> tuple[int, int]:
+    d, found, k = value.partition(":")
+    if not (found and d.isdigit() and k.isdigit()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a cell D:K such as 4096:20000")
+    return int(d), int(k)
+
+
+def add_arguments(parser) -> None:
+    """The options only the smoothed validation has. `ie-ray validate --smoothed` shares --out, --dims, --samples,
+    --seed and --quick with the estimator validation, whose parser defines them."""
+    parser.add_argument("--supports", type=int, nargs="+", default=list(DEFAULT_SUPPORTS),
+                        help=f"support sizes K (default: {' '.join(map(str, DEFAULT_SUPPORTS))})")
+    parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS),
+                        help=f"noise fractions (default: {' '.join(map(str, DEFAULT_TAUS))})")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"samples per cell (default {REPEATS})")
-    parser.add_argument("--exact-draws", type=int, default=EXACT_DRAWS, help=f"default {EXACT_DRAWS}")
+    parser.add_argument("--exact-draws", type=int, default=EXACT_DRAWS,
+                        help=f"Monte Carlo draws of each exact value (default {EXACT_DRAWS})")
     parser.add_argument("--budget-min", type=float, help="drop cells whose projected cost passes this budget")
-    parser.add_argument("--skip", nargs="+", default=[], metavar="D:K", help="cells to drop, e.g. 4096:20000")
+    parser.add_argument("--skip", nargs="+", type=_cell, default=[], metavar="D:K",
+                        help="cells to drop, e.g. 4096:20000")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ie_ray.validate_smoothed`, the older spelling of `ie-ray validate --smoothed`."""
+    parser = argparse.ArgumentParser(prog="python -m ie_ray.validate_smoothed", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: %(default)s)")
+    parser.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS))
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help=f"N draws of S per estimate (default {DEFAULT_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny grid (seconds; for tests)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    skip = [tuple(int(v) for v in s.split(":")) for s in args.skip]
-    table = run_smoothed_validation(Path(args.out), args.dims, args.supports, args.samples, args.taus, args.seed,
-                                    args.quick, repeats=args.repeats, exact_draws=args.exact_draws,
-                                    budget_min=args.budget_min, skip=skip)
-    print(table.groupby("tau")[["abs_error_bits", "meets_target"]].mean().to_string())
-    print(f"\n[smoothed-validate] written to {args.out} (README.md, smoothed_validation.csv/.parquet/.png)")
+    run_smoothed_validation(Path(args.out), args.dims, args.supports, args.samples, args.taus, args.seed, args.quick,
+                            repeats=args.repeats, exact_draws=args.exact_draws, budget_min=args.budget_min,
+                            skip=args.skip)
     return 0
 
 

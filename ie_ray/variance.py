@@ -325,12 +325,14 @@ def write_variance(run_dir: Path, patience: int = 2, shot_length: int | None = N
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ie_ray.variance", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `ie-ray variance` options (kept here so cli.py only wires the subcommand)."""
     parser.add_argument("run_dir", help="a finished sweep's run directory (holds ie.parquet, mi.parquet)")
     parser.add_argument("--patience", type=int, default=2, help="non-significant increments in a row = plateau")
     parser.add_argument("--shot-length", type=int, default=None, help="tokens per shot of a single long corpus")
-    args = parser.parse_args(argv)
+
+
+def main_from_args(args: argparse.Namespace) -> int:
     result = write_variance(Path(args.run_dir), args.patience, args.shot_length)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(result.summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -338,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         print(result.findings.T.to_string(header=False))
     print(f"\nwrote variance.csv, variance_findings.csv, variance.png in {args.run_dir}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ie_ray.variance`, the older spelling of `ie-ray variance`."""
+    parser = argparse.ArgumentParser(prog="ie-ray variance", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return main_from_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

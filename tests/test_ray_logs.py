@@ -10,10 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from ie_ray.ray_logs import ray_messages_to, route_ray_messages
+from ie_ray.ray_logs import EXPECTED_WARNINGS, ray_messages_to, route_ray_messages
 
 REPO = Path(__file__).resolve().parent.parent
-RAY_RECORD = re.compile(r"\t(DEBUG|INFO) \S+\.py:\d+ -- ")  # Ray's log format: "<time>\tINFO file.py:12 -- ..."
+RAY_RECORD = re.compile(r"\t(DEBUG|INFO|WARNING) \S+\.py:\d+ -- ")  # Ray's format: "<time>\tINFO file.py:12 -- ..."
+TQDM_ITEMS = re.compile(r"(\?|\d)it/s")  # a tqdm bar of items: "Loading weights: 100%| 272/272 [..., 13052.91it/s]"
+NO_CPU, WHY_NO_CPU = next(iter(EXPECTED_WARNINGS.items()))
 
 
 def test_routing_sends_ray_records_and_c_level_stderr_to_the_file_and_restores_the_console(tmp_path, capfd):
@@ -59,6 +61,8 @@ def _route_and_check(tmp_path, capfd, log, ray_logger, levels, other) -> None:
         logging.getLogger("ray.data._internal.progress").info("routed data progress")
         logging.getLogger("ray._private.worker").warning("ray warning")
         logging.getLogger("ray._private.authentication.authentication_token_setup").warning("token notice")
+        for _ in range(2):
+            logging.getLogger("ray.data.dataset").warning(NO_CPU + ". The Dataset job will hang unless ...")
         os.write(2, b"[2026-01-01 00:00:00,000 E 1 1] core_worker.cc:1: C-level line\n")
         print("python stderr line", file=sys.stderr)
         other.warning("other library warning")
@@ -71,8 +75,10 @@ def _route_and_check(tmp_path, capfd, log, ray_logger, levels, other) -> None:
                  "Ray session directory: /tmp/ray/session_x"]:
         assert line in text, line
     assert text.count("Ray session directory") == 1
+    assert text.count(NO_CPU) == 2 and text.count(WHY_NO_CPU) == 1  # explained once, right after the first
+    assert text.index(WHY_NO_CPU) > text.index(NO_CPU)
     assert "ray info record" in console  # the route starts with Ray, not before
-    for line in ["routed ray info", "routed data progress", "token notice", "core_worker"]:
+    for line in ["routed ray info", "routed data progress", "token notice", "core_worker", NO_CPU, WHY_NO_CPU]:
         assert line not in console, line
     for line in ["ray warning", "python stderr line", "other library warning", "after the run",
                  "other library after the run"]:
@@ -83,25 +89,60 @@ def _route_and_check(tmp_path, capfd, log, ray_logger, levels, other) -> None:
     assert not any(isinstance(h, logging.FileHandler) for h in ray_logger.handlers)
 
 
-def test_a_tiny_sweep_console_holds_no_ray_lines_and_its_ray_log_holds_them(tmp_path):
-    config = dict(name="tiny-console", models=["tiny-llama"],
+def _write_random_gpt2(path: Path) -> None:
+    """A 2-block random-init GPT-2 saved like a downloaded model, so that the actor loads it with from_pretrained
+    (transformers' "Loading weights" bar; a tiny-<family> model is built in memory and draws none)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ie_ray.corpora.tokenizers import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    config = GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=32, vocab_size=len(tokenizer), bos_token_id=0,
+                        eos_token_id=1)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+def test_a_small_sweep_console_holds_no_ray_lines_or_weight_bars_and_its_ray_log_holds_the_ray_lines(tmp_path):
+    model = tmp_path / "randgpt2"
+    _write_random_gpt2(model)
+    config = dict(name="tiny-console", models=[str(model)],
                   corpora=[dict(kind="icl", task="country", format="comma-space", n_entities=8, n_samples=240)],
                   shots=[2], layers=[0], readings=["smoothed", "entropy_limit"], extract=dict(batch_size=50))
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump(config))
     run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DATA_DISABLE_PROGRESS_BARS", "RAY_ADDRESS")}
+    # the console a user sees: no switch of ours or of a test runner that would hide what a plain run prints
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_DATA_DISABLE_PROGRESS_BARS", "RAY_ADDRESS", "HF_HUB_DISABLE_PROGRESS_BARS",
+                        "TQDM_DISABLE", "TRANSFORMERS_VERBOSITY")}
     done = subprocess.run([sys.executable, str(REPO / "jobs" / "sweep.py"), "--config", str(config_path),
                            "--out", str(run_dir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     console = done.stdout + done.stderr
     assert done.returncode == 0, console
-    for line in ["[ie-ray] extract tiny-llama done", "[ie-ray] reduce tiny-llama done", "E(l) = IE at the last",
+    for line in [f"[ie-ray] extract {model} done", f"[ie-ray] reduce {model} done", "E(l) = IE at the last",
                  "Model-level IE"]:
         assert line in console, line
     assert not RAY_RECORD.search(console), console
-    assert "core_worker" not in console, console
+    for line in ["core_worker", "Loading weights", NO_CPU, "MapWorker("]:
+        assert line not in console, (line, console)
+    assert not TQDM_ITEMS.search(console), console
     log = (run_dir / "ray.log").read_text()
     assert "core_worker.cc" in log and "constructor arguments in the object store" in log
     assert "Started a local Ray instance" in log
     assert "Execution plan of Dataset" in log
     assert "Ray session directory" in log
+    # Ray Data's CPU check races the actor start-up: when it fires, ray.log holds it with its reason
+    assert (NO_CPU in log) == (WHY_NO_CPU in log)
+
+
+def test_ray_workers_get_the_progress_bar_switch_unless_the_user_set_it(monkeypatch):
+    from ie_ray.ray_start import WORKER_ENV, worker_runtime_env
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    assert worker_runtime_env() == {"env_vars": WORKER_ENV} and WORKER_ENV["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")  # the user's (or `ray job submit`'s) choice wins
+    assert worker_runtime_env() is None

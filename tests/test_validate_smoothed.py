@@ -1,4 +1,4 @@
-"""`python -m ie_ray.validate_smoothed --quick`: the table has its columns, its errors are against the exact values
+"""`ie-ray validate --smoothed --quick`: the table has its columns, its errors are against the exact values
 (re-derived here for one cell), the outputs are written, and a second run resumes from parts/."""
 
 from __future__ import annotations
