@@ -168,8 +168,9 @@ def test_ie_ray_has_no_import_cycles():
 
 @pytest.fixture
 def toy_package(tmp_path: Path) -> Path:
-    """pkg/{__init__, a, b, d, sub/__init__, sub/c}: a -> b at top level, b -> a inside a function (the one
-    cycle), sub.c -> a via a relative import, d -> sub and sub.c in two absolute forms, e -> f for types only (no edge) while f -> e in a method."""
+    """pkg/{__init__, a, b, d, e, f, sub/__init__, sub/c}: a -> b at top level, b -> a inside a function (the
+    one cycle), sub.c -> a via a relative import, d -> sub and sub.c in two absolute forms, e -> f for types only
+    (no edge) while f -> e in a method."""
     files = {
         "pkg/__init__.py": "",
         "pkg/a.py": "from pkg.b import helper\n",
