@@ -20,6 +20,9 @@ import torch
 from torch import nn
 
 from ie_ray.errors import ConfigError
+from ie_ray.family.registry import PREFIX as FAMILY_PREFIX
+from ie_ray.family.registry import resolve_member
+from ie_ray.store import cache_root
 
 # ---------------------------------------------------------------------------------------------------------
 # Where models come from
@@ -72,8 +75,8 @@ DEFAULT_MODEL = "smollm2-135m"
 # Tiny random-init models for tests: one per supported family, small enough to run in milliseconds.
 TINY_FAMILIES: tuple[str, ...] = ("gpt2", "llama", "gemma", "qwen2", "gpt_neox")
 TINY_PREFIX = "tiny-"
-# Members of a family trained here (`ie-ray train-family`): family-<name>-<size>, see ie_ray.family.registry.
-FAMILY_PREFIX = "family-"
+# Members of a family trained here (`ie-ray train-family`) are family-<name>-<size>: FAMILY_PREFIX is
+# ie_ray.family.registry.PREFIX, defined there once.
 
 
 @dataclass(frozen=True)
@@ -168,11 +171,6 @@ def find_blocks(model: nn.Module) -> nn.ModuleList:
 # ---------------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """Directory for converted models; IE_RAY_CACHE overrides the user cache."""
-    return Path(os.environ.get("IE_RAY_CACHE", Path.home() / ".cache" / "ie_ray")).expanduser()
 
 
 def file_sha256(path: Path) -> str:
@@ -311,8 +309,6 @@ def resolve_prepend_bos(spec: ModelSpec, tokenizer) -> bool:
 def _local_dir(spec: ModelSpec) -> Path:
     """The safetensors directory of an embedded model (converted once) or of a trained family member."""
     if spec.kind == "family":
-        from ie_ray.family.registry import resolve_member
-
         return resolve_member(spec.name)[0]
     return _converted_gguf_dir(EMBEDDED_MODELS[spec.name])[0]
 
@@ -410,8 +406,6 @@ def _describe(spec: ModelSpec, model: nn.Module, tokenizer) -> ModelInfo:
     elif spec.kind == "tiny":
         source, revision = "random-init (seed 0)", f"{spec.name}-seed0"
     elif spec.kind == "family":
-        from ie_ray.family.registry import resolve_member
-
         path, member_hash = resolve_member(spec.name)
         source, revision = f"trained here (ie-ray train-family): {path}", f"member:{member_hash}"
     else:

@@ -22,6 +22,11 @@ import pyarrow.parquet as pq
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def cache_root() -> Path:
+    """The user cache (converted models, trained family members); IE_RAY_CACHE overrides ~/.cache/ie_ray."""
+    return Path(os.environ.get("IE_RAY_CACHE", Path.home() / ".cache" / "ie_ray")).expanduser()
+
+
 def runs_root() -> Path:
     """results/runs/ in a checkout, else a user cache (an installed package has no results/ folder)."""
     return REPO_ROOT / "results" / "runs" if (REPO_ROOT / "results").is_dir() else (

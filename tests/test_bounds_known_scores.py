@@ -1,9 +1,9 @@
 """Every MINE objective on critic scores written out by hand: the value each bound takes is derived here from its
 textbook formula (plain `math`, no package code), and compared with the functions the trainer and the readout
-actually call (`mine._pair_objective` for training, `_HELDOUT_BOUND` for the held-out readout, `_BOOTSTRAP_BOUND`
-for the bootstrap, `infonce_bound_bits` for InfoNCE's all-pairs batches). Gradients are checked against
-`torch.autograd.gradcheck` and against the formula's own derivative; MINE's moving-average correction, whose
-gradient is biased-corrected on purpose, against the gradient its docstring promises.
+actually call (`_pair_objective` of mine/training.py for training, `HELDOUT_BOUND` for the held-out readout,
+`BOOTSTRAP_BOUND` for the bootstrap, `infonce_bound_bits` for InfoNCE's all-pairs batches). Gradients are checked
+against `torch.autograd.gradcheck` and against the formula's own derivative; MINE's moving-average correction,
+whose gradient is biased-corrected on purpose, against the gradient its docstring promises.
 
 One 4 x 4 score matrix S (S[i, j] = T(x_i, y_j), in nats) serves every bound: its diagonal is the joint sample,
 its 12 off-diagonal entries the marginal sample, and it holds marginal scores beyond the SMILE clip used here
@@ -29,7 +29,8 @@ from ie_ray.estimators.bounds import (
     nwj_bound_bits,
     smile_objective_bits,
 )
-from ie_ray.estimators.mine import _BOOTSTRAP_BOUND, _HELDOUT_BOUND, _pair_objective
+from ie_ray.estimators.mine.readout import BOOTSTRAP_BOUND, HELDOUT_BOUND
+from ie_ray.estimators.mine.training import _pair_objective
 
 LN2 = math.log(2.0)
 TAU = 1.0
@@ -84,7 +85,7 @@ def ema_first_batch_nats(joint) -> float:
 
 
 #: Per objective: (training objective, reading of the bound) in bits on S. SMILE and MINE-EMA train on their
-#: own objective but read out plain DV (bounds.py / mine.py docstrings).
+#: own objective but read out plain DV (bounds.py / mine/__init__.py docstrings).
 EXPECTED_BITS: dict[str, tuple[float, float]] = {
     "dv": (dv_nats(JOINT, MARGINAL) / LN2, dv_nats(JOINT, MARGINAL) / LN2),
     "nwj": (nwj_nats(JOINT, MARGINAL) / LN2, nwj_nats(JOINT, MARGINAL) / LN2),
@@ -102,7 +103,7 @@ def _tensors(dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 def test_every_objective_has_a_hand_derived_value() -> None:
     # A new objective must come with its own known-score test.
-    assert set(EXPECTED_BITS) == set(OBJECTIVES) == set(_HELDOUT_BOUND) == set(_BOOTSTRAP_BOUND)
+    assert set(EXPECTED_BITS) == set(OBJECTIVES) == set(HELDOUT_BOUND) == set(BOOTSTRAP_BOUND)
 
 
 def test_the_objectives_take_different_values_on_the_same_scores() -> None:
@@ -140,8 +141,8 @@ def test_heldout_and_bootstrap_readouts_on_known_scores(objective: str) -> None:
         samples: tuple = (terms,)
     else:
         samples = (joint, marginal)
-    assert _HELDOUT_BOUND[objective](*samples).item() == pytest.approx(read_bits, abs=1e-12)
-    assert _BOOTSTRAP_BOUND[objective](*(s[0].numpy() for s in samples)) == pytest.approx(read_bits, abs=1e-12)
+    assert HELDOUT_BOUND[objective](*samples).item() == pytest.approx(read_bits, abs=1e-12)
+    assert BOOTSTRAP_BOUND[objective](*(s[0].numpy() for s in samples)) == pytest.approx(read_bits, abs=1e-12)
 
 
 def test_bounds_are_per_estimator_along_the_leading_axis() -> None:
@@ -159,7 +160,7 @@ def test_large_scores_do_not_overflow() -> None:
     shift = 800.0
     assert dv_bound_bits(joint + shift, marginal + shift).item() == pytest.approx(
         dv_nats(JOINT, MARGINAL) / LN2, abs=1e-9)
-    assert _BOOTSTRAP_BOUND["dv"](joint[0].numpy() + shift, marginal[0].numpy() + shift) == pytest.approx(
+    assert BOOTSTRAP_BOUND["dv"](joint[0].numpy() + shift, marginal[0].numpy() + shift) == pytest.approx(
         dv_nats(JOINT, MARGINAL) / LN2, abs=1e-9)
 
 

@@ -182,7 +182,7 @@ def test_models_table_reads_the_headline_tau_and_keeps_models_a_reading_missed()
 
 
 def test_moving_average_surrogate_is_one_value_per_estimator() -> None:
-    """The trainer drops an estimator whose objective is not finite (mine.py: `alive &= isfinite(target)`): one
+    """The trainer drops an estimator whose objective is not finite (mine/training.py: `alive &= isfinite(target)`): one
     diverging critic must not take the other estimators of the ensemble with it."""
     joint = torch.tensor([[1.0, 2.0, 3.0], [-4.0, 0.0, 1.0], [math.inf, 0.0, 0.0]], dtype=torch.float64)
     marginal = torch.tensor([[0.5, -0.5], [1.0, 2.0], [0.0, 0.0]], dtype=torch.float64)

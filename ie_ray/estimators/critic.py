@@ -48,7 +48,7 @@ _PAIR_BLOCK_ELEMENTS: int = 1 << 20
 
 
 class EnsembleCritic(Protocol):
-    """What the trainer (mine.py) needs of a critic ensemble; every tensor has the estimator axis E first."""
+    """What the trainer (mine/training.py) needs of a critic ensemble; every tensor has the estimator axis E first."""
 
     def project(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row embeddings of x (E, n, dx) and y (E, n, dy): (E, n, kx), (E, n, ky)."""
@@ -266,8 +266,8 @@ class EnsembleSeparableCritic(nn.Module):
 
 
 class EnsembleHybridCritic(nn.Module):
-    """T(x, y) = f(x)^T g(y) / sqrt(k) + J(concat[x; y]): a separable critic plus a joint one (mine.make_critic
-    makes J a narrow MLP, `joint_width` wide).
+    """T(x, y) = f(x)^T g(y) / sqrt(k) + J(concat[x; y]): a separable critic plus a joint one (`make_critic` in
+    mine/critics.py makes J a narrow MLP, `joint_width` wide).
 
     The embeddings are concatenations [f(x) | x @ Wx] and [g(y) | y @ Wy], so the trainer permutes and gathers
     one tensor per side as for the other critics; `scores` splits them at k again. J's last layer is set to

@@ -52,7 +52,7 @@ _CONSTANT_STD: float = 1e-6
 _RANK_TOL: float = 1e-12
 #: Rows per chunk in the passes over the data (float64 copies of a chunk: 8192 x 1536 dims = 100 MB).
 _CHUNK_ROWS: int = 8192
-#: Offset mixed into the seed of the interval's generator (as in mine.py), so it is not the split's stream.
+#: Offset mixed into the seed of the interval's generator (as in mine/readout.py), so it is not the split's stream.
 _BOOTSTRAP_STREAM: int = 0xB007
 #: Fraction of the train rows each interval replicate of the shrunk form leaves out (the d of a delete-d
 #: jackknife, see `interval_replicates`). Half (d = n/2, plain half-sampling) overstated the spread by ~1.5x at

@@ -14,15 +14,15 @@ import re
 from pathlib import Path
 
 from ie_ray.errors import ConfigError
+from ie_ray.store import cache_root
 
+#: How a sweep config names a member: family-<name>-<size> (models.ModelSpec.kind tells these apart by it).
 PREFIX = "family-"
 _MEMBER = re.compile(r"^family-([a-z0-9]+)-([a-z0-9]+)$")
 DONE = "TRAINED"  # written last into a member's directory: a crashed run never leaves a checkpoint we trust
 
 
 def families_root() -> Path:
-    from ie_ray.models import cache_root
-
     return cache_root() / "families"
 
 

@@ -39,7 +39,8 @@ class MineReading(Reading):
     name = "mine"
     section = "estimator"
     table_prefix = "ie_mine"
-    sources = ("reduce/mine_reading.py", "reduce/layer_states.py", "estimators/mine.py", "estimators/critic.py",
+    # "estimators/mine" is the package directory: every module of it (cache.code_version hashes them all).
+    sources = ("reduce/mine_reading.py", "reduce/layer_states.py", "estimators/mine", "estimators/critic.py",
                "estimators/bounds.py", "estimators/diagnostics.py", "estimators/result.py")
 
     def __init__(self, params, positions: str = "all", estimators_per_task: int = 8, num_cpus: float = 1.0,

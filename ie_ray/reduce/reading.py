@@ -51,7 +51,8 @@ class Reading(abc.ABC):
     - `name`: the value of the `reading` column and the entry of the config's `readings:` list;
     - `section`: the config section that holds its settings (`smoothed`, `entropy_limit`, `estimator`);
     - `table_prefix`: the prefix of its columns in ie.parquet (`ie_sigma_bits`, ...);
-    - `sources`: the package modules whose source changes its numbers (part of its cache key);
+    - `sources`: the package modules (or package directories) whose source changes its numbers (part of its
+      cache key);
     - `exact`: True when the reading is an exact count (no interval, no flag of its own in the tables);
     - `has_tau`: True when rows carry a noise fraction `tau` and the tables pick the headline tau.
     """
