@@ -244,6 +244,9 @@ def _corpus_entry(corpus: Any, *, n_samples: int, seed: int, positions: Any, len
     """The config's corpus mapping for every kind of corpus argument (see `measure`)."""
     natural = dict(kind="natural", anchor=anchor, length=length or _window_length(positions), n_samples=n_samples,
                    seed=seed, text_field=text_field, split=split)
+    if _is_dataset(corpus):  # before the mapping case: a DatasetDict is a dict
+        path = _dataset_file(corpus, text_field, split)
+        return dict(natural, source=str(path), split="train", label=f"dataset-{anchor}{natural['length']}")
     if isinstance(corpus, dict):
         return {"n_samples": n_samples, "seed": seed, **corpus}
     if isinstance(corpus, Path):
@@ -265,9 +268,6 @@ def _corpus_entry(corpus: Any, *, n_samples: int, seed: int, positions: Any, len
     if isinstance(corpus, (list, tuple)):
         path = _texts_file(corpus)
         return dict(natural, source=str(path), text_field="text", label=f"texts-{anchor}{natural['length']}")
-    if _is_dataset(corpus):
-        path = _dataset_file(corpus, text_field, split)
-        return dict(natural, source=str(path), split="train", label=f"dataset-{anchor}{natural['length']}")
     raise ConfigError(f"corpus of type {type(corpus).__name__} is not supported; pass an ICL task name, a text "
                       "source or path, a list of strings, a datasets.Dataset, or a corpus mapping")
 

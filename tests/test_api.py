@@ -134,3 +134,29 @@ def test_a_loaded_model_needs_its_tokenizer():
     loaded = load_model(ModelSpec("tiny-gpt2"))
     with pytest.raises(ConfigError, match="needs its tokenizer"):
         measure(loaded.model, corpus=ICL)
+
+
+@pytest.mark.parametrize("kind", ["dataset", "dataset-dict", "file"])
+def test_a_dataset_or_a_file_is_the_same_natural_corpus(kind, tmp_path):
+    """Planned only (no Ray): every text route gives the windows of the list-of-strings corpus."""
+    import datasets
+
+    from ie_ray.sweep import plan_sweep
+
+    if kind == "file":
+        corpus = tmp_path / "sentences.txt"
+        corpus.write_text("\n\n".join(SENTENCES))
+    else:
+        corpus = datasets.Dataset.from_dict({"body": SENTENCES, "n": list(range(len(SENTENCES)))})
+        corpus = datasets.DatasetDict(test=corpus) if kind == "dataset-dict" else corpus
+    knobs = dict(n_samples=40, seed=0, positions=[0, 1, 2, 3], length=None, anchor="start", split="test")
+
+    def windows(entry: dict):
+        config = parse_config({"models": ["tiny-gpt2"], "corpora": [entry], "layers": [0],
+                               "readings": ["entropy_limit"]})
+        return plan_sweep(config)[0].cells[0].corpus.input_ids
+
+    entry = api._corpus_entry(corpus, text_field="body", **knobs)
+    reference = api._corpus_entry(SENTENCES, text_field="text", **knobs)
+    assert entry["kind"] == "natural" and entry["length"] == 4
+    assert (windows(entry) == windows(reference)).all()
