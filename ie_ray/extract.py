@@ -264,6 +264,10 @@ def _spec_for_workers(model: ModelSpec) -> dict:
         from ie_ray.family.registry import resolve_member
 
         spec["name"] = str(resolve_member(model.name)[0])
+    elif model.kind == "saved":  # a model object handed to ie_ray.measure: same reason
+        from ie_ray.models import saved_model_dir
+
+        spec["name"] = str(saved_model_dir(model))
     return spec
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -77,6 +78,8 @@ TINY_FAMILIES: tuple[str, ...] = ("gpt2", "llama", "gemma", "qwen2", "gpt_neox")
 TINY_PREFIX = "tiny-"
 # Members of a family trained here (`ie-ray train-family`) are family-<name>-<size>: FAMILY_PREFIX is
 # ie_ray.family.registry.PREFIX, defined there once.
+# Model objects handed to `ie_ray.measure`: saved-<label>-<weights hash>, a directory under the model cache.
+SAVED_PREFIX = "saved-"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class ModelSpec:
             return "tiny"
         if self.name.startswith(FAMILY_PREFIX):
             return "family"
+        if self.name.startswith(SAVED_PREFIX):
+            return "saved"
         if Path(self.name).expanduser().exists():
             return "local"
         return "hub"
@@ -206,32 +211,106 @@ def _converted_gguf_dir(entry: EmbeddedModel) -> tuple[Path, str]:
     state dict. The conversion is written to a temp dir and renamed, so concurrent actors or a crash never
     leave a half-written cache that later runs would trust.
     """
-    from filelock import FileLock
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path = entry.locate()
     if not gguf_path.exists():
         raise ConfigError(f"GGUF file {gguf_path} of model {entry.alias!r} is missing; reinstall {entry.pip_package}")
     digest = file_sha256(gguf_path)
-    target = cache_root() / "models" / f"{entry.alias}-{digest[:16]}"
-    if (target / "config.json").exists():
-        return target, digest
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / "config.json").exists():
-            return target, digest
-        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def convert(tmp: Path) -> None:
         src_dir, src_file = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=src_file)
         gguf_model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=src_file, dtype=torch.float32)
-        plain = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
-        plain.load_state_dict(gguf_model.state_dict())
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        _save_plain(gguf_model, tokenizer, tmp)
         (tmp / "SOURCE_SHA256").write_text(f"{digest}  {gguf_path.name}\n")
+
+    return _publish(cache_root() / "models" / f"{entry.alias}-{digest[:16]}", convert), digest
+
+
+def _save_plain(model: nn.Module, tokenizer, directory: Path) -> None:
+    """save_pretrained of a plain copy of `model` (same config and weights): a GGUF-loaded model refuses to save."""
+    from transformers import AutoModelForCausalLM
+
+    dtype = next(model.parameters()).dtype
+    plain = AutoModelForCausalLM.from_config(model.config, dtype=dtype)
+    plain.load_state_dict(model.state_dict())
+    plain.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def _publish(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Write a model directory once: `fill` writes into a temp dir that is then renamed, under a file lock, so
+    concurrent actors or a crash never leave a half-written cache that later runs would trust."""
+    from filelock import FileLock
+
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        fill(tmp)
         tmp.rename(target)
-    return target, digest
+    return target
+
+
+def saved_models_root() -> Path:
+    return cache_root() / "models" / "saved"
+
+
+#: Config keys that say where a model came from or how it was saved, not what it computes: save_pretrained
+#: itself sets `architectures`, so hashing them would give one model object a new name after its first save.
+_UNHASHED_CONFIG_KEYS = frozenset({"architectures", "_name_or_path", "transformers_version", "_commit_hash"})
+
+
+def weights_digest(model: nn.Module, tokenizer) -> str:
+    """SHA-256 of a model's config, parameters and buffers (names, dtypes, shapes, bytes) and its tokenizer's
+    vocabulary: two model objects with the same digest give the same block states, so they share cache entries,
+    and a model changed in place (fine-tuned, patched) gets a new one."""
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _UNHASHED_CONFIG_KEYS}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    vocab = sorted(tokenizer.get_vocab().items())
+    special = sorted((str(k), str(v)) for k, v in tokenizer.special_tokens_map.items())
+    digest.update(repr((vocab, special, type(tokenizer).__name__, getattr(tokenizer, "padding_side", ""))).encode())
+    return digest.hexdigest()
+
+
+def save_model(model: nn.Module, tokenizer, label: str) -> str:
+    """Save a loaded model and its tokenizer into the model cache and return the name that loads them again
+    (`saved-<label>-<hash>`): the route by which `ie_ray.measure` hands a notebook's model object to the sweep,
+    whose extraction actors load models by name. Saved once per distinct weights (the hash is of the weights)."""
+    label = "".join(c if c.isalnum() or c in "._-" else "_" for c in label).strip("._-") or "model"
+    name = f"{SAVED_PREFIX}{label}-{weights_digest(model, tokenizer)[:16]}"
+
+    def save(tmp: Path) -> None:
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        except Exception:  # noqa: BLE001 - e.g. a GGUF-loaded model refuses; a plain copy saves (twice the memory)
+            shutil.rmtree(tmp, ignore_errors=True)
+            _save_plain(model, tokenizer, tmp)
+
+    _publish(saved_models_root() / name[len(SAVED_PREFIX):], save)
+    return name
+
+
+def saved_model_dir(spec: ModelSpec) -> Path:
+    """The directory of a `saved-<label>-<hash>` model, or an error saying how to put it there."""
+    path = saved_models_root() / spec.name[len(SAVED_PREFIX):]
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"model {spec.name!r} is not in the model cache ({path} is missing; IE_RAY_CACHE={cache_root()}); pass "
+            "the loaded model object to ie_ray.measure again (it saves it there), or name its save_pretrained "
+            "directory as the model"
+        )
+    return path
 
 
 def _tiny_model(family: str, vocab_size: int, seed: int = 0) -> nn.Module:
@@ -306,10 +385,17 @@ def resolve_prepend_bos(spec: ModelSpec, tokenizer) -> bool:
     raise ConfigError(f"prepend_bos must be auto, true or false, not {spec.prepend_bos!r}")
 
 
+#: Kinds whose weights sit in a local safetensors directory that ie-ray resolves from the name.
+LOCAL_DIR_KINDS = ("embedded", "family", "saved")
+
+
 def _local_dir(spec: ModelSpec) -> Path:
-    """The safetensors directory of an embedded model (converted once) or of a trained family member."""
+    """The safetensors directory of an embedded model (converted once), a trained family member or a model
+    object saved by `ie_ray.measure`."""
     if spec.kind == "family":
         return resolve_member(spec.name)[0]
+    if spec.kind == "saved":
+        return saved_model_dir(spec)
     return _converted_gguf_dir(EMBEDDED_MODELS[spec.name])[0]
 
 
@@ -322,7 +408,7 @@ def load_tokenizer(spec: ModelSpec):
 
         _tiny_family(spec)
         return tiny_tokenizer()
-    if spec.kind in ("embedded", "family"):
+    if spec.kind in LOCAL_DIR_KINDS:
         return AutoTokenizer.from_pretrained(str(_local_dir(spec)))
     return _from_hub_or_path(AutoTokenizer, spec)
 
@@ -359,7 +445,7 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
 
         tokenizer = tiny_tokenizer()
         model = _tiny_model(_tiny_family(spec), vocab_size=len(tokenizer)).to(dtype)
-    elif spec.kind in ("embedded", "family"):
+    elif spec.kind in LOCAL_DIR_KINDS:
         path = _local_dir(spec)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
@@ -379,7 +465,7 @@ def load_model_config(spec: ModelSpec):
         from ie_ray.corpora.tokenizers import tiny_tokenizer
 
         return _tiny_model(_tiny_family(spec), vocab_size=len(tiny_tokenizer())).config
-    if spec.kind in ("embedded", "family"):
+    if spec.kind in LOCAL_DIR_KINDS:
         return AutoConfig.from_pretrained(str(_local_dir(spec)))
     return _from_hub_or_path(AutoConfig, spec)
 
@@ -408,6 +494,8 @@ def _describe(spec: ModelSpec, model: nn.Module, tokenizer) -> ModelInfo:
     elif spec.kind == "family":
         path, member_hash = resolve_member(spec.name)
         source, revision = f"trained here (ie-ray train-family): {path}", f"member:{member_hash}"
+    elif spec.kind == "saved":
+        source, revision = f"model object saved by ie_ray.measure: {saved_model_dir(spec)}", spec.name.rsplit("-", 1)[-1]
     else:
         source = spec.kind
         revision = spec.revision or getattr(config, "_commit_hash", None) or "unknown"

@@ -12,9 +12,8 @@ import pandas as pd  # noqa: E402
 from ie_ray import store  # noqa: E402
 
 
-def plot_ie_by_position(ie: pd.DataFrame, path: Path, title: str) -> None:
+def draw_ie_by_position(ax, ie: pd.DataFrame, title: str) -> None:
     """IE vs position, one line per layer with its 95% band: where emergence appears along the sequence."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     cmap = plt.get_cmap("viridis")
     layers = sorted(ie.layer.unique())
     for k, layer in enumerate(layers):
@@ -27,18 +26,14 @@ def plot_ie_by_position(ie: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_ylabel("IE (bits)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
-def plot_ie_vs_tau(readings: pd.DataFrame, path: Path, title: str) -> None:
+def draw_ie_vs_tau(ax, readings: pd.DataFrame, title: str) -> None:
     """E(l) (IE at the last position) against the noise fraction tau, one line per layer, with the entropy
     limit as a dashed line: tau -> 0 climbs to the count, large tau falls to 0; where a layer sits in between
     is the geometry of its map."""
     smoothed = readings[readings.reading == "smoothed"]
     limit = readings[readings.reading == "entropy_limit"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     cmap = plt.get_cmap("viridis")
     layers = sorted(smoothed.layer.unique())
     last = smoothed.position.max()
@@ -56,9 +51,45 @@ def plot_ie_vs_tau(readings: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_ylabel(f"IE_sigma at position {last} (bits)")
     ax.set_title(title + " (dashed: entropy limit)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
+
+
+def _save_drawing(draw, frame: pd.DataFrame, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    draw(ax, frame, title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_ie_by_position(ie: pd.DataFrame, path: Path, title: str) -> None:
+    _save_drawing(draw_ie_by_position, ie, path, title)
+
+
+def plot_ie_vs_tau(readings: pd.DataFrame, path: Path, title: str) -> None:
+    _save_drawing(draw_ie_vs_tau, readings, path, title)
+
+
+def _cells(ie: pd.DataFrame, readings: pd.DataFrame | None):
+    """(title stem, file stem, IE rows, reading rows or None) per (model, corpus, shots): one plot pair each."""
+    with_tau = readings is not None and (readings.reading == "smoothed").any()
+    for (model, corpus, shots), part in ie.groupby(["model", "corpus", "shots"], sort=True):
+        sel = readings[(readings.model == model) & (readings.corpus == corpus) & (readings.shots == shots)] \
+            if with_tau else None
+        yield f"{model} · {corpus} · {shots} shots", f"{model}_{corpus}_{shots}shot", part, sel
+
+
+def figure_of_run(ie: pd.DataFrame, readings: pd.DataFrame | None = None):
+    """The report's plots of a run as one matplotlib Figure, a row per (model, corpus, shots): IE by position
+    (left) and E(l) against tau (right, when smoothed readings exist). What `Measurement.plot()` shows."""
+    cells = list(_cells(ie, readings))
+    columns = 2 if any(sel is not None for *_, sel in cells) else 1
+    fig, axes = plt.subplots(len(cells), columns, figsize=(7.5 * columns, 4.5 * len(cells)), squeeze=False)
+    for row, (title, _, part, sel) in zip(axes, cells):
+        draw_ie_by_position(row[0], part, f"{title} · {part.headline.iloc[0]}")
+        if sel is not None:
+            draw_ie_vs_tau(row[1], sel, title)
+    fig.tight_layout()
+    return fig
 
 
 #: Columns of the per-layer view, in reading order: headline with interval, entropy limit, MINE with interval.
@@ -93,14 +124,13 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
                  readings: pd.DataFrame | None = None, scales: pd.DataFrame | None = None) -> None:
     """Write the plots and report.md of a run directory."""
     plots = []
-    for (model, corpus, shots), part in ie.groupby(["model", "corpus", "shots"], sort=True):
-        name = store.safe_name(f"ie_{model}_{corpus}_{shots}shot") + ".png"
-        plot_ie_by_position(part, run_dir / name, f"{model} · {corpus} · {shots} shots · {part.headline.iloc[0]}")
+    for title, stem, part, sel in _cells(ie, readings):
+        name = store.safe_name(f"ie_{stem}") + ".png"
+        plot_ie_by_position(part, run_dir / name, f"{title} · {part.headline.iloc[0]}")
         plots.append(name)
-        if readings is not None and (readings.reading == "smoothed").any():
-            sel = readings[(readings.model == model) & (readings.corpus == corpus) & (readings.shots == shots)]
-            name = store.safe_name(f"ie_vs_tau_{model}_{corpus}_{shots}shot") + ".png"
-            plot_ie_vs_tau(sel, run_dir / name, f"{model} · {corpus} · {shots} shots")
+        if sel is not None:
+            name = store.safe_name(f"ie_vs_tau_{stem}") + ".png"
+            plot_ie_vs_tau(sel, run_dir / name, title)
             plots.append(name)
     flags = mi.flag.value_counts().to_dict()
     model_rows = pd.DataFrame([
