@@ -54,22 +54,31 @@ class BlockScale:
 def sink_positions(states: np.ndarray, ratio: float = SINK_NORM_RATIO) -> tuple[list[int], np.ndarray]:
     """Indices (into axis 1 of `states` (N, P, d)) whose mean norm is > ratio x the median position's, and the
     mean norm of every position."""
-    norms = np.linalg.norm(np.asarray(states, dtype=np.float64), axis=-1).mean(axis=0)
+    # one position at a time in float64: a (N, P, d) float64 copy of a 20,000-sample block is 4.4 GB per side
+    norms = np.array([np.linalg.norm(np.asarray(states[:, j], dtype=np.float64), axis=-1).mean()
+                      for j in range(states.shape[1])])
     median = float(np.median(norms))
     sinks = [j for j, v in enumerate(norms) if median > 0 and v > ratio * median]
     return sinks, norms
 
 
-def within_position_scale(states: np.ndarray) -> Scale:
-    """Per-dimension spread = root mean over positions of each position's variance (N, P, d) -> Scale.
+def within_position_scale(states: np.ndarray, columns: list[int] | None = None) -> Scale:
+    """Per-dimension spread = root mean over positions of each position's variance (N, P, d) -> Scale, over the
+    positions `columns` of axis 1 (default: all). Accumulated one position at a time in float64, so the states
+    may be stored in float16 and are never copied whole.
 
     Not the variance of all positions pooled together: that adds the differences BETWEEN positions (an
     entity's state and a comma's state have different means), which are not distances any reading compares:
     every MI is computed at one position. Pooling within-position variances keeps one scale for the block
     while measuring the spread that its readings actually see."""
-    states = np.asarray(states, dtype=np.float64)
-    variance = states.var(axis=0).mean(axis=0)
-    return Scale(center=states.mean(axis=(0, 1)), spread=np.sqrt(variance))
+    columns = list(range(states.shape[1])) if columns is None else list(columns)
+    variance = np.zeros(states.shape[-1])
+    center = np.zeros(states.shape[-1])
+    for j in columns:
+        position = np.asarray(states[:, j], dtype=np.float64)
+        variance += position.var(axis=0)
+        center += position.mean(axis=0)
+    return Scale(center=center / len(columns), spread=np.sqrt(variance / len(columns)))
 
 
 def block_scale(states: np.ndarray, positions: list[int], rule: str = DEFAULT_SCALE_RULE) -> BlockScale:
@@ -82,5 +91,5 @@ def block_scale(states: np.ndarray, positions: list[int], rule: str = DEFAULT_SC
         return BlockScale(rule, None, per, tuple(positions), tuple(positions[j] for j in sinks),
                           tuple(float(v) for v in norms))
     keep = [j for j in range(len(positions)) if rule == "pooled" or j not in sinks] or list(range(len(positions)))
-    return BlockScale(rule, within_position_scale(states[:, keep]), {}, tuple(positions[j] for j in keep),
+    return BlockScale(rule, within_position_scale(states, keep), {}, tuple(positions[j] for j in keep),
                       tuple(positions[j] for j in sinks), tuple(float(v) for v in norms))

@@ -110,8 +110,10 @@ def _tensor_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty((0,))
 
 
-def read_stream_states(states_dir: Path, stream: int) -> tuple[np.ndarray, np.ndarray]:
-    """(sample_id, states) of one residual stream, sorted by sample id; states are float32 (N, P, H).
+def read_stream_states(states_dir: Path, stream: int,
+                       dtype: np.dtype | type | None = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """(sample_id, states) of one residual stream, sorted by sample id; states (N, P, H) in `dtype` (None: as
+    stored, e.g. float16, half the memory of float32 for a reader that converts what it uses).
 
     Files are read one by one, not as one dataset: when a Ray Data block mixed rows of cells with different
     numbers of positions, Ray stores that block's states as a *variable-shaped* tensor column, and Arrow refuses
@@ -128,7 +130,7 @@ def read_stream_states(states_dir: Path, stream: int) -> tuple[np.ndarray, np.nd
     ids = np.concatenate([t.column("sample_id").to_numpy() for t in parts])
     order = np.argsort(ids, kind="stable")
     states = np.concatenate([_tensor_to_numpy(t.column("resid")) for t in parts])[order]
-    return ids[order], states.astype(np.float32, copy=False)
+    return ids[order], states if dtype is None else states.astype(dtype, copy=False)
 
 
 def read_stream_ids(states_dir: Path, stream: int) -> np.ndarray:
@@ -159,16 +161,17 @@ def read_layer_states(states_dir: Path, layer: int,
 class LastStreams:
     """A stream reader that remembers the last `size` streams it read. Why: block l's output is block l + 1's
     input, and the reducer opens blocks in order, so each stream would otherwise be read (and converted to
-    float32) twice. The arrays it hands out are read-only, because two blocks' states then share them."""
+    float32) twice. The arrays it hands out are read-only, because two blocks' states then share them. `dtype`
+    as in `read_stream_states`."""
 
-    def __init__(self, size: int = 2) -> None:
-        self.size = size
+    def __init__(self, size: int = 2, dtype: np.dtype | type | None = np.float32) -> None:
+        self.size, self.dtype = size, dtype
         self._held: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, states_dir: Path, stream: int) -> tuple[np.ndarray, np.ndarray]:
         key = (str(states_dir), stream)
         if key not in self._held:
-            ids, states = read_stream_states(states_dir, stream)
+            ids, states = read_stream_states(states_dir, stream, self.dtype)
             states.flags.writeable = False
             self._held[key] = (ids, states)
             while len(self._held) > self.size:

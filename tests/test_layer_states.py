@@ -93,9 +93,9 @@ def test_blocks_read_in_order_read_each_shared_stream_once(tmp_path, monkeypatch
     reads = Counter()
     original = store.read_stream_states
 
-    def counting(states_dir, stream):
+    def counting(states_dir, stream, *dtype):
         reads[stream] += 1
-        return original(states_dir, stream)
+        return original(states_dir, stream, *dtype)
 
     monkeypatch.setattr(store, "read_stream_states", counting)
     reader = store.LastStreams()
@@ -106,3 +106,23 @@ def test_blocks_read_in_order_read_each_shared_stream_once(tmp_path, monkeypatch
     np.testing.assert_array_equal(ids, np.arange(5))
     np.testing.assert_array_equal(fresh_pre, pre1)
     np.testing.assert_array_equal(fresh_post, streams[2][::-1].astype(np.float32))
+
+
+def test_states_kept_in_float16_reach_the_readings_as_the_same_float32_numbers():
+    """The reducer keeps a block's states as stored (float16: half the object store); a job's pair is float32
+    and equal to the float32 states, and the noise scale does not depend on the storage dtype."""
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 5, size=(40, 3))
+    pre16, post16 = rng.standard_normal((2, 40, 3, 8)).astype(np.float16)
+    wide = LayerStates(0, ids, (0, 1, 2), pre16.astype(np.float32), post16.astype(np.float32))
+    half = LayerStates(0, ids, (0, 1, 2), pre16, post16)
+    job = EstimateJob(layer=0, position=1, level="macro", seed=0, ceiling_bits=5.0, n_distinct=40, n_samples=40)
+    for a, b in zip(half.pair(job), wide.pair(job)):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    for side in ("input", "output"):
+        np.testing.assert_allclose(half.scale(side).pooled.spread, wide.scale(side).pooled.spread, rtol=1e-12)
+        np.testing.assert_allclose(half.scale(side).pooled.center, wide.scale(side).pooled.center, rtol=1e-12)
+    x = pre16[:, [0, 1, 2]].astype(np.float64)  # the rule by hand: mean over positions of each one's variance
+    np.testing.assert_allclose(half.scale("input", "pooled").pooled.spread ** 2, x.var(axis=0).mean(axis=0),
+                               rtol=1e-10)

@@ -43,7 +43,7 @@ class LayerStates:
     layer: int
     input_ids: np.ndarray  # (N, T) token ids of the cell
     positions: tuple[int, ...]  # analysed macro positions: axis 1 of the macro arrays
-    macro_pre: np.ndarray  # (N, P, d)
+    macro_pre: np.ndarray  # (N, P, d), float32 or as stored (float16): `pair` hands out float32
     macro_post: np.ndarray  # (N, P, d)
     micro_pre: np.ndarray | None = None  # (U, d) each unique token fed alone
     micro_post: np.ndarray | None = None
@@ -78,12 +78,12 @@ class LayerStates:
         return self.token_row[:, job.position]
 
     def pair(self, job: EstimateJob) -> tuple[np.ndarray, np.ndarray]:
-        """The job's (x, y) = (block input, block output), one row per sample (N, d) each."""
+        """The job's (x, y) = (block input, block output), one row per sample (N, d) each, float32."""
         if job.level == "macro":
             j = self.positions.index(job.position)
-            return self.macro_pre[:, j], self.macro_post[:, j]
+            return _float32(self.macro_pre[:, j]), _float32(self.macro_post[:, j])
         rows = self._micro_rows(job)
-        return self.micro_pre[rows], self.micro_post[rows]
+        return _float32(self.micro_pre[rows]), _float32(self.micro_post[rows])
 
     def symbols(self, job: EstimateJob) -> np.ndarray:
         """The token prefix (macro) or token (micro) that determines the job's states, one row per sample."""
@@ -132,6 +132,11 @@ class LayerStates:
         _, mpre, mpost = store.read_layer_states(micro_dir, layer, read_stream)
         token_row = np.searchsorted(unique_tokens, input_ids)
         return cls(layer, input_ids, tuple(positions), pre, post, mpre[:, 0], mpost[:, 0], token_row, scale_rule)
+
+
+def _float32(states: np.ndarray) -> np.ndarray:
+    """Float32 states (float16 -> float32 is exact, so a reading sees the same numbers whatever the storage)."""
+    return states if states.dtype == np.float32 else states.astype(np.float32)
 
 
 def _max_rms_from_first(states: np.ndarray, representative: np.ndarray, spread: np.ndarray) -> float:

@@ -41,8 +41,10 @@ class CellWork:
     unique_tokens: np.ndarray | None
     scale_rule: str
     cache: RowCache
-    #: the last streams read (macro and micro): blocks are opened in order and neighbours share a stream
-    streams: store.LastStreams = field(default_factory=lambda: store.LastStreams(size=4), repr=False)
+    #: the last streams read (macro and micro): blocks are opened in order and neighbours share a stream. Kept in
+    #: the stored dtype (float16 by default): a 20,000-sample block is then 1.1 GB in the object store, not 2.2
+    #: (three open blocks in float32 spilled 4 GB to disk here); `LayerStates.pair` converts what a job reads
+    streams: store.LastStreams = field(default_factory=lambda: store.LastStreams(size=4, dtype=None), repr=False)
 
     @property
     def label(self) -> str:
