@@ -8,7 +8,7 @@ replicates and the leave-one-out reading, plus 0.1, 0.5, 1.0):
 
 - (a) the floor: the estimator's own two distance matmuls at 4,000 draws (the (2 x 4,000, d) draw and noise
   rows against the (N, d) states, one per side), what no implementation of this algorithm at 4,000 draws avoids;
-- (b) the code before this change (`ie_ray/estimators/smoothed.py` at OLD_COMMIT, loaded from git into a
+- (b) the code before the last change (`ie_ray/estimators/smoothed.py` at OLD_COMMIT, loaded from git into a
   temporary module), `smoothed_mi` with the same parameters;
 - (c) the new code;
 - (d) atoms: 26 distinct micro-like states among N, and <= 1,000 distinct macro prefixes, passed as (atoms,
@@ -43,8 +43,9 @@ from _report import machine_info, machine_line  # noqa: E402
 from ie_ray.estimators import smoothed as new  # noqa: E402
 from ie_ray.validate_smoothed import DiscreteResidualLaw  # noqa: E402
 
-#: HEAD before the first commit of the lean pass / atoms / adaptive draws (the estimator as it was).
-OLD_COMMIT = "3f7e3602209e1e8bdb3ee8994aefd4afcb5c4d00"
+#: The estimator before the last speed change (reused work buffers, base-2 exponentials, torch QR, blocked Scale);
+#: the lean pass / atoms / adaptive draws were measured against 3f7e3602209e1e8bdb3ee8994aefd4afcb5c4d00.
+OLD_COMMIT = "f54811976bf4e4afb13a3175255d1f9a35ffe089"
 D = 576
 GRID = dict(tau=0.25, taus=(0.1, 0.25, 0.5, 1.0), n_bootstrap=100)
 OUT = Path(__file__).resolve().parent / "results" / "smoothed_speed"
