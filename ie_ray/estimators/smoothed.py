@@ -847,8 +847,6 @@ def _noise(seed: int, side: int, start: int, m: int, d: int):
     """Standard normal noise (m, d) of draws start .. start + m - 1 for one side (0 = x, 1 = y), float32 on the
     CPU whatever the estimator's dtype (a float64 run sees the same values): a pure function of (seed, side,
     draw index, d)."""
-    import torch
-
     return _NoiseBlocks(seed, (d, d))(side, start, m)
 
 
