@@ -23,10 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ EXTRACTION_SOURCES = ("capture.py", "extract.py", "models.py")
 MARKER = "_COMPLETE.json"  # leading underscore: pyarrow's dataset reader skips it
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_version(sources: tuple[str, ...]) -> str:
     """sha256 over the source files (or package directories) that produce a kind of shard."""
     digest = hashlib.sha256()

@@ -131,7 +131,7 @@ def capture_block_states(
     missing = [l for l, (pre, post) in captured.items() if pre is None or post is None]
     if missing:
         raise RuntimeError(f"hooks on blocks {missing} never fired; the block list does not match the forward")
-    return {l: (pre, post) for l, (pre, post) in captured.items()}
+    return {l: (pre, post) for l, (pre, post) in captured.items() if pre is not None and post is not None}
 
 
 def streams_of_layers(layers: list[int]) -> list[int]:

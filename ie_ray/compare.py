@@ -14,25 +14,26 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: runs on clusters and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
 
-from ie_ray import store  # noqa: E402
-from ie_ray.errors import ConfigError  # noqa: E402
-from ie_ray.proxy import (  # noqa: E402
+from ie_ray import store
+from ie_ray.errors import ConfigError
+from ie_ray.proxy import (
     CONDITION_KEYS,
     ScalingFit,
     TextProxy,
-    interval_columns,
     family_of,
+    interval_columns,
     scalable_families,
     scaling_fit,
     standard_error,
@@ -260,7 +261,7 @@ def compare_tables(
     result = CrossModel(tables.info, layers, aligned[measured].reset_index(drop=True), models,
                         ranking(models, statistic), pairwise_confidence(models, statistic), statistic)
     explicit_pairs = proxy_pairs is not None
-    for proxy, target in (proxy_pairs if explicit_pairs else default_proxy_pairs(tables.info)):
+    for proxy, target in (proxy_pairs if proxy_pairs is not None else default_proxy_pairs(tables.info)):
         try:
             result.text_proxies.append(text_proxy(models, proxy, target, statistic))
         except ConfigError as exc:
@@ -328,7 +329,7 @@ def plot_ie_vs_depth(layers: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_ie_vs_params(models: pd.DataFrame, statistic: str, path: Path, scaling: list[ScalingFit] = ()) -> None:
+def plot_ie_vs_params(models: pd.DataFrame, statistic: str, path: Path, scaling: Sequence[ScalingFit] = ()) -> None:
     """Model-level IE against parameters (log axis), one series per condition; Proxy B fits drawn on top."""
     low_col, high_col = interval_columns(statistic)
     fig, ax = plt.subplots(figsize=(7.0, 4.5))
@@ -406,7 +407,6 @@ def write_cross_model_section(cross: CrossModel, run_dir: Path, subdir: str = "c
     store.write_table(out / "pairwise.parquet", cross.pairwise, csv=True)
     plot_ie_vs_depth(cross.layers, out / "ie_vs_depth.png")
     plot_ie_vs_params(cross.models, cross.statistic, out / "ie_vs_params.png", cross.scaling)
-    low_col, high_col = interval_columns(cross.statistic)
     wide = cross.depth_grid.pivot_table(index=["corpus", "shots", "relative_depth"], columns="model",
                                         values="ie_bits", dropna=False).reset_index()
     wide.columns.name = None

@@ -9,9 +9,10 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -84,19 +85,19 @@ class ExtractConfig:
     actors to one kind of node.
     """
 
-    batch_size: Union[int, str] = 64
+    batch_size: int | str = 64
     concurrency: int = 1
-    num_gpus: Union[float, str] = 0.0
+    num_gpus: float | str = 0.0
     num_cpus: float = 1.0
     #: torch intra-op threads per actor (None = num_cpus). On a CPU-only box give the actor 1 CPU and 2+ threads:
     #: the write tasks of the same Ray Data pipeline need a free CPU, and an actor holding every CPU leaves none.
-    threads: Union[int, None] = None
+    threads: int | None = None
     store_dtype: str = "float32"
     device: str = "auto"  # auto = cuda when the actor was given a GPU, else cpu
     resources: dict = field(default_factory=dict)
     #: Disk budget of the block states (GiB): layers are extracted in passes whose states fit it, each pass
     #: reduced and deleted before the next (null: every layer in one pass).
-    max_states_gb: Union[float, None] = 10.0
+    max_states_gb: float | None = 10.0
     #: Keep each layer's states after all its readings are cached (for re-analysis with other settings); the
     #: default deletes them, so disk holds one pass at a time.
     keep_states: bool = False
@@ -108,7 +109,7 @@ class ReduceConfig:
 
     estimators_per_task: int = 8
     num_cpus_per_task: float = 1.0
-    num_gpus_per_task: Union[float, str] = 0.0  # auto = the smallest GPU share that holds one task
+    num_gpus_per_task: float | str = 0.0  # auto = the smallest GPU share that holds one task
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,8 @@ class SweepConfig:
     models: tuple[ModelSpec, ...] = (ModelSpec(),)
     corpora: tuple[CorpusConfig, ...] = (CorpusConfig(),)
     shots: tuple[int, ...] = (4,)
-    layers: Union[str, tuple[int, ...], RelativeDepths] = "all"
-    positions: Union[str, tuple[int, ...]] = "all"
+    layers: str | tuple[int, ...] | RelativeDepths = "all"
+    positions: str | tuple[int, ...] = "all"
     micro: str = "single_token"
     seeds: tuple[int, ...] = (0,)
     estimator: dict = field(default_factory=dict)
@@ -238,23 +239,26 @@ def _mapping(value: Any, where: str) -> dict:
     return dict(value)
 
 
-def _int_list(value: Any, where: str, allow_all: bool) -> Union[str, tuple[int, ...]]:
+def _int_list(value: Any, where: str, allow_all: bool) -> str | tuple[int, ...]:
     if allow_all and value == "all":
         return "all"
+    return _ints(value, where, hint="'all' or " if allow_all else "")
+
+
+def _ints(value: Any, where: str, hint: str = "") -> tuple[int, ...]:
     items = value if isinstance(value, (list, tuple)) else [value]
     if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        hint = "'all' or " if allow_all else ""
         raise ConfigError(f"{where} must be {hint}a list of integers, got {value!r}")
     return tuple(items)
 
 
-def _layers(value: Any) -> Union[str, tuple[int, ...], RelativeDepths]:
+def _layers(value: Any) -> str | tuple[int, ...] | RelativeDepths:
     """Block indices ('all', [0, -1]) or relative depths ({depths: [0.25, 0.5, 1.0]})."""
     if not isinstance(value, dict):
         return _int_list(value, "layers", allow_all=True)
     _reject_unknown_keys(RelativeDepths, value, "layers")
     depths = value.get("depths")
-    items = depths if isinstance(depths, (list, tuple)) else [depths]
+    items: Sequence[Any] = depths if isinstance(depths, (list, tuple)) else [depths]
     if not items or not all(isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d <= 1 for d in items):
         raise ConfigError(f"layers.depths must be a list of relative depths in (0, 1], e.g. [0.25, 0.5, 1.0]; "
                           f"got {depths!r}")
@@ -270,7 +274,7 @@ def _readings(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _positions(value: Any) -> Union[str, tuple[int, ...]]:
+def _positions(value: Any) -> str | tuple[int, ...]:
     """'all', 'last' (only the paper's E(l): the whole sequence, whatever its length) or a list of indices."""
     return "last" if value == "last" else _int_list(value, "positions", allow_all=True)
 
@@ -295,11 +299,11 @@ def parse_config(data: dict) -> SweepConfig:
         name=str(data.get("name", "sweep")),
         models=models,
         corpora=corpora,
-        shots=_int_list(data.get("shots", [4]), "shots", allow_all=False),
+        shots=_ints(data.get("shots", [4]), "shots"),
         layers=_layers(data.get("layers", "all")),
         positions=_positions(data.get("positions", "all")),
         micro=data.get("micro", "single_token"),
-        seeds=_int_list(data.get("seeds", [0]), "seeds", allow_all=False),
+        seeds=_ints(data.get("seeds", [0]), "seeds"),
         estimator=_mapping(data.get("estimator"), "estimator"),
         extract=_build(ExtractConfig, data.get("extract"), "extract"),
         reduce=_build(ReduceConfig, data.get("reduce"), "reduce"),
@@ -464,7 +468,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return where + (f"{problem} ({context})" if context else problem)
 
 
-def resolve_indices(requested: Union[str, tuple[int, ...], RelativeDepths], size: int, what: str,
+def resolve_indices(requested: str | tuple[int, ...] | RelativeDepths, size: int, what: str,
                     owner: str) -> list[int]:
     """Expand 'all', relative depths and negative indices; out-of-range values name the valid range."""
     if isinstance(requested, RelativeDepths):
@@ -473,6 +477,8 @@ def resolve_indices(requested: Union[str, tuple[int, ...], RelativeDepths], size
         return list(range(size))
     if requested == "last":
         return [size - 1]
+    if isinstance(requested, str):
+        raise ConfigError(f"{what}s of {owner} must be 'all', 'last' or a list of indices, got {requested!r}")
     resolved = []
     for value in requested:
         index = value + size if value < 0 else value

@@ -24,6 +24,7 @@ import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -215,7 +216,7 @@ class BlockStateExtractor:
         if self.ledger is not None:  # waited on, so the driver's final read of the ledger sees every batch
             import ray
 
-            ray.get(self.ledger.add_batch.remote(self.actor_key, int(len(shard_ids))))
+            ray.get(self.ledger.add_batch.remote(self.actor_key, len(shard_ids)))
         return out
 
 
@@ -299,8 +300,8 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     check_writer_cpu(settings, ray.cluster_resources().get("CPU", 0.0))
     tables = [s.table.select(["sample_id", "input_ids"]).append_column(
         "shard", pa.array(np.full(s.table.num_rows, i, dtype=np.int64))) for i, s in enumerate(shards)]
-    ledger = ray.remote(num_cpus=0)(_Ledger).remote()
-    remote_args = dict(num_gpus=plan.num_gpus, num_cpus=settings.num_cpus)
+    ledger: Any = ray.remote(num_cpus=0)(_Ledger).remote()  # Ray's annotations do not type an actor's methods
+    remote_args: dict[str, Any] = dict(num_gpus=plan.num_gpus, num_cpus=settings.num_cpus)
     if settings.resources:
         remote_args["resources"] = dict(settings.resources)
     states = ray.data.from_arrow(input_blocks(tables, plan.batch_size, settings.concurrency)).map_batches(

@@ -51,7 +51,7 @@ def information_emergence(mi: pd.DataFrame, micro_source: str = "micro") -> pd.D
             values, replicates, micro_means = [], [], []
             for seed in seeds:
                 macro_t, micro_t = per_seed[seed]
-                needed = range(0, int(t) + 1)
+                needed = range(int(t) + 1)
                 missing = [s for s in needed if s not in micro_t]
                 if t not in macro_t or missing:
                     raise ValueError(

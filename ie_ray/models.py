@@ -13,9 +13,10 @@ import importlib.util
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -24,6 +25,9 @@ from ie_ray.errors import ConfigError
 from ie_ray.family.registry import PREFIX as FAMILY_PREFIX
 from ie_ray.family.registry import resolve_member
 from ie_ray.store import cache_root
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # ---------------------------------------------------------------------------------------------------------
 # Where models come from
@@ -127,8 +131,8 @@ class ModelInfo:
 
 @dataclass
 class LoadedModel:
-    model: nn.Module
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     info: ModelInfo
     blocks: nn.ModuleList
 
@@ -325,7 +329,7 @@ def _tiny_model(family: str, vocab_size: int, seed: int = 0) -> nn.Module:
         Qwen2Config,
     )
 
-    common = dict(vocab_size=vocab_size, max_position_embeddings=128)
+    common: dict[str, Any] = dict(vocab_size=vocab_size, max_position_embeddings=128)
     configs = {
         "gpt2": lambda: GPT2Config(n_embd=64, n_layer=4, n_head=4, n_positions=128, vocab_size=vocab_size,
                                    bos_token_id=1, eos_token_id=1),
@@ -440,6 +444,7 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = _torch_dtype(spec.dtype)
+    tokenizer: PreTrainedTokenizerBase
     if spec.kind == "tiny":
         from ie_ray.corpora.tokenizers import tiny_tokenizer
 
@@ -454,7 +459,10 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
         model = _from_hub_or_path(AutoModelForCausalLM, spec, dtype=dtype)
     model.eval().to(device)
     blocks = find_blocks(model)
-    return LoadedModel(model=model, tokenizer=tokenizer, info=_describe(spec, model, tokenizer), blocks=blocks)
+    # Every branch built an AutoModelForCausalLM. `model` is typed nn.Module (from _tiny_model) because transformers'
+    # PreTrainedModel.to, a functools.wraps of nn.Module.to, does not type-check as a bound method.
+    causal_lm = cast("PreTrainedModel", model)
+    return LoadedModel(model=causal_lm, tokenizer=tokenizer, info=_describe(spec, causal_lm, tokenizer), blocks=blocks)
 
 
 def load_model_config(spec: ModelSpec):
@@ -482,7 +490,7 @@ def describe_model(spec: ModelSpec, tokenizer) -> ModelInfo:
     return _describe(spec, skeleton, tokenizer)
 
 
-def _describe(spec: ModelSpec, model: nn.Module, tokenizer) -> ModelInfo:
+def _describe(spec: ModelSpec, model: PreTrainedModel, tokenizer) -> ModelInfo:
     """One description for a loaded model or a weightless skeleton, so the manifest never disagrees with itself."""
     config = model.config
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config

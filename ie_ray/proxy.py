@@ -267,7 +267,7 @@ def text_proxy(models: pd.DataFrame, proxy_model: str, target_model: str,
 
 # Size words and size tokens that differ between members of one family: "gpt2-xl", "open_llama_3b",
 # "Qwen2.5-0.5B", "pythia-70m-deduped", "smollm2-135m".
-_SIZE_TOKEN = re.compile(r"^(\d+(\.\d+)?[kmbt]|\d+x\d+(\.\d+)?[kmbt]|small|medium|large|xl|xxl|base)$", re.I)
+_SIZE_TOKEN = re.compile(r"^(\d+(\.\d+)?[kmbt]|\d+x\d+(\.\d+)?[kmbt]|small|medium|large|xl|xxl|base)$", re.IGNORECASE)
 
 
 def family_of(name: str) -> str:
@@ -400,4 +400,4 @@ def scalable_families(models: pd.DataFrame, families: dict[str, str] | None = No
     by_family: dict[str, dict[str, int]] = {}
     for model, n in sizes.items():
         by_family.setdefault(families.get(model, family_of(model)), {})[model] = int(n)
-    return {f: sorted(m, key=m.get) for f, m in sorted(by_family.items()) if len(set(m.values())) >= 3}
+    return {f: sorted(m, key=m.__getitem__) for f, m in sorted(by_family.items()) if len(set(m.values())) >= 3}

@@ -32,6 +32,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO, TypeGuard
 
 RAY_LOGGERS = ("ray", "ray.data")  # children such as "ray._private.worker" propagate to "ray"
 CONSOLE_LEVEL = logging.WARNING
@@ -77,7 +78,7 @@ class _RayLogFile(logging.FileHandler):
             self.flush()
 
 
-def _is_console(handler: logging.Handler) -> bool:
+def _is_console(handler: logging.Handler) -> TypeGuard[logging.StreamHandler]:
     return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
 
 
@@ -102,17 +103,17 @@ class RayLogRoute:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.file: logging.FileHandler | None = None
-        self.console_levels: list[tuple[logging.Handler, int]] = []
+        self.console_levels: list[tuple[logging.StreamHandler, int]] = []
         self.filter = _NotFileOnly()
         self.console_fd: int | None = None
-        self.stderr_before = None
+        self.stderr_before: TextIO | None = None
         self.streams_before: list[tuple[logging.StreamHandler, object]] = []
         self.sessions: set[str] = set()
 
     def attach(self) -> None:
         if self.file is not None:
             return
-        import ray  # noqa: F401  (adds the `ray` logger's console handler)
+        import ray  # adds the `ray` logger's console handler
         import ray.data  # noqa: F401  (replaces the `ray.data` logger's handlers at import: import it first)
 
         self.file = _RayLogFile(self.path)
@@ -129,6 +130,7 @@ class RayLogRoute:
         sys.stdout.flush()
         sys.stderr.flush()
         self.console_fd = os.dup(2)
+        assert self.file.stream is not None  # a FileHandler opens its file when made (delay=False)
         os.dup2(self.file.stream.fileno(), 2)
         self.stderr_before = sys.stderr
         # Left open on detach: a progress bar may still hold it. The descriptor closes with the object.
@@ -143,6 +145,7 @@ class RayLogRoute:
         if self.file is None or not session_dir or session_dir in self.sessions:
             return
         self.sessions.add(session_dir)
+        assert self.file.stream is not None  # open from attach to detach
         self.file.stream.write(f"[ie-ray] Ray session directory: {session_dir} (full logs of every Ray process "
                                f"under {Path(session_dir) / 'logs'})\n")
         self.file.flush()
@@ -150,6 +153,7 @@ class RayLogRoute:
     def detach(self) -> None:
         if self.file is None:
             return
+        assert self.stderr_before is not None and self.console_fd is not None  # set by attach, with self.file
         sys.stderr.flush()
         sys.stderr = self.stderr_before
         for handler, stream in self.streams_before:

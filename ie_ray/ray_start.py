@@ -5,6 +5,7 @@ Ray starts only when there is work for it: a rerun whose shards are all cached n
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ie_ray.ray_logs import route_ray_messages
 
@@ -37,7 +38,8 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, resources:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        context = ray.init(address=address if "://" not in address else "auto", runtime_env=worker_runtime_env())
+        # ray.init is annotated as returning BaseContext; a local or `auto` address gives a RayContext (address_info)
+        context: Any = ray.init(address=address if "://" not in address else "auto", runtime_env=worker_runtime_env())
         route_ray_messages(context.address_info.get("session_dir"))
         return
     extra: dict = {}

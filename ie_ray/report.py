@@ -6,10 +6,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: runs on clusters and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from ie_ray import store  # noqa: E402
+from ie_ray import store
 
 
 def draw_ie_by_position(ax, ie: pd.DataFrame, title: str) -> None:

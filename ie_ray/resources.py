@@ -13,7 +13,6 @@ run (`ie-ray resources --params 70e9 --dtype bfloat16 --gpu-memory-gb 80`).
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict, dataclass
 
 GIB = 1024**3

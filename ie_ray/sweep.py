@@ -68,7 +68,7 @@ def _versions() -> dict[str, str]:
 
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=store.REPO_ROOT, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"], cwd=store.REPO_ROOT, capture_output=True, text=True, timeout=5, check=False
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
@@ -193,7 +193,7 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
             manifest["corpora"][f"{spec.name}/{cell.key}"] = dict(
                 **cell.corpus.describe(), n_samples=len(cell.corpus.input_ids),
                 length=cell.corpus.input_ids.shape[1],
-                n_distinct_sequences=int(len(np.unique(cell.corpus.input_ids, axis=0))),
+                n_distinct_sequences=len(np.unique(cell.corpus.input_ids, axis=0)),
             )
         dtype = config.extract.store_dtype
         macro = {cell.key: shards.cell_states(plan.fingerprint, cell.corpus.input_ids, cell.positions, dtype)

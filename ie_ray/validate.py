@@ -23,16 +23,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 from ie_ray import store
 from ie_ray import validate_smoothed as smoothed_validation
-from ie_ray.estimators import ESTIMATORS, GaussianParams, MINEParams, estimate_gaussian, fit_mine_ensemble
-from ie_ray.estimators.benchmark import ALL_FAMILIES, FAMILIES, Task, make_tasks
-from ie_ray.estimators.presets import VARIANTS
 from ie_ray.errors import ConfigError
+from ie_ray.estimators import ESTIMATORS, GaussianParams, MINEParams, MIResult, estimate_gaussian, fit_mine_ensemble
+from ie_ray.estimators.benchmark import ALL_FAMILIES, FAMILIES, Task, make_tasks
+from ie_ray.estimators.mine import Objective
+from ie_ray.estimators.presets import VARIANTS
 
 #: Estimator names of peer toolkits' rows (benchmarks/peers.py) in the validation table.
 PEER_PREFIX: str = "peer:"
@@ -111,7 +113,7 @@ class ValidationConfig:
         if estimator in VARIANTS:
             p = replace(self.params, **VARIANTS[estimator])
         else:
-            p = replace(self.params, objective=estimator)
+            p = replace(self.params, objective=cast(Objective, estimator))  # MINEParams checks it
         if p.objective == "infonce" and self.infonce_batch_size is not None:
             p = replace(p, batch_size=self.infonce_batch_size)
         return p
@@ -220,7 +222,7 @@ def _run_part(config: ValidationConfig, tasks: list[Task], data: list, n: int, e
     if estimator == "gaussian":
         g = config.gaussian
         for task, (x, y), seed in zip(tasks, data, seeds):
-            r = estimate_gaussian(x, y, **asdict(g), seed=seed)
+            r: MIResult = estimate_gaussian(x, y, **asdict(g), seed=seed)
             rows.append(_row(task, n, "gaussian", r, 0, None, False))
         return pd.DataFrame(rows)
     params = config.params_for(estimator)

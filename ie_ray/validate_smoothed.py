@@ -29,7 +29,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,9 @@ class DiscreteResidualLaw:
     d: int
     support: int
     seed: int = 0
+    # derived from (d, support, seed) in __post_init__: not arguments, and no part of equality or repr
+    x_atoms: np.ndarray = field(init=False, repr=False, compare=False)
+    y_atoms: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.d < 1 or self.support < 4:

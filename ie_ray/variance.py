@@ -53,10 +53,10 @@ __all__ = [
     "VarianceResult",
     "analyse_variance",
     "broken_stick",
+    "layer_std_replicates",
     "per_seed_ie",
     "saturation_shot",
     "shot_curve",
-    "layer_std_replicates",
     "std_peak",
     "write_variance",
 ]
@@ -242,7 +242,7 @@ def analyse_variance(ie: pd.DataFrame, mi: pd.DataFrame | None = None, z: float 
             continue
         x, y, se = group.shot.to_numpy(), group.ie_mean_bits.to_numpy(), group.se_mean_bits.to_numpy()
         sat = saturation_shot(x, y, se, z=z, patience=patience)
-        k0, a, b = broken_stick(x, y, se)
+        k0, _, b = broken_stick(x, y, se)
         row = dict(model=model, corpus=corpus, unit=group.unit.iloc[0], saturation_shot=sat.shot,
                    saturated=sat.saturated, n_significant_increments=int(sum(sat.significant)),
                    broken_stick_k0=k0, broken_stick_slope_bits=b, ie_at_saturation_bits=float(np.interp(sat.shot, x, y)))

@@ -8,7 +8,8 @@ once per entry of the sweep's ``shots``; a natural corpus has no demonstrations 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -19,17 +20,24 @@ from ie_ray.errors import ConfigError
 
 if TYPE_CHECKING:
     from ie_ray.config import CorpusConfig
+    from ie_ray.corpora.icl import IclFormat
 
-__all__ = ["Corpus", "NATURAL_SHOTS", "build_corpus", "corpus_shots"]
+__all__ = ["NATURAL_SHOTS", "Corpus", "build_corpus", "corpus_shots"]
 
 NATURAL_SHOTS = 0
 """The ``shots`` value of a natural-text corpus in every table: no demonstrations."""
 
 
 class Corpus(Protocol):
-    input_ids: np.ndarray
-    texts: list[str]
-    shots: int
+    # read-only: IclCorpus and NaturalCorpus are frozen dataclasses
+    @property
+    def input_ids(self) -> np.ndarray: ...
+
+    @property
+    def texts(self) -> list[str]: ...
+
+    @property
+    def shots(self) -> int: ...
 
     def describe(self) -> dict: ...
 
@@ -55,7 +63,8 @@ def build_corpus(corpus_cfg: CorpusConfig, tokenizer, shots: int) -> Corpus:
         if corpus_cfg.kind == "icl":
             return build_icl_corpus(
                 corpus_cfg.task, tokenizer, shots=shots, n_samples=corpus_cfg.n_samples, seed=corpus_cfg.seed,
-                fmt=corpus_cfg.format, n_entities=corpus_cfg.n_entities, entity_tokens=corpus_cfg.entity_tokens,
+                fmt=cast("IclFormat", corpus_cfg.format),  # parse_config checked it is one of ICL_FORMATS
+                n_entities=corpus_cfg.n_entities, entity_tokens=corpus_cfg.entity_tokens,
             )
         if corpus_cfg.kind == "natural":
             return build_natural_corpus(natural_spec(corpus_cfg), tokenizer)

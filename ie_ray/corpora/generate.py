@@ -23,6 +23,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -32,7 +33,7 @@ from ie_ray.corpora.natural import TokenClasses, load_documents, sentences, toke
 from ie_ray.errors import ConfigError
 from ie_ray.models import ModelSpec, load_model
 
-__all__ = ["GenerationSettings", "PromptSettings", "GeneratedTexts", "draw_prompts", "generate_texts"]
+__all__ = ["GeneratedTexts", "GenerationSettings", "PromptSettings", "draw_prompts", "generate_texts"]
 
 TEXTS_FILE = "texts.jsonl"
 PROVENANCE_FILE = "provenance.json"
@@ -152,7 +153,8 @@ def generate_texts(
     prompts.validate()
     settings.validate()
     loaded = load_model(spec, device=device)
-    tokenizer, model = loaded.tokenizer, loaded.model
+    # AutoModelForCausalLM's classes mix GenerationMixin in; PreTrainedModel itself does not (transformers 5)
+    tokenizer, model = loaded.tokenizer, cast("transformers.GenerationMixin", loaded.model)
     drawn = draw_prompts(prompts, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:

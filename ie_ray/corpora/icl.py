@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
+    "ICL_FORMATS",
     "ICL_TASKS",
     "PAPER_ICL_TASKS",
-    "ICL_FORMATS",
     "IclCorpus",
     "build_icl_corpus",
     "candidate_names",
@@ -96,7 +96,7 @@ def _check_format(fmt: str) -> None:
 def candidate_names(task: str) -> list[str]:
     """The candidate names of ``task`` in file order (blank lines and ``#`` comments skipped)."""
     _check_task(task)
-    text = resources.files("ie_ray.corpora").joinpath("data", _TASK_FILES[task]).read_text(encoding="utf-8")
+    text = resources.files("ie_ray.corpora").joinpath("data").joinpath(_TASK_FILES[task]).read_text(encoding="utf-8")
     lines = (line.strip() for line in text.splitlines())
     return [line for line in lines if line and not line.startswith("#")]
 

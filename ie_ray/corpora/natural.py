@@ -31,9 +31,10 @@ import itertools
 import json
 import re
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -50,12 +51,12 @@ __all__ = [
     "PAPER_REJECT_CHARS",
     "NaturalCorpus",
     "NaturalSpec",
+    "TokenClasses",
     "build_natural_corpus",
     "load_documents",
-    "TokenClasses",
     "sentence_ends",
-    "sentences",
     "sentence_windows",
+    "sentences",
     "source_short_name",
     "tokenized",
 ]
@@ -316,7 +317,7 @@ def _dataset_documents(source: str, split: str, text_field: str) -> Iterator[str
             if isinstance(dataset, datasets.DatasetDict):
                 dataset = dataset[split]
         else:
-            dataset = datasets.load_dataset(source[3:] if source.startswith("hf:") else source, split=split)
+            dataset = datasets.load_dataset(source.removeprefix("hf:"), split=split)
     except (OSError, ValueError, KeyError, ConnectionError, FileNotFoundError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
@@ -377,6 +378,16 @@ def check_source(source: str) -> None:
 class TokenClasses:
     """Per-token-id flags, decoded lazily once per id (tokenizer-agnostic: no offsets mapping needed)."""
 
+    # one bool array per flag, indexed by token id; `_grow` sets (and extends) them by name
+    known: np.ndarray
+    terminator: np.ndarray
+    newline: np.ndarray
+    reject: np.ndarray
+    capital: np.ndarray
+    blank: np.ndarray
+    space_before: np.ndarray
+    space_after: np.ndarray
+
     def __init__(self, tokenizer: PreTrainedTokenizerBase, reject_chars: str) -> None:
         self.tokenizer = tokenizer
         self.reject_chars = reject_chars
@@ -424,7 +435,6 @@ def sentence_ends(ids: np.ndarray, classes: TokenClasses) -> np.ndarray:
     capitalised word (``". The"``). So ``sys.path``, ``3.14`` and ``e.g. the`` do not split a sentence (the
     window filter then drops windows that contain them).
     """
-    n = len(ids)
     term = classes.terminator[ids]
     nxt = np.concatenate([ids[1:], ids[-1:]])
     spaced = classes.space_before[nxt] | classes.space_after[ids]

@@ -24,11 +24,6 @@ from ie_ray.estimators.smoothed import Scale, SmoothedParams, SmoothedResult, sm
 
 __all__ = [
     "ALL_ESTIMATORS",
-    "Scale",
-    "SmoothedParams",
-    "SmoothedResult",
-    "smoothed_mi",
-    "smoothed_mi_batch",
     "CRITICS",
     "ESTIMATORS",
     "FLAGS",
@@ -38,8 +33,11 @@ __all__ = [
     "EnsembleSeparableCritic",
     "GaussianMIResult",
     "GaussianParams",
-    "MIResult",
     "MINEParams",
+    "MIResult",
+    "Scale",
+    "SmoothedParams",
+    "SmoothedResult",
     "diagnose",
     "dv_bound_bits",
     "estimate",
@@ -51,4 +49,6 @@ __all__ = [
     "infonce_bound_bits",
     "ledoit_wolf_shrinkage",
     "nwj_bound_bits",
+    "smoothed_mi",
+    "smoothed_mi_batch",
 ]

@@ -93,7 +93,7 @@ def diagnose(
 
 def smooth(curve: np.ndarray) -> np.ndarray:
     """Trailing moving average over SMOOTH_FRACTION of the steps (at least 1): the minibatch bound is noisy."""
-    w = max(1, int(round(SMOOTH_FRACTION * curve.size)))
+    w = max(1, round(SMOOTH_FRACTION * curve.size))
     c = np.cumsum(np.concatenate([[0.0], curve]))
     return (c[w:] - c[:-w]) / w
 
@@ -109,7 +109,7 @@ def tail_rise(curve: np.ndarray) -> tuple[float, float]:
     """(rise, standard error of the rise) of a least-squares line through the last TAIL_FRACTION of the curve,
     rise = slope x window length, in bits."""
     curve = np.asarray(curve, dtype=np.float64)
-    m = max(3, int(round(TAIL_FRACTION * curve.size)))
+    m = max(3, round(TAIL_FRACTION * curve.size))
     tail = curve[-m:]
     t = np.arange(m, dtype=np.float64)
     t -= t.mean()

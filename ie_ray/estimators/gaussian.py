@@ -180,7 +180,7 @@ def estimate_gaussian(
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
     n = x.shape[0]
-    n_heldout = int(round(n * heldout_fraction))
+    n_heldout = round(n * heldout_fraction)
     n_train = n - n_heldout
     if n_train < 2 or (heldout_fraction > 0 and n_heldout < 2):
         raise ValueError(
@@ -396,6 +396,8 @@ def standard_error_bits(x: np.ndarray, y: np.ndarray, fit: GaussianFit) -> float
     coverage of the truth to 0.93-0.95 (0.85 at the edge case of 1 dim on 10 rows).
     """
     rho = fit.rho
+    # an unshrunk fit carries its centring and canonical maps (GaussianFit documents which forms do)
+    assert fit.mean_x is not None and fit.mean_y is not None and fit.map_x is not None and fit.map_y is not None
     coef_cross = 2.0 / (1.0 + rho)
     with np.errstate(divide="ignore"):
         coef_diff = np.where(rho < 1.0, 1.0 / (1.0 - rho**2), 0.0)

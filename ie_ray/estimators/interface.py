@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ie_ray.estimators.gaussian import GaussianParams, estimate_gaussian
-from ie_ray.estimators.mine import OBJECTIVES, MINEParams, estimate_mine
+from ie_ray.estimators.mine import OBJECTIVES, MINEParams, Objective, estimate_mine
 from ie_ray.estimators.result import MIResult
 from ie_ray.estimators.smoothed import SmoothedParams, smoothed_mi
 
@@ -52,12 +52,13 @@ def estimate(
         s = params if isinstance(params, SmoothedParams) else SmoothedParams.from_dict(params or {})
         return smoothed_mi(x, y, s, seed=seed).to_mi_result(s.tau)
     if estimator == "gaussian":
-        if isinstance(params, MINEParams):
+        if isinstance(params, (MINEParams, SmoothedParams)):
             names = ", ".join(f.name for f in fields(GaussianParams))
-            raise ValueError(f"estimator='gaussian' takes GaussianParams ({names}), not MINEParams")
+            raise ValueError(f"estimator='gaussian' takes GaussianParams ({names}), not {type(params).__name__}")
         g = params if isinstance(params, GaussianParams) else GaussianParams.from_dict(params or {})
         return estimate_gaussian(x, y, **asdict(g), seed=seed)
     if isinstance(params, (GaussianParams, SmoothedParams)):
-        raise ValueError(f"estimator={estimator!r} takes MINEParams, not {type(params).__name__}")
+        # ValueError like every other bad argument of estimate() (callers and tests catch that one)
+        raise ValueError(f"estimator={estimator!r} takes MINEParams, not {type(params).__name__}")  # noqa: TRY004
     p = params if isinstance(params, MINEParams) else MINEParams.from_dict(params or {})
-    return estimate_mine(x, y, replace(p, objective=estimator), seed=seed)
+    return estimate_mine(x, y, replace(p, objective=cast(Objective, estimator)), seed=seed)  # one of OBJECTIVES

@@ -31,7 +31,8 @@ class FamilyText:
 def split_documents(documents: list[str], spec: TextSpec) -> FamilyText:
     """Every `heldout_every`-th run of `block` consecutive documents is held out (the run with index 0 mod
     heldout_every, shifted by half a period so the held-out text is not the book's first verses)."""
-    train, heldout = [], []
+    train: list[str] = []
+    heldout: list[str] = []
     offset = spec.heldout_every // 2
     for i, doc in enumerate(documents):
         (heldout if (i // spec.block) % spec.heldout_every == offset % spec.heldout_every else train).append(doc)

@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -24,13 +25,16 @@ from ie_ray.family.recipe import FamilyRecipe
 from ie_ray.family.registry import DONE, family_dir, is_trained, member_dir, write_pointer
 from ie_ray.family.text import chunks, load_family_text, strip_verse_number, token_stream, train_tokenizer
 
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
 LOSS_LOG = "losses.csv"
 MEMBER_RECORD = "member.json"
 
 
 @dataclass
 class PreparedData:
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     train: np.ndarray  # (n_windows, seq_len) int32
     heldout: np.ndarray
     heldout_documents: list[str]
@@ -58,15 +62,16 @@ def batch_order(n_windows: int, recipe: FamilyRecipe) -> np.ndarray:
     return np.concatenate(epochs)[:needed].reshape(training.steps, training.batch_size)
 
 
-def build_model(recipe: FamilyRecipe, size: str, vocab_size: int, special_id: int) -> torch.nn.Module:
+def build_model(recipe: FamilyRecipe, size: str, vocab_size: int, special_id: int) -> PreTrainedModel:
     """A fresh member with seeded weights; only the SizeSpec differs between members."""
     from transformers import AutoModelForCausalLM, GPTNeoXConfig, LlamaConfig
 
     spec, training = recipe.sizes[size], recipe.training
-    common = dict(vocab_size=vocab_size, hidden_size=spec.hidden_size, intermediate_size=spec.ffn,
+    common: dict[str, Any] = dict(vocab_size=vocab_size, hidden_size=spec.hidden_size, intermediate_size=spec.ffn,
                   num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
                   max_position_embeddings=training.seq_len, bos_token_id=special_id, eos_token_id=special_id,
                   pad_token_id=special_id, tie_word_embeddings=True)
+    config: PretrainedConfig
     if recipe.architecture == "llama":
         config = LlamaConfig(num_key_value_heads=spec.heads, **common)
     else:
@@ -76,10 +81,10 @@ def build_model(recipe: FamilyRecipe, size: str, vocab_size: int, special_id: in
         return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
-def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+def parameter_counts(model: PreTrainedModel) -> dict[str, int]:
     """Total and non-embedding parameters (tied input/output embedding counted once), as Pythia reports them."""
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.get_input_embeddings().weight.numel()
+    embedding = cast(torch.nn.Embedding, model.get_input_embeddings()).weight.numel()
     return dict(n_params=int(total), n_params_non_embedding=int(total - embedding))
 
 
@@ -112,7 +117,7 @@ def train_member(recipe: FamilyRecipe, size: str, data: PreparedData, order: np.
     from transformers import get_cosine_schedule_with_warmup
 
     training = recipe.training
-    special_id = data.tokenizer.convert_tokens_to_ids(data.tokenizer.bos_token)
+    special_id = cast(int, data.tokenizer.convert_tokens_to_ids(data.tokenizer.bos_token))  # one token: one id
     model = build_model(recipe, size, len(data.tokenizer), special_id)
     counts = parameter_counts(model)
     optimizer = _optimizer(model, recipe.learning_rate(size), training.weight_decay)

@@ -22,9 +22,9 @@ from ie_ray.reduce.reading import (
 from ie_ray.reduce.row import COLUMNS, MIRow, rows_frame
 
 # The built-in readings register themselves on import, in this order (the order of `reading_names()`).
-from ie_ray.reduce.smoothed_reading import SmoothedMIReading  # noqa: E402  isort: skip
-from ie_ray.reduce.entropy_limit_reading import EntropyLimitReading  # noqa: E402  isort: skip
-from ie_ray.reduce.mine_reading import (  # noqa: E402  isort: skip
+from ie_ray.reduce.smoothed_reading import SmoothedMIReading  # isort: skip
+from ie_ray.reduce.entropy_limit_reading import EntropyLimitReading  # isort: skip
+from ie_ray.reduce.mine_reading import (  # isort: skip
     ABOVE_CEILING_TOLERANCE_BITS,
     MAX_INTERVAL_BITS,
     MAX_RETRIES,

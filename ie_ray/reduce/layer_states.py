@@ -83,6 +83,7 @@ class LayerStates:
             j = self.positions.index(job.position)
             return _float32(self.macro_pre[:, j]), _float32(self.macro_post[:, j])
         rows = self._micro_rows(job)
+        assert self.micro_pre is not None and self.micro_post is not None  # they come with token_row
         return _float32(self.micro_pre[rows]), _float32(self.micro_post[rows])
 
     def symbols(self, job: EstimateJob) -> np.ndarray:
@@ -98,6 +99,7 @@ class LayerStates:
         """
         if job.level == "micro":
             rows, counts = np.unique(self._micro_rows(job), return_counts=True)
+            assert self.micro_pre is not None and self.micro_post is not None  # they come with token_row
             return Atoms(self.micro_pre[rows], self.micro_post[rows], counts)
         if job.n_distinct > PREFIX_ATOM_FRACTION * self.n_samples:
             return None
@@ -129,6 +131,8 @@ class LayerStates:
         _, pre, post = store.read_layer_states(macro_dir, layer, read_stream)
         if micro_dir is None:
             return cls(layer, input_ids, tuple(positions), pre, post, scale_rule=scale_rule)
+        if unique_tokens is None:
+            raise ValueError("micro states need `unique_tokens`, the token fed alone at each of their rows")
         _, mpre, mpost = store.read_layer_states(micro_dir, layer, read_stream)
         token_row = np.searchsorted(unique_tokens, input_ids)
         return cls(layer, input_ids, tuple(positions), pre, post, mpre[:, 0], mpost[:, 0], token_row, scale_rule)

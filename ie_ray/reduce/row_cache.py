@@ -64,5 +64,6 @@ class RowCache:
         self._record(reading, jobs, key, "computed")
 
     def _record(self, reading: Reading, jobs: list[EstimateJob], key: str, status: str) -> None:
+        assert self.shards is not None  # load and save return before this without a cache
         self.shards.record("estimates", status, key, **self.where, reading=reading.name,
                            layer=jobs[0].layer if jobs else -1, n_jobs=len(jobs))

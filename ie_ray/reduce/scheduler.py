@@ -11,9 +11,9 @@ when every reading of a layer is cached (the sweep deletes that layer's states t
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd

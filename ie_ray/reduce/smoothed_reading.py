@@ -58,14 +58,20 @@ class SmoothedMIReading(Reading):
     def fit_layer(self, states: LayerStates, jobs: list[EstimateJob]) -> list[MIRow]:
         scale_in, scale_out = states.scale("input", self.scale_rule), states.scale("output", self.scale_rule)
         fit = [j for j in jobs if j.n_distinct > 1]
-        xs, ys, counts = [], [], []
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        counts: list[np.ndarray | None] = []
         for job in fit:
             atoms = states.atoms(job)
             if atoms is None:
                 x, y = states.pair(job)
-                xs.append(x), ys.append(y), counts.append(None)
+                xs.append(x)
+                ys.append(y)
+                counts.append(None)
             else:
-                xs.append(atoms.x), ys.append(atoms.y), counts.append(atoms.counts)
+                xs.append(atoms.x)
+                ys.append(atoms.y)
+                counts.append(atoms.counts)
         results = smoothed_mi_batch(xs, ys, self.params, [j.estimator_seed for j in fit],
                                     [scale_in.for_position(j.position) for j in fit],
                                     [scale_out.for_position(j.position) for j in fit], counts=counts) if fit else []

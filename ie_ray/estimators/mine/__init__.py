@@ -36,7 +36,6 @@ from ie_ray.estimators.mine.critics import make_critic
 from ie_ray.estimators.mine.fit import ENSEMBLE_CHUNK_BYTES, ensemble_chunk_size, estimate_mine, fit_mine_ensemble
 from ie_ray.estimators.mine.params import (
     CRITICS,
-    CriticKind,
     DEFAULT_BATCH_SIZE,
     DEFAULT_CRITIC,
     DEFAULT_EARLY_STOP_FRACTION,
@@ -52,9 +51,9 @@ from ie_ray.estimators.mine.params import (
     DEFAULT_MARGINAL_SHIFTS,
     DEFAULT_MAX_DIMS,
     DEFAULT_MIN_WIDTH,
-    DEFAULT_NOISE_FRACTION,
     DEFAULT_N_BOOTSTRAP,
     DEFAULT_N_LAYERS,
+    DEFAULT_NOISE_FRACTION,
     DEFAULT_OBJECTIVE,
     DEFAULT_POWER,
     DEFAULT_READOUT,
@@ -65,15 +64,15 @@ from ie_ray.estimators.mine.params import (
     DEFAULT_WARMUP_STEPS,
     EARLY_STOP_EVERY,
     EARLY_STOP_SHIFTS,
-    MINEParams,
     OBJECTIVES,
+    CriticKind,
+    MINEParams,
     Objective,
 )
 from ie_ray.estimators.mine.training import poly_decay_with_warmup
 
 __all__ = [
     "CRITICS",
-    "CriticKind",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CRITIC",
     "DEFAULT_EARLY_STOP_FRACTION",
@@ -103,8 +102,9 @@ __all__ = [
     "EARLY_STOP_EVERY",
     "EARLY_STOP_SHIFTS",
     "ENSEMBLE_CHUNK_BYTES",
-    "MINEParams",
     "OBJECTIVES",
+    "CriticKind",
+    "MINEParams",
     "Objective",
     "ensemble_chunk_size",
     "estimate_mine",

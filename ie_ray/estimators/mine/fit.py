@@ -16,8 +16,8 @@ from ie_ray.estimators.mine.critics import first_layer_width, make_critic
 from ie_ray.estimators.mine.data import carve_early_stop, split_pairs
 from ie_ray.estimators.mine.params import MINEParams
 from ie_ray.estimators.mine.readout import HELDOUT_BOUND, bootstrap, bound_cap_bits, heldout_samples
-from ie_ray.estimators.result import MIResult
 from ie_ray.estimators.mine.training import train
+from ie_ray.estimators.result import MIResult
 
 #: Working-set budget of one ensemble chunk (see `ensemble_chunk_size`): a memory guard, not a cache size.
 #: Cache-sized chunks (16 MB, 3 critics) were measured slower than one whole ensemble on the 2-core EPYC

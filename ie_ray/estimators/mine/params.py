@@ -199,7 +199,7 @@ class MINEParams:
 
     def split_sizes(self, n_samples: int) -> tuple[int, int]:
         """(n_train, n_heldout) for n_samples pairs."""
-        n_heldout = int(round(n_samples * self.heldout_fraction))
+        n_heldout = round(n_samples * self.heldout_fraction)
         return n_samples - n_heldout, n_heldout
 
     def validate(self, n_samples: int | None = None) -> None:

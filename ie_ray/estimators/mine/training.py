@@ -136,6 +136,7 @@ def _mask_and_clip(plist: list[torch.Tensor], alive: torch.Tensor, max_norm: flo
     all_alive = bool(alive.all())
     sq = torch.zeros(alive.shape[0])
     for p in plist:
+        assert p.grad is not None  # every critic parameter takes part in the loss, so backward gave it a gradient
         if not all_alive:
             p.grad = torch.where(_bcast(alive, p.grad), p.grad, 0.0)
         # Sum the last axis, then the next: a single flat sum per estimator would be split across threads
@@ -145,12 +146,14 @@ def _mask_and_clip(plist: list[torch.Tensor], alive: torch.Tensor, max_norm: flo
     finite = torch.isfinite(norm)
     if not bool(finite.all()):
         for p in plist:
+            assert p.grad is not None
             p.grad = torch.where(_bcast(finite, p.grad), p.grad, 0.0)
     if max_norm is not None:
         # Same coefficient as torch.nn.utils.clip_grad_norm_, but one per estimator.
         coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
         coef = torch.where(finite, coef, 0.0)
         for p in plist:
+            assert p.grad is not None
             p.grad.mul_(_bcast(coef, p.grad))
     return finite
 
