@@ -29,9 +29,10 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any
 
 import pandas as pd
 
@@ -82,7 +83,7 @@ class Measurement:
 
         return figure_of_run(self.ie, self.readings)
 
-    def save(self, path: Union[str, Path]) -> Path:
+    def save(self, path: str | Path) -> Path:
         """Copy the run directory to `path` (which must not exist): a normal run directory, with report.md,
         plots, manifest and config.yaml, that `ie-ray compare` and `ie_ray.variance` accept."""
         target = Path(path).expanduser()
@@ -102,11 +103,11 @@ def measure(
     tokenizer: Any = None,
     corpus: Any = "country",
     *,
-    layers: Union[str, Sequence[int], dict] = "all",
-    positions: Union[str, Sequence[int]] = "all",
+    layers: str | Sequence[int] | dict = "all",
+    positions: str | Sequence[int] = "all",
     readings: Sequence[str] = READINGS,
     n_samples: int = DEFAULT_N_SAMPLES,
-    shots: Union[int, Sequence[int]] = DEFAULT_SHOTS,
+    shots: int | Sequence[int] = DEFAULT_SHOTS,
     length: int | None = None,
     anchor: str = "start",
     seed: int = 0,
@@ -114,7 +115,7 @@ def measure(
     split: str = "train",
     dtype: str | None = None,
     settings: dict | None = None,
-    run_dir: Union[str, Path, None] = None,
+    run_dir: str | Path | None = None,
     name: str = "measure",
     label: str | None = None,
 ) -> Measurement:
@@ -163,12 +164,12 @@ def measure(
     return run_config(config, run_dir, window_note=_window_note(corpus_entry, positions, length))
 
 
-def run_config(config: SweepConfig, run_dir: Union[str, Path, None] = None, window_note: str = "") -> Measurement:
+def run_config(config: SweepConfig, run_dir: str | Path | None = None, window_note: str = "") -> Measurement:
     """Run a `SweepConfig` with the sweep's driver and read its run directory back as a `Measurement`."""
     from ie_ray.sweep import run_sweep
 
     temporary = run_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="ie-ray-measure-")) if temporary else Path(run_dir).expanduser()
+    directory = Path(tempfile.mkdtemp(prefix="ie-ray-measure-")) if run_dir is None else Path(run_dir).expanduser()
     try:
         result = run_sweep(config, directory)
     except ConfigError as exc:

@@ -27,7 +27,7 @@ from ie_ray.family.registry import resolve_member
 from ie_ray.store import cache_root
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 # ---------------------------------------------------------------------------------------------------------
 # Where models come from
@@ -274,7 +274,8 @@ def weights_digest(model: nn.Module, tokenizer) -> str:
     """SHA-256 of a model's config, parameters and buffers (names, dtypes, shapes, bytes) and its tokenizer's
     vocabulary: two model objects with the same digest give the same block states, so they share cache entries,
     and a model changed in place (fine-tuned, patched) gets a new one."""
-    config = {k: v for k, v in model.config.to_dict().items() if k not in _UNHASHED_CONFIG_KEYS}
+    config = {k: v for k, v in cast("PretrainedConfig", model.config).to_dict().items()
+              if k not in _UNHASHED_CONFIG_KEYS}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in model.state_dict().items():
         data = tensor.detach().to("cpu").contiguous()
@@ -295,7 +296,7 @@ def save_model(model: nn.Module, tokenizer, label: str) -> str:
 
     def save(tmp: Path) -> None:
         try:
-            model.save_pretrained(tmp)
+            cast("PreTrainedModel", model).save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         except Exception:  # noqa: BLE001 - e.g. a GGUF-loaded model refuses; a plain copy saves (twice the memory)
             shutil.rmtree(tmp, ignore_errors=True)

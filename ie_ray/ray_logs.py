@@ -122,7 +122,9 @@ class RayLogRoute:
         for name in RAY_LOGGERS:
             logger = logging.getLogger(name)
             for handler in logger.handlers:
-                if _is_console(handler):
+                # one handler may sit on several of Ray's loggers (after ray.data's import it does): record its
+                # level once, or detach would "restore" the raised level recorded the second time
+                if _is_console(handler) and all(handler is not h for h, _ in self.console_levels):
                     self.console_levels.append((handler, handler.level))
                     handler.setLevel(max(handler.level, CONSOLE_LEVEL))
                     handler.addFilter(self.filter)

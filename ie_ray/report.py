@@ -74,7 +74,7 @@ def _cells(ie: pd.DataFrame, readings: pd.DataFrame | None):
     with_tau = readings is not None and (readings.reading == "smoothed").any()
     for (model, corpus, shots), part in ie.groupby(["model", "corpus", "shots"], sort=True):
         sel = readings[(readings.model == model) & (readings.corpus == corpus) & (readings.shots == shots)] \
-            if with_tau else None
+            if with_tau and readings is not None else None
         yield f"{model} · {corpus} · {shots} shots", f"{model}_{corpus}_{shots}shot", part, sel
 
 

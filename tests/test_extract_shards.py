@@ -1,4 +1,4 @@
-"""One extraction actor serving several shards: a batch that mixes shards with different positions and layers
+"""One extraction actor serving several shards: a batch that mixes shards with different positions and streams
 gives each row exactly the states a batch of its own shard gives (no Ray needed: the actor class is called
 directly), and the extraction plan falls back to CPU actors when there is no GPU."""
 from __future__ import annotations
@@ -17,8 +17,8 @@ SPEC = ModelSpec(name="tiny-llama")
 
 @pytest.fixture(scope="module")
 def extractor(one_torch_thread):
-    # shard 0: 4-token sequences, positions 0..3, layers 0 and 2; shard 1: single tokens, position 0, layer 3
-    return BlockStateExtractor(asdict(SPEC), shard_layers=[[0, 2], [3]], shard_positions=[[0, 1, 2, 3], [0]],
+    # shard 0: 4-token sequences, positions 0..3, streams 0 and 2; shard 1: single tokens, position 0, stream 3
+    return BlockStateExtractor(asdict(SPEC), shard_streams=[[0, 2], [3]], shard_positions=[[0, 1, 2, 3], [0]],
                                store_dtype="float32", device="cpu")
 
 
@@ -32,17 +32,17 @@ def test_a_mixed_batch_equals_one_batch_per_shard(extractor):
     sequences = [[5, 9, 11, 7], [3, 4, 5, 6], [12], [13], [8, 8, 9, 10]]
     shards = [0, 0, 1, 1, 0]
     mixed = extractor(_batch(shards, sequences))
-    # rows: shard 0 (3 samples x 2 layers) then shard 1 (2 samples x 1 layer), sample-major within a shard
+    # rows: shard 0 (3 samples x 2 streams) then shard 1 (2 samples x 1 stream), sample-major within a shard
     assert mixed["shard"].tolist() == [0] * 6 + [1] * 2
-    assert mixed["layer"].tolist() == [0, 2, 0, 2, 0, 2, 3, 3]
+    assert mixed["stream"].tolist() == [0, 2, 0, 2, 0, 2, 3, 3]
     assert mixed["sample_id"].tolist() == [0, 0, 1, 1, 4, 4, 2, 3]
-    assert [t.shape for t in mixed["resid_pre"]] == [(4, 64)] * 6 + [(1, 64)] * 2  # ragged: Ray stores both
+    assert [t.shape for t in mixed["resid"]] == [(4, 64)] * 6 + [(1, 64)] * 2  # ragged: Ray stores both
     alone0 = extractor(_batch([0, 0, 0], [sequences[i] for i in (0, 1, 4)]))
     alone1 = extractor(_batch([1, 1], [sequences[i] for i in (2, 3)]))
-    for column in ("resid_pre", "resid_post"):
-        np.testing.assert_allclose(np.stack(list(mixed[column][:6])), alone0[column], atol=1e-6)
-        np.testing.assert_allclose(np.stack(list(mixed[column][6:])), alone1[column], atol=1e-6)
-    assert alone0["resid_pre"].dtype == np.float32 and alone0["resid_pre"].shape == (6, 4, 64)
+    np.testing.assert_allclose(np.stack(list(mixed["resid"][:6])), alone0["resid"], atol=1e-6)
+    np.testing.assert_allclose(np.stack(list(mixed["resid"][6:])), alone1["resid"], atol=1e-6)
+    assert alone0["resid"].dtype == np.float32 and alone0["resid"].shape == (6, 4, 64)
+    assert not np.allclose(alone0["resid"][0], alone0["resid"][1])  # stream 0 and stream 2 of one sample
 
 
 def test_auto_resources_without_a_gpu_mean_cpu_actors(monkeypatch):

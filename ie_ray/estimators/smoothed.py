@@ -81,10 +81,11 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from ie_ray.estimators.diagnostics import Flag
 from ie_ray.estimators.result import MIResult
 
 LN2 = math.log(2.0)
@@ -321,7 +322,8 @@ class SmoothedResult:
             mi_bits=r.mi_bits, readout="smoothed", heldout_bits=r.mi_bits, max_train_bits=math.nan,
             last_train_bits=math.nan, ci_low=r.ci_low, ci_high=r.ci_high, bootstrap=r.bootstrap,
             curve=np.zeros(0), n_samples=self.n_samples, n_train=self.n_samples, n_heldout=0, seed=self.seed,
-            wall_s=self.wall_s, flag=r.flag, objective="smoothed", bound_cap_bits=math.log2(self.n_samples),
+            wall_s=self.wall_s, flag=cast(Flag, r.flag),  # smoothed flags extend diagnostics.Flag's set
+            objective="smoothed", bound_cap_bits=math.log2(self.n_samples),
             tau=r.tau, half_sample_bits=r.half_bits, mc_se_bits=r.mc_se_bits,
         )
 
@@ -709,17 +711,17 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
             if not active[t]:
                 continue
             cols = Wt if reported[t] else lean
-            exps = (D, G, *coefs[t])
-            S = _excluded_sums(*exps, rows, idx, E, cols, clip=False)
+            a, b = coefs[t]
+            S = _excluded_sums(D, G, a, b, rows, idx, E, cols, clip=False)
             if not torch.isfinite(S).all():  # an exponent overflowed: vanishingly rare, recompute clipped
-                S = _excluded_sums(*exps, rows, idx, E, cols, clip=True)
+                S = _excluded_sums(D, G, a, b, rows, idx, E, cols, clip=True)
             n_c = S.shape[2]
             # the own term of every sum is exactly e^0 times the own atom's weight in the column
             logs = torch.log(S + Wt[idx, :n_c])
             pmi = logs[2] - logs[0] - logs[1] + log_total[:n_c]
             w_own = draw_weight[idx, :n_c]
             pmi = torch.where(w_own > 0, pmi, torch.zeros_like(pmi))  # a draw of a resampled-away atom
-            acc[t].add(pmi, w_own, loo.pmi(S[:, :, 0], exps, idx))
+            acc[t].add(pmi, w_own, loo.pmi(S[:, :, 0], (D, G, a, b), idx))
         start = stop
         if start % step == 0:
             for t in range(len(taus)):
