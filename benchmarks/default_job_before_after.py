@@ -6,6 +6,8 @@ flag change listed, and the wall time of each stage side by side.
     (cd /tmp/old-ie && PYTHONPATH=. IE_RAY_CACHE_DIR=/tmp/old-cache python jobs/sweep.py --out /tmp/smoke-old)
     IE_RAY_CACHE_DIR=/tmp/new-cache python jobs/sweep.py --out /tmp/smoke-new
     python benchmarks/default_job_before_after.py /tmp/smoke-old /tmp/smoke-new --label-before <commit>
+    # any two runs of one config, e.g. the 20k ICL task before and after a reducer change:
+    python benchmarks/default_job_before_after.py OLD_RUN NEW_RUN --title "The 20k ICL task" --stem icl20k_before_after
 
 Within Monte Carlo error: |after - before| <= 4 sqrt(se_before^2 + se_after^2) + 0.01 bit, with se each row's own
 Monte Carlo standard error (the rows' sampling error is shared: same states, same samples; only the draws
@@ -43,14 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", type=Path)
     parser.add_argument("--label-before", default="before")
     parser.add_argument("--label-after", default="after")
+    parser.add_argument("--title", default="The default job", help="what the two runs are (any config's runs)")
+    parser.add_argument("--stem", default="default_job_before_after", help="output file stem in results/")
     args = parser.parse_args(argv)
     table = compare(pd.read_parquet(args.before / "mi.parquet"), pd.read_parquet(args.after / "mi.parquet"))
     OUT.mkdir(exist_ok=True)
-    table.to_csv(OUT / "default_job_before_after.csv", index=False, float_format="%.5f")
+    table.to_csv(OUT / f"{args.stem}.csv", index=False, float_format="%.5f")
     times = {side: json.loads((path / "manifest.json").read_text())["timings_s"]
              for side, path in (("before", args.before), ("after", args.after))}
     matched = table[table._merge == "both"]
-    lines = [f"# The default job before ({args.label_before}) and after ({args.label_after})", "",
+    lines = [f"# {args.title} before ({args.label_before}) and after ({args.label_after})", "",
              f"Smoothed rows: {len(matched)} matched, {int((table._merge != 'both').sum())} unmatched; "
              f"{int(matched.within.sum())} within Monte Carlo error (4 combined standard errors + "
              f"{ALLOWANCE_BITS} bit), {int((~matched.within).sum())} outside.", "",
@@ -84,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"| {r.layer} | {r.position} | {r.level} | {r.tau:g} | {r.mi_bits_before:.4f} | "
                   f"{r.mi_bits_after:.4f} | {r.tolerance_bits:.4f} |" for r in outside.itertuples()]
         lines.append("")
-    busy = {side: pd.read_parquet(path / "mi.parquet").groupby("reading").wall_s.sum()
-            for side, path in (("before", args.before), ("after", args.after))}
+    frames = {side: pd.read_parquet(path / "mi.parquet") for side, path in (("before", args.before),
+                                                                            ("after", args.after))}
+    limit = [f[f.reading == "entropy_limit"].set_index(KEYS).sort_index()[["mi_bits", "flag"]] for f in frames.values()]
+    if len(limit[0]) or len(limit[1]):
+        same = limit[0].equals(limit[1])
+        lines += [f"Entropy-limit rows (exact counts): {len(limit[0])} before, {len(limit[1])} after, "
+                  f"{'all equal' if same else 'NOT all equal'}.", ""]
+    busy = {side: frame.groupby("reading").wall_s.sum() for side, frame in frames.items()}
     lines += ["Seconds inside the reading tasks (sum of the rows' `wall_s`: the reducer's own work, whatever else ran "
               "on the machine's other core; the entropy limit records none):", "",
               "| reading | before (s) | after (s) | before / after |", "|---|---|---|---|"]
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     total_b, total_a = sum(times["before"].values()), sum(times["after"].values())
     lines += [f"| **all stages** | {total_b:.1f} | {total_a:.1f} | {total_b / total_a:.2f} |", ""]
     text = "\n".join(lines)
-    (OUT / "default_job_before_after.md").write_text(text)
+    (OUT / f"{args.stem}.md").write_text(text)
     print(text)
     return 0
 
