@@ -18,7 +18,7 @@ import yaml
 
 from ie_ray.corpora.natural import PAPER_REJECT_CHARS, source_short_name
 from ie_ray.errors import ConfigError
-from ie_ray.models import TORCH_DTYPES, ModelSpec
+from ie_ray.models import INITS, TORCH_DTYPES, ModelSpec
 from ie_ray.reduce.reading import reading_names
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "jobs" / "configs" / "smoke.yaml"
@@ -48,6 +48,9 @@ class CorpusConfig:
     A natural corpus has no demonstrations: it is built once, with shots = 0, whatever `shots` says.
     `label` names the corpus in every table (default: icl-<task>, or natural-<source>-<anchor><length>), e.g.
     `human` / `generated-smollm2` for a generated-vs-human comparison.
+    `shuffle_tokens: true` is the shuffled-token control: each sequence's tokens permuted within it, seeded per
+    row by `shuffle_seed` (ie_ray/corpora/shuffle.py); the default label gains `-shuffled` (`-shuffled<seed>` for
+    a seed other than 0), so a control never shares a row with the corpus it was cut from.
     """
 
     kind: str = "icl"
@@ -64,6 +67,8 @@ class CorpusConfig:
     reject_chars: str = PAPER_REJECT_CHARS
     n_samples: int = 2000
     seed: int = 0
+    shuffle_tokens: bool = False
+    shuffle_seed: int = 0
     label: str = ""
 
     def __post_init__(self) -> None:
@@ -72,6 +77,8 @@ class CorpusConfig:
                 default = f"natural-{source_short_name(str(self.source))}-{self.anchor}{self.length}"
             else:
                 default = f"{self.kind}-{self.task}" + (f"-{self.entity_tokens}tok" if self.entity_tokens != 1 else "")
+            if self.shuffle_tokens is True:
+                default += "-shuffled" + (str(self.shuffle_seed) if self.shuffle_seed != 0 else "")
             object.__setattr__(self, "label", default)
 
 
@@ -327,6 +334,14 @@ def validate_static(config: SweepConfig) -> None:
             raise ConfigError(f"models[{i}].dtype {spec.dtype!r} is unknown; use one of {', '.join(TORCH_DTYPES)}")
         if str(spec.prepend_bos).lower() not in ("auto", "true", "false"):
             raise ConfigError(f"models[{i}].prepend_bos must be auto, true or false, not {spec.prepend_bos!r}")
+        if spec.init not in INITS:
+            raise ConfigError(f"models[{i}].init must be one of {list(INITS)}, not {spec.init!r} (random: the same "
+                              "architecture and tokenizer with freshly drawn weights, seeded by init_seed)")
+        if not isinstance(spec.init_seed, int) or isinstance(spec.init_seed, bool):
+            raise ConfigError(f"models[{i}].init_seed must be an integer, got {spec.init_seed!r}")
+    model_labels = [spec.label for spec in config.models]
+    if len(set(model_labels)) != len(model_labels):
+        raise ConfigError(f"models {model_labels} repeat; each model (name, init, init_seed) may appear once")
     if config.micro not in MICRO_MODES:
         raise ConfigError(f"micro must be one of {MICRO_MODES}, not {config.micro!r}")
     if any(k < 1 for k in config.shots):
@@ -362,10 +377,15 @@ def validate_static(config: SweepConfig) -> None:
         if corpus.kind not in CORPUS_KINDS:
             raise ConfigError(f"corpora[{i}].kind {corpus.kind!r} is not supported; use one of {list(CORPUS_KINDS)}")
         optional = tuple(k for k in ("n_entities", "max_documents") if getattr(corpus, k) is not None)
-        for key in ("n_samples", "seed", "entity_tokens", "length") + optional:
+        for key in ("n_samples", "seed", "entity_tokens", "length", "shuffle_seed") + optional:
             value = getattr(corpus, key)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"corpora[{i}].{key} must be an integer, got {value!r}")
+        if not isinstance(corpus.shuffle_tokens, bool):
+            raise ConfigError(f"corpora[{i}].shuffle_tokens must be true or false, got {corpus.shuffle_tokens!r}")
+        if corpus.shuffle_seed != 0 and not corpus.shuffle_tokens:
+            raise ConfigError(f"corpora[{i}].shuffle_seed={corpus.shuffle_seed} without shuffle_tokens: true does "
+                              "nothing; add shuffle_tokens: true or remove shuffle_seed")
         if corpus.kind == "icl":
             _validate_icl_corpus(i, corpus)
         else:

@@ -84,6 +84,9 @@ TINY_PREFIX = "tiny-"
 # ie_ray.family.registry.PREFIX, defined there once.
 # Model objects handed to `ie_ray.measure`: saved-<label>-<weights hash>, a directory under the model cache.
 SAVED_PREFIX = "saved-"
+#: How a model's weights are set: `pretrained` loads them; `random` keeps the architecture and tokenizer and draws
+#: fresh weights (the metric-artifact control of issue 25: a pattern a random network shows too is not learned).
+INITS: tuple[str, ...] = ("pretrained", "random")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,16 @@ class ModelSpec:
     trust_remote_code: bool = False
     revision: str | None = None
     prepend_bos: str = "auto"  # "auto" | "true" | "false": auto = what the tokenizer itself does
+    #: `random`: same architecture, config and tokenizer as `name`, weights drawn by transformers' own initialiser
+    #: under torch seed `init_seed` (`random_init_model`), so every extraction actor builds identical weights.
+    init: str = "pretrained"
+    init_seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """The model's name in every table, manifest and cache directory: `name`, or `<name>-random<seed>` for a
+        random-init control, so the control never shares a row, a plot or a cache entry with the trained model."""
+        return f"{self.name}-random{self.init_seed}" if self.init == "random" else self.name
 
     @property
     def kind(self) -> str:
@@ -446,7 +459,10 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
 
     dtype = _torch_dtype(spec.dtype)
     tokenizer: PreTrainedTokenizerBase
-    if spec.kind == "tiny":
+    if spec.init == "random":
+        tokenizer = load_tokenizer(spec)
+        model = random_init_model(load_model_config(spec), dtype, spec.init_seed, spec.trust_remote_code)
+    elif spec.kind == "tiny":
         from ie_ray.corpora.tokenizers import tiny_tokenizer
 
         tokenizer = tiny_tokenizer()
@@ -464,6 +480,20 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
     # PreTrainedModel.to, a functools.wraps of nn.Module.to, does not type-check as a bound method.
     causal_lm = cast("PreTrainedModel", model)
     return LoadedModel(model=causal_lm, tokenizer=tokenizer, info=_describe(spec, causal_lm, tokenizer), blocks=blocks)
+
+
+def random_init_model(config, dtype: torch.dtype, seed: int, trust_remote_code: bool = False) -> nn.Module:
+    """The architecture of `config` with fresh weights from transformers' own initialiser under torch seed `seed`.
+
+    The draw happens inside `fork_rng`, so it neither depends on nor changes the caller's random state: two
+    processes (two extraction actors, on any node) build bit-identical weights from the same (config, seed), which
+    is what lets one sweep spread a random-init control over several actors. Initialised in `dtype` directly, as
+    the trained model is loaded in it. (A `tiny-<family>` test model is itself such a draw with seed 0.)"""
+    from transformers import AutoModelForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def load_model_config(spec: ModelSpec):
@@ -508,8 +538,11 @@ def _describe(spec: ModelSpec, model: PreTrainedModel, tokenizer) -> ModelInfo:
     else:
         source = spec.kind
         revision = spec.revision or getattr(config, "_commit_hash", None) or "unknown"
+    if spec.init == "random":  # the architecture's provenance stays visible next to the seed
+        source = f"random init (torch seed {spec.init_seed}) of the architecture and tokenizer of {source}"
+        revision = f"random-seed{spec.init_seed}/{revision}"
     return ModelInfo(
-        name=spec.name,
+        name=spec.label,
         source=source,
         family=str(getattr(config, "model_type", "unknown")),
         n_params=int(sum(p.numel() for p in model.parameters())),

@@ -128,14 +128,14 @@ def plan_sweep(config: SweepConfig) -> list[ModelPlan]:
     for spec in config.models:
         tokenizer = load_tokenizer(spec)
         info = describe_model(spec, tokenizer)
-        layers = resolve_indices(config.layers, info.n_layers, "layer", f"model {spec.name!r}")
+        layers = resolve_indices(config.layers, info.n_layers, "layer", f"model {spec.label!r}")
         cells = []
         for corpus_cfg in config.corpora:
             for shots in corpus_shots(corpus_cfg, config.shots):  # natural text: built once, shots = 0
                 try:
                     corpus = build_corpus(corpus_cfg, tokenizer, shots)
                 except ConfigError as exc:  # e.g. fewer single-token entities than shots, too few windows
-                    raise ConfigError(f"{exc} (model {spec.name!r})") from exc
+                    raise ConfigError(f"{exc} (model {spec.label!r})") from exc
                 length = corpus.input_ids.shape[1]
                 positions = resolve_indices(
                     config.positions, length, "position", f"corpus {corpus_cfg.label} with {shots} shots"
@@ -185,12 +185,12 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
     infos: dict[str, ModelInfo] = {}
     for plan in plans:
         spec = plan.spec
-        infos[spec.name] = plan.info
-        manifest["models"][spec.name] = plan.info.to_dict()
+        infos[spec.label] = plan.info
+        manifest["models"][spec.label] = plan.info.to_dict()
         for cell in plan.cells:
-            store.write_arrow(store.inside(run_dir, "corpora", store.safe_name(spec.name), cell.key + ".parquet"),
+            store.write_arrow(store.inside(run_dir, "corpora", store.safe_name(spec.label), cell.key + ".parquet"),
                               cell.table)
-            manifest["corpora"][f"{spec.name}/{cell.key}"] = dict(
+            manifest["corpora"][f"{spec.label}/{cell.key}"] = dict(
                 **cell.corpus.describe(), n_samples=len(cell.corpus.input_ids),
                 length=cell.corpus.input_ids.shape[1],
                 n_distinct_sequences=len(np.unique(cell.corpus.input_ids, axis=0)),
@@ -200,10 +200,10 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
                  for cell in plan.cells}
         micro = shards.cell_states(plan.fingerprint, plan.unique_tokens[:, None], [0], dtype)
         for cell in plan.cells:
-            manifest["corpora"][f"{spec.name}/{cell.key}"]["states"] = str(macro[cell.key].directory)
+            manifest["corpora"][f"{spec.label}/{cell.key}"]["states"] = str(macro[cell.key].directory)
         if config.micro == "single_token":
-            manifest["models"][spec.name]["micro_states"] = str(micro.directory)
-        work = {cell.key: _cell_work(cell, spec.name, config, macro[cell.key], micro, plan.unique_tokens, shards)
+            manifest["models"][spec.label]["micro_states"] = str(micro.directory)
+        work = {cell.key: _cell_work(cell, spec.label, config, macro[cell.key], micro, plan.unique_tokens, shards)
                 for cell in plan.cells}
         reductions = _extract_and_reduce(config, plan, active_readings, work, macro, micro, shards, timer, usage)
         mi_frames += [r.mi for r in reductions]
@@ -259,7 +259,7 @@ def _extract_cached(
         missing = cell.missing_streams(streams)
         for stream in streams:
             status = "computed" if stream in missing else "reused"
-            shards.record("extraction_streams", status, cell.key, model=spec.name, cell=label, stream=stream)
+            shards.record("extraction_streams", status, cell.key, model=spec.label, cell=label, stream=stream)
         if missing:
             cell.clear_streams(missing)
             pending.append((cell, table, missing, StateShard(table, positions, missing, cell.directory)))
@@ -350,14 +350,14 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
     budget = config.extract.max_states_gb * 1024**3 if config.extract.max_states_gb is not None else None
     passes = layer_passes(needed, _stream_bytes(plan, plan.cells, config, with_micro), budget)
     if len(passes) > 1:
-        print(f"[ie-ray] {spec.name}: {len(needed)} layers in {len(passes)} extraction passes of at most "
+        print(f"[ie-ray] {spec.label}: {len(needed)} layers in {len(passes)} extraction passes of at most "
               f"{max(len(p) for p in passes)} (extract.max_states_gb = {config.extract.max_states_gb})", flush=True)
     done: dict[str, list[CellReduction]] = {cell.key: [] for cell in plan.cells}
     holders = {cell.key: _StreamHolders(macro[cell.key], need[cell.key], keep) for cell in plan.cells}
     # one micro stream serves every cell: a block's micro streams go once no cell has the block left to reduce
     micro_holders = _StreamHolders(micro, needed, keep)
     for layers in passes:
-        with timer.stage(f"extract {spec.name}"):
+        with timer.stage(f"extract {spec.label}"):
             todo = [(macro[c.key], c.table, c.positions, c.key,
                      streams_of_layers([l for l in layers if l in need[c.key]]))
                     for c in plan.cells if any(l in need[c.key] for l in layers)]
@@ -366,7 +366,7 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
                 todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro", streams_of_layers(layers)))
             _extract_cached(shards, todo, spec, config)
         usage.measure_disk()
-        with timer.stage(f"reduce {spec.name}"):
+        with timer.stage(f"reduce {spec.label}"):
             for cell in plan.cells:
                 wanted = [l for l in layers if l in need[cell.key]]
                 if wanted:
@@ -374,7 +374,7 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
                                                       on_layer_done=holders[cell.key].done))
             for layer in layers:
                 micro_holders.done(layer)
-    with timer.stage(f"reduce {spec.name}"):
+    with timer.stage(f"reduce {spec.label}"):
         for cell in plan.cells:  # layers whose every reading is cached: rows from the cache, no states needed
             cached = [l for l in plan.layers if l not in need[cell.key]]
             if cached:

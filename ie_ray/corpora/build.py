@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ie_ray.corpora.icl import build_icl_corpus
 from ie_ray.corpora.natural import NaturalSpec, build_natural_corpus
+from ie_ray.corpora.shuffle import shuffled_corpus
 from ie_ray.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,7 +59,13 @@ def natural_spec(corpus_cfg: CorpusConfig) -> NaturalSpec:
 
 
 def build_corpus(corpus_cfg: CorpusConfig, tokenizer, shots: int) -> Corpus:
-    """Build one corpus cell; every failure is a one-line ConfigError naming the corpus label."""
+    """Build one corpus cell; every failure is a one-line ConfigError naming the corpus label. With
+    ``shuffle_tokens`` the cell is the shuffled-token control of the same rows (ie_ray/corpora/shuffle.py)."""
+    corpus = _build_unshuffled(corpus_cfg, tokenizer, shots)
+    return shuffled_corpus(corpus, corpus_cfg.shuffle_seed, tokenizer) if corpus_cfg.shuffle_tokens else corpus
+
+
+def _build_unshuffled(corpus_cfg: CorpusConfig, tokenizer, shots: int) -> Corpus:
     try:
         if corpus_cfg.kind == "icl":
             return build_icl_corpus(

@@ -172,6 +172,12 @@ def sequence_table(input_ids: np.ndarray, texts: list[str], **columns: np.ndarra
     })
 
 
+def shuffle_note(shuffle_seed: int | None) -> dict:
+    """What a corpus's description adds when it is a shuffled-token control (nothing otherwise, so the manifests of
+    ordinary corpora keep their keys)."""
+    return {} if shuffle_seed is None else dict(shuffled_tokens=True, shuffle_seed=shuffle_seed)
+
+
 class SequenceCorpus:
     """What every corpus kind shares: ``input_ids`` of shape (n_samples, length), one row per sequence."""
 
@@ -206,6 +212,9 @@ class IclCorpus(SequenceCorpus):
     """int64, shape ``(n_samples, shots * (entity_tokens + 1))``."""
     texts: list[str]
     entity_tokens: int = 1
+    shuffle_seed: int | None = None
+    """Set for the shuffled-token control (ie_ray/corpora/shuffle.py): the rows' tokens are then permuted, so the
+    entity and separator positions below describe the unshuffled layout, not these rows."""
 
     @property
     def shot_length(self) -> int:
@@ -229,7 +238,8 @@ class IclCorpus(SequenceCorpus):
     def describe(self) -> dict:
         """What the run manifest records about this corpus."""
         return dict(kind="icl", task=self.task, fmt=self.fmt, entity_tokens=self.entity_tokens,
-                    entities=list(self.entities), tokenizer=self.tokenizer_name, seed=self.seed)
+                    entities=list(self.entities), tokenizer=self.tokenizer_name, seed=self.seed,
+                    **shuffle_note(self.shuffle_seed))
 
     def to_arrow(self) -> pa.Table:
         """Columns ``sample_id``, ``input_ids`` (list<int64>), ``text``; corpus settings in schema metadata."""
@@ -244,6 +254,7 @@ class IclCorpus(SequenceCorpus):
             "entity_ids": json.dumps([list(ids) for ids in self.entity_ids]),
             "entity_tokens": str(self.entity_tokens),
             "separator_id": str(self.separator_id),
+            **{key: str(value) for key, value in shuffle_note(self.shuffle_seed).items()},
         }
         return table.replace_schema_metadata(metadata)
 

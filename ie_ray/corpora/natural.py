@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from ie_ray.corpora.icl import SequenceCorpus, sequence_table, tokenizer_name
+from ie_ray.corpora.icl import SequenceCorpus, sequence_table, shuffle_note, tokenizer_name
 from ie_ray.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -111,6 +111,9 @@ class NaturalCorpus(SequenceCorpus):
     shots: int = 0
     entities: tuple[str, ...] = field(default=())
     """Empty: natural text has no demonstrations (kept so code written for ICL corpora still runs)."""
+    shuffle_seed: int | None = None
+    """Set for the shuffled-token control (ie_ray/corpora/shuffle.py); ``token_starts`` then locate the tokens,
+    not their order."""
 
     @property
     def seq_len(self) -> int:
@@ -120,7 +123,7 @@ class NaturalCorpus(SequenceCorpus):
         """What the run manifest records about this corpus."""
         return dict(kind="natural", source=self.source, anchor=self.anchor, tokenizer=self.tokenizer_name,
                     n_documents=self.n_documents, n_sentences=self.n_sentences, n_candidates=self.n_candidates,
-                    seed=self.seed)
+                    seed=self.seed, **shuffle_note(self.shuffle_seed))
 
     def to_arrow(self) -> pa.Table:
         """Columns ``sample_id``, ``input_ids`` (list<int64>), ``text``, ``doc_id``, ``token_start``."""
