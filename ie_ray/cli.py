@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ie_ray.errors import ConfigError
+from ie_ray.errors import ConfigError, StorageError
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         print(f"ie-ray: error: {exc}", file=sys.stderr)
         return 2
 

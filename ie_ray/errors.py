@@ -7,3 +7,8 @@ class ConfigError(ValueError):
 
 class EstimatorError(RuntimeError):
     """An MI estimate could not be produced (NaN, divergence) even after a retry."""
+
+
+class StorageError(OSError):
+    """The run directory or shard cache is out of space: the message names the path, the bytes needed and free,
+    and where to make room. Nothing half-written is left for a rerun to trust, so the rerun resumes."""

@@ -292,6 +292,7 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     directory partitioned by (shard, stream) and each shard's stream directories are then moved into place.
     """
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not shards:
         raise ValueError("extract_shards needs at least one shard")
@@ -300,7 +301,11 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     check_writer_cpu(settings, ray.cluster_resources().get("CPU", 0.0))
     tables = [s.table.select(["sample_id", "input_ids"]).append_column(
         "shard", pa.array(np.full(s.table.num_rows, i, dtype=np.int64))) for i, s in enumerate(shards)]
-    ledger: Any = ray.remote(num_cpus=0)(_Ledger).remote()  # Ray's annotations do not type an actor's methods
+    # The ledger lives on the driver's node: placed anywhere, it died with a lost worker node and took the pipeline
+    # down (the restarted extraction actor could not register), though the work itself survives a lost node.
+    on_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    # Ray's annotations do not type an actor's methods
+    ledger: Any = ray.remote(num_cpus=0)(_Ledger).options(scheduling_strategy=on_driver).remote()
     remote_args: dict[str, Any] = dict(num_gpus=plan.num_gpus, num_cpus=settings.num_cpus)
     if settings.resources:
         remote_args["resources"] = dict(settings.resources)

@@ -27,6 +27,7 @@ How, with Ray 2.60:
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -76,6 +77,14 @@ class _RayLogFile(logging.FileHandler):
             self.explained.add(why)
             self.stream.write(why + self.terminator)
             self.flush()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """ray.log on a full disk: drop the record instead of printing a traceback per record over the console;
+        the sweep's next write stops the run with the one clear out-of-space error (`store.no_room`)."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return
+        super().handleError(record)
 
 
 def _is_console(handler: logging.Handler) -> TypeGuard[logging.StreamHandler]:

@@ -7,17 +7,22 @@ Layout of a run directory:
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ie_ray.errors import StorageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,21 +75,85 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def free_bytes(path: Path) -> int:
+    """Free bytes of the filesystem that holds `path` (or would: its nearest existing ancestor)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def human_bytes(n_bytes: float) -> str:
+    """'512 bytes', '3.4 KiB', '250.0 MiB', '1.2 GiB'."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:,.1f} {unit}"
+    return f"{int(n_bytes)} bytes"
+
+
+def no_room(path: Path, need: float, what: str) -> StorageError:
+    """The one out-of-space error, whether a check refused the work or a write failed half-way."""
+    needed = f" needs ~{human_bytes(need)}" if need else ""
+    return StorageError(
+        f"out of disk space: {what}{needed} under {path}, which has {human_bytes(free_bytes(path))} free. Make room there, "
+        "or point the shard cache at a larger disk (--cache-dir DIR or IE_RAY_CACHE_DIR), or lower "
+        "extract.max_states_gb to extract fewer layers per pass; then rerun the same command: finished shards "
+        "are kept and nothing half-written is trusted")
+
+
+def require_space(path: Path, need: float, what: str) -> None:
+    """Refuse `what` before it starts when the filesystem of `path` has less than `need` bytes free."""
+    if need > free_bytes(path):
+        raise no_room(path, need, what)
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """ENOSPC or EDQUOT anywhere in an exception's chain. A write that failed in a Ray worker reaches the driver
+    wrapped (RayTaskError keeps the original as `cause`; Ray Data re-raises with the text only), so the text
+    counts too."""
+    stack, seen = [exc], set()
+    while stack:
+        err = stack.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(err) for text in ("No space left on device", "Disk quota exceeded")):
+            return True
+        stack += [err.__cause__, err.__context__, getattr(err, "cause", None)]
+    return False
+
+
+@contextmanager
+def room_for(path: Path, need: float, what: str) -> Iterator[None]:
+    """Turn running out of space inside the block into the same StorageError a `require_space` check raises."""
     try:
-        write(Path(tmp))
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        if is_out_of_space(exc):
+            raise no_room(path, need, what) from exc
+        raise
+
+
+def _atomic(path: Path, write, size: int = 0) -> None:
+    with room_for(path.parent, size, f"writing {path.name}"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), len(text.encode("utf-8")))
 
 
 def write_json(path: Path, data: dict) -> None:

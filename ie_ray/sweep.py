@@ -22,7 +22,7 @@ from ie_ray.cache import CellStates, ShardCache, content_key
 from ie_ray.capture import streams_of_layers
 from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
 from ie_ray.corpora.build import Corpus, build_corpus, corpus_shots
-from ie_ray.errors import ConfigError
+from ie_ray.errors import ConfigError, StorageError
 from ie_ray.extract import StateShard, extract_shards
 from ie_ray.ie import ie_by_reading, layer_summary, models_side_by_side, side_by_side
 from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
@@ -246,13 +246,16 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
 
 def _extract_cached(
     shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int], str, list[int]]], spec: ModelSpec,
-    config: SweepConfig,
+    config: SweepConfig, state_bytes: int,
 ) -> None:
     """Extract the requested residual streams of every cell of one model that are not finished in the cache,
-    then seal them. `todo` holds (states, table, positions, label, streams) per cell.
+    then seal them. `todo` holds (states, table, positions, label, streams) per cell; `state_bytes` is one
+    stored state vector (hidden size x dtype), for the free-space check.
 
     All unfinished cells go through ONE actor pool, so each actor loads the model once for the whole pass
-    instead of once per (corpus, shots) cell.
+    instead of once per (corpus, shots) cell. A pass that cannot fit on the cache's disk is refused before any
+    model loads; one whose disk fills while it writes (another job, an estimate too low) fails with the same
+    error and leaves no stream half-written: its streams are deleted, never sealed, so a rerun redoes them.
     """
     pending = []
     for cell, table, positions, label, streams in todo:
@@ -265,10 +268,20 @@ def _extract_cached(
             pending.append((cell, table, missing, StateShard(table, positions, missing, cell.directory)))
     if not pending:
         return
+    states_root = shards.root / "states"
+    need = STATE_FILE_OVERHEAD * state_bytes * sum(t.num_rows * len(s.positions) * len(m) for _, t, m, s in pending)
+    what = f"extracting {sum(len(p[2]) for p in pending)} residual streams of {spec.name}"
+    store.require_space(states_root, need, what)
     init_ray()  # only now: everything before this point was validation and cache look-ups
-    extract_shards([p[3] for p in pending], spec, config.extract)
-    for cell, table, missing, _ in pending:
-        cell.seal_streams(missing, table.column("sample_id").to_numpy())
+    try:
+        with store.room_for(states_root, need, what):
+            extract_shards([p[3] for p in pending], spec, config.extract)
+            for cell, table, missing, _ in pending:
+                cell.seal_streams(missing, table.column("sample_id").to_numpy())
+    except StorageError:
+        for cell, _, missing, _ in pending:  # sealed streams stay; the rest would only hold the disk full
+            cell.clear_streams(cell.missing_streams(missing))
+        raise
 
 
 def _cell_work(cell: Cell, model: str, config: SweepConfig, macro: CellStates, micro: CellStates,
@@ -305,14 +318,24 @@ def layer_passes(layers: list[int], bytes_per_stream: float, budget_bytes: float
     return passes
 
 
+#: Disk bytes of a stream's Parquet files per byte of raw states, for the free-space check. Measured on tiny-gpt2
+#: (240 samples x 4 positions, float32): block outputs take 0.86 of the raw bytes (snappy), the embeddings 0.18
+#: (repeated tokens), and each file adds ~2 KiB of sample ids and framing; 1.1 leaves a margin for states that
+#: do not compress, without refusing a pass that would fit by much.
+STATE_FILE_OVERHEAD = 1.1
+
+
+def _state_bytes(plan: ModelPlan, config: SweepConfig) -> int:
+    """Disk bytes of one stored state vector."""
+    return plan.info.hidden_size * (2 if config.extract.store_dtype == "float16" else 4)
+
+
 def _stream_bytes(plan: ModelPlan, cells: list[Cell], config: SweepConfig, with_micro: bool) -> float:
     """Disk bytes of one residual stream's states over `cells` (macro at the analysed positions, and micro)."""
-    itemsize = 2 if config.extract.store_dtype == "float16" else 4
-    hidden = plan.info.hidden_size
     total = sum(len(c.corpus.input_ids) * len(c.positions) for c in cells)
     if with_micro:
         total += len(plan.unique_tokens)
-    return float(total * hidden * itemsize)
+    return float(total * _state_bytes(plan, config))
 
 
 class _StreamHolders:
@@ -364,7 +387,7 @@ def _extract_and_reduce(config: SweepConfig, plan: ModelPlan, readings: list[Rea
             if with_micro:
                 # micro states depend only on the token: one forward per UNIQUE token id, joined back later
                 todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro", streams_of_layers(layers)))
-            _extract_cached(shards, todo, spec, config)
+            _extract_cached(shards, todo, spec, config, _state_bytes(plan, config))
         usage.measure_disk()
         with timer.stage(f"reduce {spec.label}"):
             for cell in plan.cells:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from local_cluster import (  # tests/ is on sys.path
+    free_port,
+    processes_of,
+    stop_processes,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(600)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +31,14 @@ def head_node(tmp_path_factory):
     if ray_bin is None:
         pytest.fail("the `ray` command is missing; install ray[default]")
     temp_dir = tmp_path_factory.mktemp("rayhead")
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    gcs_port, dashboard_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # Every port explicit and free: the session's in-process Ray already runs a dashboard agent on the default
     # agent ports, and a head node whose agent cannot bind them never accepts a job ("No available agent").
     start = [ray_bin, "start", "--head", "--num-cpus=2", "--node-ip-address=127.0.0.1",
              f"--port={gcs_port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-             f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-             f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+             f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
              "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
     try:
@@ -52,26 +50,7 @@ def head_node(tmp_path_factory):
 def _stop_head(temp_dir: Path) -> None:
     """Stop THIS head node only. `ray stop --force` kills every Ray process on the machine, including the test
     session's own in-process Ray (which takes pytest down with it) and anyone else's runs on a shared box."""
-    import psutil
-
-    ours = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
-                ours.append(proc)
-        except (psutil.Error, TypeError):
-            continue
-    for proc in ours:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(ours, timeout=20)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    stop_processes(processes_of(temp_dir))
 
 
 def test_sweep_runs_as_a_ray_job(head_node, tmp_path):
