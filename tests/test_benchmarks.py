@@ -52,6 +52,6 @@ def test_sweep_quick_first_run_and_rerun(tmp_path):
         _finite_ratio(res["ratios"], key)
     assert set(res["first"]["groups_s"]) >= {"plan", "corpora", "ray start", "extract", "store", "reduce",
                                               "tables + report"}
-    assert res["rerun"]["shards"]["computed"] == {"extraction_layers": 0, "estimates": 0}
+    assert res["rerun"]["shards"]["computed"] == {"extraction_streams": 0, "estimates": 0}
     assert res["rerun"]["shards"]["reused"]["estimates"] == res["first"]["shards"]["computed"]["estimates"] > 0
     assert res["rerun"]["groups_s"]["extract"] == 0.0  # nothing extracted again
