@@ -78,6 +78,23 @@ def _first_tensor(value) -> torch.Tensor:
     return value[0] if isinstance(value, (tuple, list)) else value
 
 
+def _forward_until_stopped(model: nn.Module, batch: PaddedBatch, device: torch.device, handles: list) -> None:
+    """One forward with the capture hooks in place, ended early by the deepest hook's `_StopForward`; the hooks
+    are removed whatever happens."""
+    try:
+        model(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+        )
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @torch.no_grad()
 def capture_block_states(
     model: nn.Module,
@@ -116,18 +133,7 @@ def capture_block_states(
 
         handles.append(block.register_forward_pre_hook(pre_hook, with_kwargs=True))
         handles.append(block.register_forward_hook(post_hook, with_kwargs=True))
-    try:
-        model(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=batch.attention_mask.to(device),
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,
-        )
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    _forward_until_stopped(model, batch, device, handles)
     missing = [l for l, (pre, post) in captured.items() if pre is None or post is None]
     if missing:
         raise RuntimeError(f"hooks on blocks {missing} never fired; the block list does not match the forward")
@@ -181,18 +187,7 @@ def capture_stream_states(
                 keep(stream, _first_tensor(output))
 
             handles.append(blocks[n_blocks - 1].register_forward_hook(post_hook, with_kwargs=True))
-    try:
-        model(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=batch.attention_mask.to(device),
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,
-        )
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    _forward_until_stopped(model, batch, device, handles)
     missing = [s for s, state in captured.items() if state is None]
     if missing:
         raise RuntimeError(f"hooks for streams {missing} never fired; the block list does not match the forward")
