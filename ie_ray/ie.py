@@ -113,7 +113,9 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
     `n_layers_missing`: the mean is then over the layers that have one (`n_layers`), and the sum is NaN,
     because a sum over fewer layers is not comparable with a sum over all of them. A layer whose E(l) carries a
     flag (not converged, memorised critic, ...) is kept in the mean but its flag becomes the row's `flag`
-    (`n_layers_flagged` counts them), so no aggregate of a failed reading reads `ok`.
+    (`n_layers_flagged` counts them), so no aggregate of a failed reading reads `ok`. A row without a value
+    is never `ok` either: `no_reading` when no layer has one (e.g. the headline reading was not computed:
+    `readings: [entropy_limit]` has MINE as its headline and no MINE row), `nan` if the mean is not finite.
     """
     per_layer = layer_summary(ie)
     rows = []
@@ -127,6 +129,8 @@ def model_summary(ie: pd.DataFrame) -> pd.DataFrame:
         # an aggregate is only as sound as its layers: any flagged layer's flag travels with it
         layer_flags = valid["flag"] if "flag" in valid.columns else pd.Series("ok", index=valid.index)
         flags = sorted({f for v in layer_flags for f in str(v).split(",") if f not in ("ok", "constant", "")})
+        if not math.isfinite(mean):
+            flags = ["no_reading" if n == 0 else "nan", *flags]
         rows.append(
             dict(
                 model=model,

@@ -119,6 +119,18 @@ def test_model_summary_when_every_layer_was_blanked_with_none() -> None:
     assert math.isnan(row.ie_mean_bits) and math.isnan(row.ie_sum_bits)
 
 
+def test_a_model_row_without_a_value_is_never_ok() -> None:
+    # every layer blanked: no reading to average
+    row = model_summary(_layers(ie_bits=[math.nan, math.nan])).iloc[0]
+    assert math.isnan(row.ie_mean_bits) and row.flag == "no_reading"
+    # a sweep with `readings: [entropy_limit]`: the headline (MINE) was never computed, so the model row's IE is
+    # NaN; it read `ok` before
+    long = ie_by_reading(table(estimates(reading="entropy_limit")))
+    models = models_side_by_side(long, "mine", 0.25)
+    assert math.isnan(models.ie_mean_bits.iloc[0]) and models.flag.iloc[0] == "no_reading"
+    assert models.ie_limit_mean_bits.iloc[0] == pytest.approx(ie_of(MACRO, MICRO, 2), abs=1e-12)
+
+
 def test_model_summary_ignores_empty_pieces_of_a_flag_list() -> None:
     assert model_summary(_layers(flag=["nan,", "ok"])).flag.tolist() == ["nan"]
 

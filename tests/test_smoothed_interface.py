@@ -72,10 +72,10 @@ def test_a_reading_whose_interval_lies_below_zero_is_flagged_below_zero():
     rng = np.random.default_rng(0)
     spread = rng.normal(0.0, 0.01, size=200)
     # plug-in -0.10, N/2 -0.11: converged (0.01 < 0.05), extrapolated value -0.09, interval ~ +-0.04
-    low = _reading(params, 0.5, 1.0, np.r_[-0.10, -0.11, -0.10 + spread], 0.001, -0.10, rng)
+    low = _reading(params, 0.5, 1.0, np.r_[-0.10, -0.11, -0.10 + spread], 0.001, -0.10)
     assert low.flag == "below_zero" and low.ci_high < 0
-    near = _reading(params, 0.5, 1.0, np.r_[-0.01, -0.02, -0.01 + spread], 0.001, -0.01, rng)
+    near = _reading(params, 0.5, 1.0, np.r_[-0.01, -0.02, -0.01 + spread], 0.001, -0.01)
     assert near.flag == "ok" and near.ci_high >= 0
     # a secondary tau (no replicates): the estimate plus 1.96 Monte Carlo errors
-    assert _reading(params, 0.5, 1.0, np.r_[-0.10, -0.11], 0.001, -0.10, rng, reported=False).flag == "below_zero"
-    assert _reading(params, 0.5, 1.0, np.r_[-0.01, -0.02], 0.01, -0.01, rng, reported=False).flag == "ok"
+    assert _reading(params, 0.5, 1.0, np.r_[-0.10, -0.11], 0.001, -0.10, reported=False).flag == "below_zero"
+    assert _reading(params, 0.5, 1.0, np.r_[-0.01, -0.02], 0.01, -0.01, reported=False).flag == "ok"

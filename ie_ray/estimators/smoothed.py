@@ -32,20 +32,22 @@ Numerical choices (each one a reason, not a habit):
 - Weights, not copies. A weight vector w over components gives the plug-in of the reweighted mixture:
   I(w) = sum_k w_{i_k} pmi_k(w) / sum_k w_{i_k}, with sums sum_j w_j e^{...}. One matmul per tau computes it for
   many w at once: all ones (the estimate), a random half of the samples (the N/2 reading behind the convergence
-  flag and the 1/N extrapolation), and multinomial bootstrap counts (the interval).
+  flag and the 1/N extrapolation), and the interval's replicates (`_replicates`). A weight vector over draws
+  (which draws a column averages) is a second, independent choice: the replicates keep the estimate's mixture
+  and average the pmi of a random half of the samples' draws.
 - Atoms with counts. Identical states are one mixture component with a weight: U distinct atoms with counts
   c (sum N) are the same sample of N at the cost of U. Micro states take ~26 values among thousands of samples,
   short prefixes a few hundred; the reducer passes them as (atoms, counts), and `smoothed_mi_batch` finds exact
   duplicates itself when it is not told (a hash of each row, verified). Nothing about the estimator's law
   changes: draws are stratified over the N samples (a permutation of the samples, mapped to their atoms), the
-  N/2 reading keeps a random half of the samples (per-atom counts from a multivariate hypergeometric), a
-  bootstrap resample is multinomial(N, c/N) over atoms (the per-sample multinomial summed per atom), and the
+  N/2 reading keeps a random half of the samples (per-atom counts from a multivariate hypergeometric), an
+  interval replicate keeps the draws of a random half of the samples (per sample, not per atom), and the
   leave-one-out reading removes the draw's own sample (own weight c_i - 1), not its atom.
 - An isometry when there are few atoms. U states in d > 2U dimensions span at most U dimensions; the noise
   orthogonal to that span is common to every component and cancels in each sum, so the problem is solved in
   the U coordinates of the QR factor R of the states (||r_i - r_j|| = ||x_i - x_j||). Noise is then drawn in
   U dimensions, not d: for micro states this is most of the cost.
-- A lean pass. The bootstrap columns (2 + B of them) are computed only at the reported taus (the headline
+- A lean pass. The replicate columns (2 + B of them, 2 + 2B with the extrapolation) are computed only at the reported taus (the headline
   plus `reported_taus`): the other taus of the grid get two weight columns (the estimate and the N/2 reading),
   their Monte Carlo error and the leave-one-out reading, but no interval (NaN). The leave-one-out stays at
   every tau because it is nearly free and measured to matter there: a 20,000-atom law at tau = 0.25 (not the
@@ -539,32 +541,58 @@ def _isometric(z: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(r.T).astype(z.dtype)
 
 
-def _weight_columns(n: int, rng: np.random.Generator, n_bootstrap: int, base: np.ndarray) -> np.ndarray:
-    """Columns of component weights for a known law: [the estimate, a random half of the components, bootstrap
-    resamples of n components...] (n, 2 + B)."""
+def _weight_columns(n: int, rng: np.random.Generator, n_bootstrap: int, base: np.ndarray,
+                   extrapolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`_count_columns` for a known law, whose components play the samples' part: [the estimate, a random half of
+    the components, B replicates (the components' weights, each with a random half of the components' draws),
+    with `extrapolate` B random halves of the components] and the replicates' halves per component (n, B)."""
     half = np.zeros(n)
     half[rng.permutation(n)[: n // 2]] = 1.0
-    cols = [base, base * half]
-    p = base / base.sum()
-    for _ in range(n_bootstrap):
-        cols.append(rng.multinomial(n, p).astype(np.float64))
-    return np.stack(cols, axis=1)
+    halves = _sample_halves(n, n_bootstrap, rng)
+    cols = [base[:, None], (base * half)[:, None], np.repeat(base[:, None], n_bootstrap, axis=1)]
+    if extrapolate:
+        cols.append(base[:, None] * _sample_halves(n, n_bootstrap, rng).T)
+    return np.concatenate(cols, axis=1), halves.T
 
 
-def _count_columns(counts: np.ndarray, rng: np.random.Generator, n_bootstrap: int) -> np.ndarray:
-    """Columns of atom weights for a sample of N = sum(counts): [counts, the atoms' share of a random half of the
-    N samples, bootstrap resamples of N samples...] (U, 2 + B). The per-atom laws are those of the samples
-    summed per atom (hypergeometric for the half, multinomial(N, counts / N) for a resample); with all counts 1
-    the draws are the per-sample ones themselves."""
+def _count_columns(counts: np.ndarray, rng: np.random.Generator, n_bootstrap: int,
+                   extrapolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of atom weights for a sample of N = sum(counts) and the replicates' draw weights per sample:
+
+    - columns (U, 2 + B, or 2 + 2B with `extrapolate`): [counts, the atoms' share of a random half of the N
+      samples (hypergeometric; with all counts 1 the samples themselves), B replicate columns, which are the
+      counts again (each replicate is the estimate's own mixture; only its draws are reweighted), and with
+      `extrapolate` B more random halves drawn like the N/2 reading (the spread of its choice of half)];
+    - (N, B) 0/1: per replicate, a random half of the samples; a draw counts in replicate b when its own sample
+      is in that half (see `_replicates` for why this is the estimate's sampling plus Monte Carlo spread)."""
     n = int(counts.sum())
-    if np.all(counts == 1):
+    single = bool(np.all(counts == 1))
+
+    def hypergeometric_half(size=None):
+        if single:
+            return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]
+        return rng.multivariate_hypergeometric(counts, n // 2, size=size).astype(np.float64)
+
+    base = counts.astype(np.float64)
+    if single:
         half = np.zeros(n)
         half[rng.permutation(n)[: n // 2]] = 1.0
     else:
-        half = rng.multivariate_hypergeometric(counts, n // 2).astype(np.float64)
-    cols = [counts.astype(np.float64), half]
-    boot = rng.multinomial(n, counts / n, size=n_bootstrap).astype(np.float64)  # (B, U): one call, same stream
-    return np.concatenate([np.stack(cols, axis=1), boot.T], axis=1)
+        half = hypergeometric_half()
+    halves = _sample_halves(n, n_bootstrap, rng)
+    cols = [base[:, None], half[:, None], np.repeat(base[:, None], n_bootstrap, axis=1)]
+    if extrapolate:
+        cols.append(hypergeometric_half(n_bootstrap).T)
+    return np.concatenate(cols, axis=1), halves.T
+
+
+def _sample_halves(n: int, n_halves: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_halves, n) float 0/1: each row marks a random half (n // 2) of the n samples (ties have probability 0)."""
+    if n_halves == 0:
+        return np.zeros((0, n))
+    keys = rng.random((n_halves, n))
+    kth = np.partition(keys, n // 2 - 1, axis=1)[:, n // 2 - 1 : n // 2]
+    return (keys <= kth).astype(np.float64)
 
 
 def _draw_components(n: int, n_draws: int, rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
@@ -580,17 +608,17 @@ def _draw_components(n: int, n_draws: int, rng: np.random.Generator, base: np.nd
 
 
 def _draw_samples(counts: np.ndarray, n_draws: int, rng: np.random.Generator,
-                  sample_atom: np.ndarray | None) -> np.ndarray:
-    """Stratified draws over the N samples (each in turn, seeded order), as the atom of each drawn sample: any
+                  sample_atom: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified draws over the N samples (each in turn, seeded order): (the atom of each draw, its sample). Any
     prefix is a sample without replacement, so a tau that stops early still has a stratified set of draws.
     `sample_atom` is the atom of each sample (default: atom 0's samples first, then atom 1's, ...)."""
     n = int(counts.sum())
     order = np.resize(rng.permutation(n), n_draws)
     if sample_atom is None:
         if len(counts) == n:
-            return order
+            return order, order
         sample_atom = np.repeat(np.arange(len(counts)), counts)
-    return sample_atom[order]
+    return sample_atom[order], order
 
 
 class _Accumulator:
@@ -650,6 +678,7 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
 
     u = len(zx)
     rng = np.random.default_rng(seed)
+    extrapolate = params.correction == "extrapolate"
     if weights is not None:  # a known law: components are the samples, each its own weight
         base = np.asarray(weights, dtype=np.float64)
         if base.shape != (u,) or not (base > 0).all():
@@ -657,14 +686,15 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
         unit = base  # leave-one-out removes the whole component
         own = _draw_components(u, params.n_draws, rng, base)
         noise_seed = int(rng.integers(2**63 - 1))
-        W = _weight_columns(u, rng, params.n_bootstrap, base)
+        W, members = _weight_columns(u, rng, params.n_bootstrap, base, extrapolate)
+        drawn = own
     else:
         counts = np.ones(u, dtype=np.int64) if counts is None else counts
         base = counts.astype(np.float64)
         unit = np.ones(u)  # leave-one-out removes the draw's own sample, not its atom
-        own = _draw_samples(counts, params.n_draws, rng, sample_atom)
+        own, drawn = _draw_samples(counts, params.n_draws, rng, sample_atom)
         noise_seed = int(rng.integers(2**63 - 1))
-        W = _count_columns(counts, rng, params.n_bootstrap)
+        W, members = _count_columns(counts, rng, params.n_bootstrap, extrapolate)
     taus = params.grid
     reported = [any(math.isclose(t, r, rel_tol=1e-12) for r in params.reported) for t in taus]
     sig_x = [sx.sigma(t) for t in taus]
@@ -676,9 +706,12 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
     lean = [Wt[:, 0].contiguous(), Wt[:, 1].contiguous()]  # two matrix-vector products beat a (., 2) matmul
     log_total = torch.log(Wt.sum(0))  # (C,)
     # (U, C): how much a draw of each atom counts in each column. Draws are allocated in proportion to `base`, so
-    # a column's weights enter as their ratio to it (1 for the estimate, the half's share for the half, counts /
-    # base for a bootstrap resample): importance weights, not the column's weights themselves.
+    # a column's weights enter as their ratio to it (1 for the estimate, the half's share for the half):
+    # importance weights, not the column's weights themselves. The replicate columns are the exception: a draw
+    # counts in replicate b where its own sample is in that replicate's half (`members`, (N, B), per sample, not
+    # per atom), which is what makes their spread that of the estimate (`_replicates`).
     draw_weight = Wt / torch.as_tensor(base, dtype=dtype, device=device)[:, None]
+    members = torch.as_tensor(members, dtype=dtype, device=device)
     loo = _LeaveOneOut(base, unit, dtype, device)
     sqx, sqy = (X * X).sum(1), (Y * Y).sum(1)
     n_cols = Wt.shape[1]
@@ -707,6 +740,8 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
         D, G = _distances(X, Y, sqx, sqy, idx, nx, ny, caches, dist_buf[: 4 * m * u].view(2, 2 * m, u))
         rows = torch.arange(m, device=device)
         E = exp_buf[: 3 * m * u].view(3, m, u)
+        w_chunk = draw_weight[idx]
+        w_chunk[:, 2 : 2 + members.shape[1]] = members[torch.as_tensor(drawn[start:stop], device=device)]
         for t in range(len(taus)):
             if not active[t]:
                 continue
@@ -719,7 +754,7 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
             # the own term of every sum is exactly e^0 times the own atom's weight in the column
             logs = torch.log(S + Wt[idx, :n_c])
             pmi = logs[2] - logs[0] - logs[1] + log_total[:n_c]
-            w_own = draw_weight[idx, :n_c]
+            w_own = w_chunk[:, :n_c]
             pmi = torch.where(w_own > 0, pmi, torch.zeros_like(pmi))  # a draw of a resampled-away atom
             acc[t].add(pmi, w_own, loo.pmi(S[:, :, 0], (D, G, a, b), idx))
         start = stop
@@ -727,7 +762,7 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
             for t in range(len(taus)):
                 if active[t] and _precise_enough(acc[t], params):
                     active[t] = False
-    return tuple(_reading(params, tau, s, *acc[t].values(), rng, reported[t], acc[t].draws)
+    return tuple(_reading(params, tau, s, *acc[t].values(), reported[t], acc[t].draws)
                  for t, (tau, s) in enumerate(zip(taus, sig_x)))
 
 
@@ -938,14 +973,13 @@ class _DistanceRows:
 
 
 def _reading(params: SmoothedParams, tau: float, sigma: float, cols: np.ndarray, mc_se: float, loo: float,
-             rng: np.random.Generator, reported: bool = True, n_draws: int = 0) -> SmoothedReading:
+             reported: bool = True, n_draws: int = 0) -> SmoothedReading:
     """The estimate at one tau from its weight columns: plug-in, N/2, correction, interval, flag.
 
-    The bootstrap replicates are recentred on the estimate: resampling with replacement duplicates components,
-    which lowers a mixture's MI by itself, so the replicates' mean is shifted; their spread is the sampling
-    uncertainty. Monte Carlo error is added to each replicate as independent Gaussian noise, so the interval
-    carries both, and IE built from replicate differences inherits both. A tau outside the reported ones has
-    no replicates: its interval is NaN (not computed) and its flag has no leave-one-out check.
+    The interval is the 2.5% and 97.5% quantiles of the replicates (`_replicates`), widened to contain the
+    estimate; they carry sampling and Monte Carlo error together, and IE built from replicate differences inherits
+    both. A tau outside the reported ones has no replicates: its interval is NaN (not computed) and its flag has
+    no leave-one-out check.
     """
     plugin, half = float(cols[0]), float(cols[1])
     value = plugin if params.correction == "none" else 2.0 * plugin - half
@@ -956,17 +990,48 @@ def _reading(params: SmoothedParams, tau: float, sigma: float, cols: np.ndarray,
         return SmoothedReading(tau=float(tau), sigma=float(sigma), mi_bits=value, plugin_bits=plugin,
                                half_bits=half, mc_se_bits=float(mc_se), ci_low=math.nan, ci_high=math.nan,
                                bootstrap=np.zeros(0), flag=flag, loo_bits=loo, reported=False, n_draws=int(n_draws))
-    boot = cols[2:]
-    if boot.size:
-        # the extrapolated value 2 I(N) - I(N/2) has about twice the plug-in's spread (measured: the plug-in's
-        # spread alone covered 0.8x), so its replicates are widened by 2: approximate, on the safe side
-        widen = 1.0 if params.correction == "none" else 2.0
-        reps = value + widen * (boot - boot.mean()) + mc_se * rng.standard_normal(boot.size)
-    else:
-        reps = np.full(1, value)
+    reps = _replicates(params, value, cols[2:])
     low, high = np.quantile(reps, [0.025, 0.975])
     if flag == "ok" and max(high, value) < 0.0:
         flag = "below_zero"
     return SmoothedReading(tau=float(tau), sigma=float(sigma), mi_bits=value, plugin_bits=plugin, half_bits=half,
                            mc_se_bits=float(mc_se), ci_low=float(min(low, value)), ci_high=float(max(high, value)),
                            bootstrap=reps, flag=flag, loo_bits=loo, reported=True, n_draws=int(n_draws))
+
+
+def _replicates(params: SmoothedParams, value: float, columns: np.ndarray) -> np.ndarray:
+    """Replicates of the reported value whose spread is its sample-to-sample spread (sampling and Monte Carlo).
+
+    Plug-in. Replicate b is the estimate's own pmi averaged over the draws of a random half H_b of the samples
+    (`_count_columns`): value + I_b - mean(I). Why this is the spread of a fresh sample: to first order the
+    smoothed MI of the empirical law moves with the sample only through its outer average (the mixture's own
+    change has zero first-order effect, as for any entropy of a smoothed empirical law: the derivative of
+    -int p log p towards a component K_s is -E_{K_s} log p - H), so I_N - I ~ (1/N) sum_s g(s), and the draws
+    add their Monte Carlo error to each g(s). A random half with weight +-1 per sample gives (1/N) sum_s +-g_s,
+    the same variance, drawn on the very draws the estimate used: the Monte Carlo error comes with it, at the
+    stratified rate (each sample's draws stay together). Measured (benchmarks/results/smoothed_interval.md):
+    half-width / (1.96 x the sd over fresh samples and seeds) 0.85-1.07, coverage of the exact value 0.85-0.95 (at a
+    given scale). What the old rule did, and why it was wrong: a multinomial bootstrap of the components
+    (duplicated components change the mixture itself: its spread alone was 1.8x the estimate's on unique
+    states) plus an independent Gaussian Monte Carlo term (which the resample had already counted where every
+    state is distinct): half-width / (1.96 sd) 0.92-1.49 at a given scale (1.0-1.42 on distinct states), 1.7-1.8
+    with the sample's own scale; its spread / 3 passed every test.
+
+    Extrapolated, 2 I(N) - I(N/2) = I(N) - (I(N/2) - I(N)): the plug-in's spread plus the spread of the choice
+    of half, which is independent of it to first order (its mean given the sample is the N/2 bias). The second
+    set of B columns are halves drawn exactly like the N/2 reading's (`_count_columns`), so replicate b is
+    value + (I_b - mean) - (I(H'_b) - mean). Measured: its spread is ~1.4x the plug-in's where every state is
+    distinct (a half has half the draws: its Monte Carlo error doubles), ~1x on few atoms (the half's draws are
+    the estimate's, reweighted per atom); the former fixed factor 2 was right in neither case.
+
+    With the sample's own scale (the default of `smoothed_mi` when no scale is given), re-estimating the scale
+    on each sample removes part of the spread (on a 2-d Gaussian, sd 0.026 against 0.045 at a given scale),
+    which the replicates (one scale) do not see: the interval is then conservative by up to 1.6x there. The
+    sweep passes each block's scale (`noise_scale.py`).
+    """
+    if columns.size == 0:
+        return np.full(1, value)
+    if params.correction == "none":
+        return value + (columns - columns.mean())
+    halves, half_choices = np.split(columns, 2)
+    return value + (halves - halves.mean()) - (half_choices - half_choices.mean())
