@@ -90,6 +90,21 @@ def test_block_scale_rules():
         block_scale(states, [0, 1, 2, 3], "global")
 
 
+def test_total_no_sink_rule_is_the_variance_of_the_non_sink_states_pooled_together():
+    """The second convention of issue 24: between-position spread counts, the sink still does not. Expected value
+    derived independently: numpy's variance of positions 1-3 stacked into one sample."""
+    rng = np.random.default_rng(3)
+    states = rng.normal(size=(300, 4, 5)) + np.array([0.0, 0.0, 8.0, -4.0])[None, :, None]
+    states[:, 0] *= 1000.0
+    total = block_scale(states, [0, 1, 2, 3], "total_no_sink")
+    within = block_scale(states, [0, 1, 2, 3], "pooled_no_sink")
+    assert total.used_positions == (1, 2, 3) and total.sink_positions == (0,)
+    stacked = states[:, 1:].transpose(1, 0, 2).reshape(-1, 5)
+    np.testing.assert_allclose(total.for_position(2).spread, stacked.std(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(total.for_position(2).center, stacked.mean(axis=0), rtol=1e-12)
+    assert (total.for_position(1).spread > 3 * within.for_position(1).spread).all()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"readings": []}, "readings must be a non-empty list"),
     ({"readings": ["smoothed", "ksg"]}, "readings must be a non-empty list"),
