@@ -30,6 +30,7 @@ import pandas as pd
 
 from ie_ray import store
 from ie_ray import validate_smoothed as smoothed_validation
+from ie_ray import validate_smoothed_real as real_calibration
 from ie_ray.errors import ConfigError
 from ie_ray.estimators import ESTIMATORS, GaussianParams, MINEParams, MIResult, estimate_gaussian, fit_mine_ensemble
 from ie_ray.estimators.benchmark import ALL_FAMILIES, FAMILIES, Task, make_tasks
@@ -448,6 +449,11 @@ def add_arguments(parser) -> None:
         "with --smoothed", "--out, --dims, --seed and --quick apply too; --samples takes one N (default "
                            f"{smoothed_validation.DEFAULT_SAMPLES}), --dims defaults to "
                            f"{' '.join(map(str, smoothed_validation.DEFAULT_DIMS))}"))
+    real_calibration.add_arguments(parser.add_argument_group(
+        "with --smoothed --real RUN", "calibrate the smoothed reading where the law is undersampled, on populations "
+                                      "of a run's kept states (ie_ray/validate_smoothed_real.py; output in "
+                                      f"{real_calibration.DEFAULT_OUT}; --taus applies, default "
+                                      f"{' '.join(map(str, real_calibration.DEFAULT_TAUS))})"))
 
 
 def config_from_args(args) -> ValidationConfig:
@@ -495,6 +501,16 @@ def main_from_args(args) -> int:
 
 def _smoothed_from_args(args) -> int:
     """`ie-ray validate --smoothed`: the discrete-support validation of the smoothed MI (its own module)."""
+    if getattr(args, "real", None):
+        import shlex
+        import sys
+
+        taus = args.taus if tuple(args.taus) != smoothed_validation.DEFAULT_TAUS else real_calibration.DEFAULT_TAUS
+        out = real_calibration.DEFAULT_OUT if args.out == "results/validation" else args.out
+        real_calibration.run_real_calibration(
+            args.real, args.cells, args.synthetic, Path(out), args.fractions, args.seeds, taus, args.truth_draws,
+            args.scale_rule, command="ie-ray " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        return 0
     if args.samples and len(args.samples) > 1:
         raise ConfigError(f"--smoothed takes one --samples value (N draws per estimate), not {args.samples}")
     out = smoothed_validation.DEFAULT_OUT if args.out == "results/validation" else args.out

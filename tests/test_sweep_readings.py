@@ -140,3 +140,26 @@ def test_scales_table_names_the_rule_and_sinks(no_mine_run):
     assert (scales.rule == "pooled_no_sink").all() and (scales.d_eff > 0).all()
     report = (no_mine_run.run_dir / "report.md").read_text()
     assert "Three readings of every IE figure" in report and "No MINE estimates" in report
+
+
+def test_real_population_is_the_distinct_stored_states_of_the_cell_with_counts(no_mine_run):
+    """The calibration's population (ie_ray/validate_smoothed_real.py) read back independently: numpy's unique
+    rows of the stored block input/output at that position, their counts, and the sweep's block scale."""
+    from ie_ray.validate_smoothed_real import real_population, run_population
+
+    pre, post, _, _, _ = _stored_states(no_mine_run.run_dir, 3)
+    position = pre.shape[1] - 1
+    pop = real_population(no_mine_run.run_dir, 3, position)
+    rows = np.concatenate([pre[:, position], post[:, position]], axis=1)
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    assert pop.atoms == len(unique) and pop.counts.sum() == len(pre)
+    got = np.concatenate([pop.x, pop.y], axis=1)
+    order = np.lexsort(got.T[::-1])
+    np.testing.assert_array_equal(got[order], unique)
+    np.testing.assert_array_equal(pop.counts[order], counts)
+    scale = block_scale(pre, list(range(pre.shape[1])), "pooled_no_sink").for_position(position)
+    np.testing.assert_allclose(pop.scale_x.spread, scale.spread, rtol=1e-6)
+    table = run_population(pop, no_mine_run.run_dir / "calibration", [0.5], 1, [0.25, 1.0], truth_draws=400,
+                           log=lambda _: None)
+    assert len(table) == 2 and table.truth_bits.notna().all() and (table.n == round(pop.atoms * 0.5)).all()
+    assert (table.kt_low <= table.kt_high).all()

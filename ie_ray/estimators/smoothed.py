@@ -711,7 +711,7 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
     # counts in replicate b where its own sample is in that replicate's half (`members`, (N, B), per sample, not
     # per atom), which is what makes their spread that of the estimate (`_replicates`).
     draw_weight = Wt / torch.as_tensor(base, dtype=dtype, device=device)[:, None]
-    members = torch.as_tensor(members, dtype=dtype, device=device)
+    member_weight = torch.as_tensor(members, dtype=dtype, device=device)
     loo = _LeaveOneOut(base, unit, dtype, device)
     sqx, sqy = (X * X).sum(1), (Y * Y).sum(1)
     n_cols = Wt.shape[1]
@@ -741,7 +741,7 @@ def _one_problem(zx: np.ndarray, zy: np.ndarray, sx: Scale, sy: Scale, params: S
         rows = torch.arange(m, device=device)
         E = exp_buf[: 3 * m * u].view(3, m, u)
         w_chunk = draw_weight[idx]
-        w_chunk[:, 2 : 2 + members.shape[1]] = members[torch.as_tensor(drawn[start:stop], device=device)]
+        w_chunk[:, 2 : 2 + member_weight.shape[1]] = member_weight[torch.as_tensor(drawn[start:stop], device=device)]
         for t in range(len(taus)):
             if not active[t]:
                 continue

@@ -1,0 +1,425 @@
+"""Calibration of the smoothed reading where the law is undersampled, on laws built from real block states.
+
+Why: a sweep's prefix law often has far more atoms than the sample (natural text: nearly every 8-token prefix is
+distinct), where the plug-in I_sigma is biased up and its interval, which measures only the sample-to-sample
+spread, need not cover the population value. The synthetic validation (`validate_smoothed.py`) uses random
+Gaussian atoms; this one uses the geometry the sweep meets.
+
+Population: the empirical law of the macro states of one (block, position) cell of a finished run that kept its
+states (`extract: {keep_states: true}`): x = block input (residual stream l), y = block output (stream l + 1), as
+the reducer pairs them; its distinct (x, y) rows are the K atoms, weighted by how often they occur. The noise
+scale is the run's own (`noise_scale.block_scale` over every position, the run's rule), fixed for the
+population and every sample, so the question is sampling alone. Truth = I_sigma of that K-atom mixture (the
+estimator on the atoms with their weights, many draws, no early stop; its Monte Carlo error is reported).
+Synthetic K-atom laws (`DiscreteResidualLaw`, uniform) go through the same code, beside them.
+
+Samples: n = K x fraction i.i.d. draws from the population law, several seeds. Candidates per sample and tau, each
+with the interval it would report (measured, not assumed):
+
+- `plugin`: the estimate (correction none) and its half-sample-replicate interval;
+- `extrapolate`: 2 I(n) - I(n/2) and its interval;
+- `loo`: the leave-one-out reading (no interval of its own);
+- `bracket`: [leave-one-out, plug-in] as `results/REPRODUCTION.md` reads it, and `bracket_ci` widened by the
+  plug-in's interval;
+- `fit`: the subsampling curve I(m) at m = n/4, n/2, n extrapolated linearly in 1/m to m -> infinity (least squares),
+  with an interval from the three readings' replicate spreads (taken independent);
+- `kt`: the Kolchinsky-Tracey pairwise-distance bracket of the sample mixture's MI (Entropy 19, 361, 2017: the
+  KL-based upper and Bhattacharyya-based lower bounds of each Gaussian-mixture entropy, exact for equal isotropic
+  components: KL = ||dx||^2 / 2 sigma^2, BD = ||dx||^2 / 8 sigma^2), deterministic, beside the Monte Carlo value.
+
+Per (population kind, tau, n/K): bias of each value (bits and % of the truth), coverage of each interval, and its
+mean width. A candidate is worth adopting only if its interval covers >= 90% on the synthetic and the real laws
+over n/K = 0.02-0.5 (issue 24); the README written here says which, if any, does.
+
+    ie-ray validate --smoothed --real results/natural-kjv-start8-all --cells 29:7 14:3 4:7 --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ie_ray import store
+from ie_ray.estimators.smoothed import Scale, SmoothedParams, smoothed_mi
+from ie_ray.noise_scale import DEFAULT_SCALE_RULE, block_scale
+
+DEFAULT_OUT = "results/validation/smoothed-real"
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.25, 0.5)
+DEFAULT_TAUS: tuple[float, ...] = (0.25, 0.5, 1.0)
+DEFAULT_SEEDS = 3
+#: Monte Carlo draws of each population value: its standard error is ~0.01 bit at K ~ 20,000.
+TRUTH_DRAWS = 16000
+#: Subsample sizes of the `fit` candidate, as fractions of n.
+FIT_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
+#: An interval is adopted only if it covers at least this share of the population values (issue 24).
+ADOPT_COVERAGE = 0.90
+LN2 = math.log(2.0)
+CANDIDATES = ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "kt")
+
+
+@dataclass(frozen=True)
+class Population:
+    """A K-atom law of paired states (x, y) with integer weights, and the fixed scales every reading uses."""
+
+    label: str
+    kind: str  # "real" or "synthetic"
+    x: np.ndarray
+    y: np.ndarray
+    counts: np.ndarray
+    scale_x: Scale
+    scale_y: Scale
+
+    @property
+    def atoms(self) -> int:
+        return len(self.counts)
+
+    def sample(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """n i.i.d. draws of the law (with replacement, atom i with probability counts_i / sum(counts))."""
+        rng = np.random.default_rng([seed, n, self.atoms])
+        idx = rng.choice(self.atoms, size=n, p=self.counts / self.counts.sum())
+        return self.x[idx], self.y[idx]
+
+
+def find_states_dir(run_dir: Path, cell: str | None = None) -> Path:
+    """The kept macro states of one cell of a run (manifest.json `corpora[cell].states`), or a clear error."""
+    manifest_path = Path(run_dir) / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path} is missing: pass the directory of a sweep run")
+    cells = {key: Path(entry["states"]) for key, entry in json.loads(manifest_path.read_text())["corpora"].items()
+             if entry.get("states")}
+    if cell is None and len(cells) == 1:
+        cell = next(iter(cells))
+    if cell not in cells:
+        raise ValueError(f"{run_dir} has cells {sorted(cells)}; name one with --cell (got {cell!r})")
+    states = cells[cell]
+    if not any(states.glob("stream=*")):
+        raise FileNotFoundError(
+            f"no kept states at {states}: rerun {run_dir}'s config with `extract: {{keep_states: true}}` (the "
+            "calibration reads every residual stream of the cell)")
+    return states
+
+
+def real_population(run_dir: Path, block: int, position: int, rule: str = DEFAULT_SCALE_RULE,
+                    cell: str | None = None) -> Population:
+    """The (block, position) cell of a run that kept its states: distinct (input, output) rows with counts, at the
+    run's block scale (`rule` over every position, as the sweep computes it)."""
+    states_dir = find_states_dir(run_dir, cell)
+    try:
+        _, pre, post = store.read_layer_states(states_dir, block,
+                                                 lambda d, s: store.read_stream_states(d, s, None))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"block {block} of {run_dir}: {exc} (kept streams: "
+                                f"{sorted(p.name for p in states_dir.glob('stream=*'))})") from None
+    if not 0 <= position < pre.shape[1]:
+        raise ValueError(f"position {position} is outside the run's {pre.shape[1]} positions (0-{pre.shape[1] - 1})")
+    positions = list(range(pre.shape[1]))
+    sx = block_scale(pre, positions, rule).for_position(position)
+    sy = block_scale(post, positions, rule).for_position(position)
+    rows = np.ascontiguousarray(np.concatenate([pre[:, position], post[:, position]], axis=1))
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    atoms = rows[first].astype(np.float32)
+    d = pre.shape[2]
+    return Population(f"{Path(run_dir).name} block {block} position {position}", "real", atoms[:, :d],
+                      atoms[:, d:], counts.astype(np.int64), sx, sy)
+
+
+def synthetic_population(d: int, support: int, seed: int = 0) -> Population:
+    """A uniform K-atom law of the synthetic validation (y = x + tanh(W x)) at its population scale."""
+    from ie_ray.validate_smoothed import DiscreteResidualLaw
+
+    law = DiscreteResidualLaw(d, support, seed)
+    return Population(f"synthetic d={d} K={support}", "synthetic", law.x_atoms.astype(np.float32),
+                      law.y_atoms.astype(np.float32), np.ones(support, dtype=np.int64), law.scale_x, law.scale_y)
+
+
+def population_truth(pop: Population, taus: Sequence[float], n_draws: int = TRUTH_DRAWS,
+                     seed: int = 0) -> pd.DataFrame:
+    """I_sigma of the population mixture at each tau (bits) and its Monte Carlo standard error."""
+    params = SmoothedParams(tau=float(taus[0]), taus=tuple(taus), n_draws=n_draws, n_bootstrap=0,
+                            mc_tolerance_fraction=0.0)
+    result = smoothed_mi(pop.x, pop.y, params, seed=seed, scale_x=pop.scale_x, scale_y=pop.scale_y,
+                         weights=pop.counts.astype(np.float64))
+    rows = [dict(tau=float(t), truth_bits=result.at(t).plugin_bits, truth_se_bits=result.at(t).mc_se_bits)
+            for t in taus]
+    return pd.DataFrame(rows)
+
+
+def kt_bounds_bits(x: np.ndarray, y: np.ndarray, weights: np.ndarray, scale_x: Scale, scale_y: Scale,
+                   taus: Sequence[float], chunk: int = 1024) -> dict[float, tuple[float, float]]:
+    """Kolchinsky-Tracey bracket {tau: (lower, upper)} (bits) of the MI of the Gaussian mixture with components at
+    the standardised (x_i, y_i), weights w, per-coordinate noise sigma_x(tau), sigma_y(tau).
+
+    Each mixture entropy H lies between H_c - sum_i w_i ln sum_j w_j exp(-D_ij) with D = Bhattacharyya (lower)
+    and D = KL (upper), H_c the component entropy, which cancels in H(X) + H(Y) - H(X, Y). For equal isotropic
+    Gaussians KL = ||m_i - m_j||^2 / (2 s^2) and BD = ||m_i - m_j||^2 / (8 s^2), so the MI lies in
+    [T_x(BD) + T_y(BD) - T_xy(KL), T_x(KL) + T_y(KL) - T_xy(BD)], T(D) = -sum_i w_i ln sum_j w_j exp(-D_ij).
+    The squared distances are computed once per chunk of rows and serve every tau."""
+    X = torch.as_tensor(scale_x.apply(x), dtype=torch.float64)
+    Y = torch.as_tensor(scale_y.apply(y), dtype=torch.float64)
+    w = torch.as_tensor(weights / weights.sum(), dtype=torch.float64)
+    log_w = torch.log(w)
+    sqx, sqy = (X * X).sum(1), (Y * Y).sum(1)
+    # per tau, T for the 6 (divergence, side) pairs: KL (c = 2) then BD (c = 8), each for x, y, xy
+    totals = torch.zeros(len(taus), 6, dtype=torch.float64)
+    for start in range(0, len(X), chunk):
+        stop = min(start + chunk, len(X))
+        dx = (sqx[start:stop, None] + sqx[None, :] - 2 * X[start:stop] @ X.T).clamp_min(0)
+        dy = (sqy[start:stop, None] + sqy[None, :] - 2 * Y[start:stop] @ Y.T).clamp_min(0)
+        for t, tau in enumerate(taus):
+            vx, vy = scale_x.sigma(tau) ** 2, scale_y.sigma(tau) ** 2
+            for k, c in enumerate((2.0, 8.0)):
+                for j, dist in enumerate((dx / vx, dy / vy, dx / vx + dy / vy)):
+                    inner = torch.logsumexp(log_w[None, :] - dist / c, dim=1)
+                    totals[t, 3 * k + j] -= (w[start:stop] * inner).sum()
+    out = {}
+    for t, tau in enumerate(taus):
+        t_kl, t_bd = totals[t, :3], totals[t, 3:]
+        out[float(tau)] = (float(t_bd[0] + t_bd[1] - t_kl[2]) / LN2, float(t_kl[0] + t_kl[1] - t_bd[2]) / LN2)
+    return out
+
+
+def _fit_intercept(sizes: Sequence[int], values: Sequence[float], ses: Sequence[float]) -> tuple[float, float]:
+    """Least-squares I(m) = a + b / m over the points; a and its standard error from the points' own ones (taken
+    independent: a coefficient vector c with a = c . I)."""
+    design = np.stack([np.ones(len(sizes)), 1.0 / np.asarray(sizes, dtype=np.float64)], axis=1)
+    coef = np.linalg.pinv(design)[0]
+    return float(coef @ np.asarray(values)), float(math.sqrt(np.sum((coef * np.asarray(ses)) ** 2)))
+
+
+def _params(taus: Sequence[float], correction: str) -> SmoothedParams:
+    return SmoothedParams(tau=float(taus[0]), taus=tuple(taus), reported_taus=tuple(taus), correction=correction)
+
+
+def sample_rows(pop: Population, n: int, seed: int, taus: Sequence[float]) -> list[dict]:
+    """Every candidate's value and interval on one sample of n, one row per tau."""
+    x, y = pop.sample(n, seed)
+    plug = smoothed_mi(x, y, _params(taus, "none"), seed=seed, scale_x=pop.scale_x, scale_y=pop.scale_y)
+    extra = smoothed_mi(x, y, _params(taus, "extrapolate"), seed=seed + 1, scale_x=pop.scale_x,
+                        scale_y=pop.scale_y)
+    subs = {}
+    rng = np.random.default_rng([seed, n, 7])
+    for fraction in FIT_FRACTIONS[:-1]:
+        m = max(4, round(n * fraction))
+        keep = rng.permutation(n)[:m]
+        subs[m] = smoothed_mi(x[keep], y[keep], _params(taus, "none"), seed=seed + 2, scale_x=pop.scale_x,
+                              scale_y=pop.scale_y)
+    subs[n] = plug
+    # the kt bracket needs the sample's distinct rows with their counts (its mixture), as the estimator uses
+    rows = np.ascontiguousarray(np.concatenate([x, y], axis=1))
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    kt = kt_bounds_bits(x[first], y[first], counts.astype(np.float64), pop.scale_x, pop.scale_y, taus)
+    out = []
+    for tau in taus:
+        p, e = plug.at(tau), extra.at(tau)
+        fit, fit_se = _fit_intercept(list(subs), [subs[m].at(tau).plugin_bits for m in subs],
+                                     [(subs[m].at(tau).ci_high - subs[m].at(tau).ci_low) / 3.92 for m in subs])
+        kt_low, kt_high = kt[float(tau)]
+        out.append(dict(
+            population=pop.label, kind=pop.kind, atoms=pop.atoms, n=n, fraction=n / pop.atoms, seed=seed,
+            tau=float(tau), distinct=len(first), flag=p.flag, extrapolate_flag=e.flag,
+            plugin=p.plugin_bits, plugin_low=p.ci_low, plugin_high=p.ci_high,
+            extrapolate=e.mi_bits, extrapolate_low=e.ci_low, extrapolate_high=e.ci_high,
+            loo=p.loo_bits, loo_low=math.nan, loo_high=math.nan,
+            bracket=0.5 * (p.loo_bits + p.plugin_bits), bracket_low=min(p.loo_bits, p.plugin_bits),
+            bracket_high=max(p.loo_bits, p.plugin_bits),
+            bracket_ci=0.5 * (p.loo_bits + p.plugin_bits), bracket_ci_low=min(p.loo_bits, p.ci_low),
+            bracket_ci_high=max(p.loo_bits, p.ci_high),
+            fit=fit, fit_low=fit - 1.96 * fit_se, fit_high=fit + 1.96 * fit_se,
+            kt=0.5 * (kt_low + kt_high), kt_low=kt_low, kt_high=kt_high,
+        ))
+    return out
+
+
+def run_population(pop: Population, out_dir: Path, fractions: Sequence[float], seeds: int, taus: Sequence[float],
+                   truth_draws: int = TRUTH_DRAWS, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Truth, then every (n, seed) sample of one population; each finished piece is a file under
+    out_dir/parts/<population>/, so a killed run continues where it stopped."""
+    part_dir = out_dir / "parts" / store.safe_name(pop.label)
+    part_dir.mkdir(parents=True, exist_ok=True)
+    truth_path = part_dir / "truth.csv"
+    if truth_path.exists():
+        truth = pd.read_csv(truth_path)
+    else:
+        started = time.perf_counter()
+        truth = population_truth(pop, taus, truth_draws)
+        store.write_text(truth_path, truth.to_csv(index=False))
+        log(f"{pop.label}: K = {pop.atoms} atoms, truth {truth.truth_bits.round(3).tolist()} bits "
+            f"(taus {list(taus)}) in {time.perf_counter() - started:.0f} s")
+    frames = []
+    for fraction in fractions:
+        n = max(8, round(pop.atoms * fraction))
+        for seed in range(seeds):
+            path = part_dir / f"n{n}-seed{seed}.csv"
+            if not path.exists():
+                started = time.perf_counter()
+                rows = pd.DataFrame(sample_rows(pop, n, seed, taus))
+                rows["wall_s"] = time.perf_counter() - started
+                store.write_text(path, rows.to_csv(index=False))
+                log(f"{pop.label}: n = {n} (n/K {n / pop.atoms:.2f}) seed {seed} in {rows.wall_s.iloc[0]:.0f} s")
+            frames.append(pd.read_csv(path))
+    table = pd.concat(frames, ignore_index=True).merge(truth, on="tau")
+    return table
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (kind, tau, fraction) and candidate: bias (bits, % of truth), coverage and mean width of its interval."""
+    rows = []
+    for (kind, tau, fraction), part in table.groupby(["kind", "tau", "fraction"]):
+        truth = part.truth_bits.to_numpy()
+        for c in CANDIDATES:
+            value, low, high = part[c].to_numpy(), part[f"{c}_low"].to_numpy(), part[f"{c}_high"].to_numpy()
+            has = np.isfinite(low) & np.isfinite(high)
+            rows.append(dict(kind=kind, tau=tau, fraction=round(float(fraction), 3), candidate=c, samples=len(part),
+                             bias_bits=float(np.mean(value - truth)),
+                             bias_pct=float(np.mean((value - truth) / np.maximum(np.abs(truth), 1e-9)) * 100),
+                             coverage=float(np.mean((low <= truth) & (truth <= high))) if has.all() else math.nan,
+                             width_bits=float(np.mean(high - low)) if has.all() else math.nan))
+    return pd.DataFrame(rows)
+
+
+def adoption(summary: pd.DataFrame, fraction_range: tuple[float, float] = (0.02, 0.5)) -> pd.DataFrame:
+    """Per candidate with an interval: its worst coverage over kinds, taus and n/K in the range; adopted when both
+    kinds were measured and the worst is >= ADOPT_COVERAGE."""
+    inside = summary[(summary.fraction >= fraction_range[0] - 1e-9) & (summary.fraction <= fraction_range[1] + 1e-9)
+                     & summary.coverage.notna()]
+    rows = []
+    for c, part in inside.groupby("candidate", sort=False):
+        per_kind = part.groupby("kind").coverage.min()
+        rows.append(dict(candidate=c, worst_coverage=float(part.coverage.min()),
+                         worst_real=float(per_kind.get("real", math.nan)),
+                         worst_synthetic=float(per_kind.get("synthetic", math.nan)),
+                         mean_width_bits=float(part.width_bits.mean()),
+                         adopted=bool({"real", "synthetic"} <= set(per_kind.index)
+                                      and part.coverage.min() >= ADOPT_COVERAGE)))
+    return pd.DataFrame(rows)
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, table: pd.DataFrame, populations: Sequence[Population], command: str,
+                 wall_s: float) -> None:
+    """Tables (Parquet + CSV) and README.md: per-population truths, bias and coverage per candidate, adoption."""
+    summary = summarise(table)
+    adopt = adoption(summary)
+    store.write_table(out_dir / "calibration.parquet", table, csv=True)
+    store.write_table(out_dir / "calibration_summary.parquet", summary, csv=True)
+    store.write_table(out_dir / "adoption.parquet", adopt, csv=True)
+    truths = table.groupby(["population", "kind", "atoms", "tau"], as_index=False)[
+        ["truth_bits", "truth_se_bits"]].first()
+    pivot_bias = summary.pivot_table(index=["kind", "tau", "fraction"], columns="candidate", values="bias_pct")
+    pivot_cov = summary.pivot_table(index=["kind", "tau", "fraction"], columns="candidate", values="coverage")
+    text = [
+        "# The smoothed reading where the law is undersampled: calibration on real and synthetic laws",
+        "",
+        f"`{command}` (`ie_ray/validate_smoothed_real.py`; method in its docstring). Wall time {wall_s / 60:.1f} min.",
+        "",
+        "Populations (K atoms; the truth is the population mixture's I_sigma, Monte Carlo standard error beside it):",
+        "",
+        _markdown_table(truths),
+        "",
+        "## Bias of each value, % of the truth (mean over seeds and populations of a kind)",
+        "",
+        _markdown_table(pivot_bias.reset_index()),
+        "",
+        "## Coverage of each interval (share of samples whose interval holds the truth)",
+        "",
+        _markdown_table(pivot_cov.reset_index()),
+        "",
+        f"## Adoption (worst coverage over n/K = 0.02-0.5, every tau; adopted at >= {ADOPT_COVERAGE:.0%} on both kinds)",
+        "",
+        _markdown_table(adopt),
+        "",
+    ]
+    store.write_text(out_dir / "README.md", "\n".join(text))
+    store.write_json(out_dir / "populations.json", {p.label: dict(kind=p.kind, atoms=p.atoms,
+                                                                  samples=int(p.counts.sum()))
+                                                    for p in populations})
+
+
+def _cell(value: str) -> tuple[int, int]:
+    try:
+        block, position = value.split(":")
+        return int(block), int(position)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a cell BLOCK:POSITION such as 29:7") from None
+
+
+def _synthetic(value: str) -> tuple[int, int]:
+    try:
+        d, k = value.split(":")
+        return int(d), int(k)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a synthetic law D:K such as 576:5000") from None
+
+
+def run_real_calibration(runs: Sequence[Path], cells: Sequence[tuple[int, int]], synthetic: Sequence[tuple[int, int]],
+                         out_dir: Path, fractions: Sequence[float] = DEFAULT_FRACTIONS, seeds: int = DEFAULT_SEEDS,
+                         taus: Sequence[float] = DEFAULT_TAUS, truth_draws: int = TRUTH_DRAWS,
+                         rule: str = DEFAULT_SCALE_RULE, command: str = "",
+                         log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Every population (each run's cells, then the synthetic laws), resumable; writes the report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    frames, populations = [], []
+    for d, k in synthetic:
+        pop = synthetic_population(d, k)
+        populations.append(pop)
+        frames.append(run_population(pop, out_dir, fractions, seeds, taus, truth_draws, log))
+    for run in runs:
+        for block, position in cells:
+            pop = real_population(run, block, position, rule)
+            populations.append(pop)
+            frames.append(run_population(pop, out_dir, fractions, seeds, taus, truth_draws, log))
+    table = pd.concat(frames, ignore_index=True)
+    write_report(out_dir, table, populations, command or "ie-ray validate --smoothed --real ...",
+                 time.perf_counter() - started)
+    log(f"wrote {out_dir}/README.md")
+    return table
+
+
+def add_arguments(parser) -> None:
+    """`ie-ray validate --smoothed --real RUN ...` options."""
+    parser.add_argument("--real", nargs="+", type=Path, metavar="RUN",
+                        help="with --smoothed: calibrate on the kept states of these runs (ie_ray/validate_smoothed_real.py)")
+    parser.add_argument("--cells", nargs="+", type=_cell, default=[(29, 7)], metavar="BLOCK:POSITION",
+                        help="with --real: the (block, macro position) cells whose states are the populations")
+    parser.add_argument("--synthetic", nargs="*", type=_synthetic, default=[(576, 5000)], metavar="D:K",
+                        help="with --real: synthetic uniform K-atom laws in the same table (default 576:5000)")
+    parser.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS),
+                        help="with --real: sample sizes n as fractions of the population's atoms K")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="with --real: samples per (population, n)")
+    parser.add_argument("--truth-draws", type=int, default=TRUTH_DRAWS,
+                        help="with --real: Monte Carlo draws of each population value")
+    parser.add_argument("--scale-rule", default=DEFAULT_SCALE_RULE, help="with --real: the block scale rule")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ie_ray.validate_smoothed_real", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--taus", type=float, nargs="+", default=list(DEFAULT_TAUS))
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    run_real_calibration(args.real or [], args.cells, args.synthetic, Path(args.out), args.fractions, args.seeds,
+                         args.taus, args.truth_draws, args.scale_rule, command="python -m ie_ray.validate_smoothed_real "
+                         + " ".join(argv or []))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
