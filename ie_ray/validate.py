@@ -501,7 +501,7 @@ def main_from_args(args) -> int:
 
 def _smoothed_from_args(args) -> int:
     """`ie-ray validate --smoothed`: the discrete-support validation of the smoothed MI (its own module)."""
-    if getattr(args, "real", None):
+    if getattr(args, "real", None) is not None:
         import shlex
         import sys
 

