@@ -56,19 +56,24 @@ def test_kt_bracket_weights_are_probabilities():
 
 def test_fit_intercept_recovers_the_limit_and_propagates_errors():
     a, b = 2.5, 40.0
-    sizes = [250, 500, 1000]
-    value, se = _fit_intercept(sizes, [a + b / m for m in sizes], [0.1, 0.1, 0.1])
-    assert value == pytest.approx(a, abs=1e-10)
+    sizes = [125, 250, 500, 1000]
+    value, se, chi2 = _fit_intercept(sizes, [a + b / m for m in sizes], [0.1] * 4)
+    assert value == pytest.approx(a, abs=1e-10) and chi2 == pytest.approx(0.0, abs=1e-12)
     # independent: ordinary least squares coefficient of the intercept, c = first row of (D^T D)^-1 D^T
     design = np.array([[1.0, 1.0 / m] for m in sizes])
     c = np.linalg.solve(design.T @ design, design.T)[0]
     assert se == pytest.approx(0.1 * float(np.sqrt((c**2).sum())), rel=1e-10)
+    # a curve bent away from a + b / m: residuals against the least-squares line, in units of their error
+    bent = [a + b / m + (0.5 if m == 250 else 0.0) for m in sizes]
+    _, _, chi2 = _fit_intercept(sizes, bent, [0.1] * 4)
+    fitted = design @ np.linalg.lstsq(design, np.array(bent), rcond=None)[0]
+    assert chi2 == pytest.approx(float((((np.array(bent) - fitted) / 0.1) ** 2).sum()), rel=1e-9) and chi2 > 5.991
 
 
 def _table(values, lows, highs, truth):
     n = len(values)
     frame = pd.DataFrame(dict(kind=["real"] * n, tau=0.25, fraction=0.1, truth_bits=truth))
-    for c in ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "kt"):
+    for c in ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "fit_checked", "kt"):
         frame[c], frame[f"{c}_low"], frame[f"{c}_high"] = values, lows, highs
     return frame
 
