@@ -95,7 +95,11 @@ class Population:
 
 
 def find_states_dir(run_dir: Path, cell: str | None = None) -> Path:
-    """The kept macro states of one cell of a run (manifest.json `corpora[cell].states`), or a clear error."""
+    """The kept macro states of one cell of a run (manifest.json `corpora[cell].states`), or a clear error. A
+    directory that holds `stream=*` directories itself is taken as the states (a run still reducing has no
+    manifest yet: pass its cell's states directory)."""
+    if any(Path(run_dir).glob("stream=*")):
+        return Path(run_dir)
     manifest_path = Path(run_dir) / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path} is missing: pass the directory of a sweep run")
@@ -134,7 +138,8 @@ def real_population(run_dir: Path, block: int, position: int, rule: str = DEFAUL
     _, first, counts = np.unique(keys, return_index=True, return_counts=True)
     atoms = rows[first].astype(np.float32)
     d = pre.shape[2]
-    return Population(f"{Path(run_dir).name} block {block} position {position}", "real", atoms[:, :d],
+    name = Path(run_dir).name if (Path(run_dir) / "manifest.json").is_file() else states_dir.parents[3].name
+    return Population(f"{name} block {block} position {position}", "real", atoms[:, :d],
                       atoms[:, d:], counts.astype(np.int64), sx, sy)
 
 
@@ -391,15 +396,15 @@ def run_real_calibration(runs: Sequence[Path], cells: Sequence[tuple[int, int]],
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     frames, populations = [], []
-    for d, k in synthetic:
-        pop = synthetic_population(d, k)
-        populations.append(pop)
-        frames.append(run_population(pop, out_dir, fractions, seeds, taus, truth_draws, log))
     for run in runs:
         for block, position in cells:
             pop = real_population(run, block, position, rule)
             populations.append(pop)
             frames.append(run_population(pop, out_dir, fractions, seeds, taus, truth_draws, log))
+    for d, k in synthetic:
+        pop = synthetic_population(d, k)
+        populations.append(pop)
+        frames.append(run_population(pop, out_dir, fractions, seeds, taus, truth_draws, log))
     table = pd.concat(frames, ignore_index=True)
     write_report(out_dir, table, populations, command or "ie-ray validate --smoothed --real ...",
                  time.perf_counter() - started)
@@ -409,7 +414,7 @@ def run_real_calibration(runs: Sequence[Path], cells: Sequence[tuple[int, int]],
 
 def add_arguments(parser) -> None:
     """`ie-ray validate --smoothed --real RUN ...` options."""
-    parser.add_argument("--real", nargs="*", type=Path, metavar="RUN",
+    parser.add_argument("--real", nargs="*", type=Path, metavar="RUN",  # or a cell's states directory
                         help="with --smoothed: calibrate on the kept states of these runs (ie_ray/validate_smoothed_real.py); "
                              "no RUN: the synthetic laws alone")
     parser.add_argument("--cells", nargs="+", type=_cell, default=[(29, 7)], metavar="BLOCK:POSITION",
