@@ -72,7 +72,7 @@ def test_fit_intercept_recovers_the_limit_and_propagates_errors():
 
 def _table(values, lows, highs, truth):
     n = len(values)
-    frame = pd.DataFrame(dict(kind=["real"] * n, tau=0.25, fraction=0.1, truth_bits=truth))
+    frame = pd.DataFrame(dict(kind=["real"] * n, tau=0.25, fraction=0.1, truth_bits=truth, truth_se_bits=0.0))
     for c in ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "fit_checked", "kt"):
         frame[c], frame[f"{c}_low"], frame[f"{c}_high"] = values, lows, highs
     return frame
@@ -86,6 +86,15 @@ def test_summary_counts_coverage_and_bias():
     assert row.width_bits == pytest.approx((0.2 + 0.2 + 0.5 + 2.0) / 4)
     adopt = adoption(summarise(frame))
     assert not adopt.adopted.any()  # 50% coverage, and no synthetic law measured
+
+
+def test_coverage_allows_for_the_truths_monte_carlo_error():
+    """Interval [0.9, 1.1] (half-width 0.1) and truth 1.15 +- se: covered when 0.05 <= sqrt(0.1^2 + (1.96 se)^2)
+    - 0.1, i.e. se >= sqrt(0.15^2 - 0.1^2) / 1.96 = 0.0570; strict coverage never."""
+    frame = _table([1.0, 1.0], [0.9, 0.9], [1.1, 1.1], 1.15)
+    frame["truth_se_bits"] = [0.056, 0.058]
+    row = summarise(frame).query("candidate == 'plugin'").iloc[0]
+    assert row.covered == 1 and row.coverage == pytest.approx(0.5) and row.coverage_strict == 0.0
 
 
 def test_adoption_needs_both_kinds_at_ninety_percent():
