@@ -282,6 +282,43 @@ def holds_under() -> list[str]:
             f"({len(proxy_b)} predictions, each from 3 members)", ""]
 
 
+#: Natural-text runs read under each scale convention (run directory -> its rule), where committed.
+CONVENTION_RUNS = {"natural-kjv-start8-all": "pooled_no_sink", "convention-natural-kjv-start8-total": "total_no_sink"}
+CONVENTION_TAUS = (0.25, 0.5, 1.0)
+
+
+def token_growth(run: str, tau: float, end: str) -> dict:
+    """Does IE grow token by token? Block 29 and the mean over blocks at each token (`ie_ray.variance` with one
+    token per "shot": its mean and standard error), the token where growth stops (its significance rule), and
+    token 8 against token 3 (z = difference / combined standard error; "rises"/"falls" beyond 1.96)."""
+    ie = ie_at(run, tau, end)
+    b29 = ie[ie.layer == ie.layer.max()].sort_values("position")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = analyse_variance(ie, shot_length=1)
+    summary, finding = result.summary.sort_values("shot"), result.findings.iloc[0]
+    m, se = summary.ie_mean_bits.to_numpy(), summary.se_mean_bits.to_numpy()
+    z = (m[-1] - m[2]) / max(float(np.hypot(se[-1], se[2])), 1e-12)
+    return dict(run=run, rule=CONVENTION_RUNS[run], tau=tau, end=end, blocks=ie.layer.nunique(),
+                block29_tokens=", ".join(f"{v:.2f}" for v in b29.ie_bits),
+                mean_tokens=", ".join(f"{v:.2f}" for v in m), growth_stops_at_token=int(finding.saturation_shot),
+                token8_vs_3=f"{m[-1] - m[2]:+.2f} ({'rises' if z > 1.96 else 'falls' if z < -1.96 else 'flat'})",
+                not_ok=f"{int((ie.flag != 'ok').sum())} of {len(ie)}")
+
+
+def conventions() -> list[str]:
+    """Claim 4's statistics at every stored tau, both ends of the bracket, under each scale rule (issue 24)."""
+    rows = [token_growth(run, tau, end) for run in CONVENTION_RUNS if (RESULTS / run / "mi.parquet").is_file()
+            for tau in CONVENTION_TAUS for end in ("plugin", "loo")]
+    if not rows:
+        return ["## Conventions (claim 4): no run of CONVENTION_RUNS is committed yet", ""]
+    return ["## Conventions: claim 4 at tau 0.25, 0.5, 1.0, both ends of the bracket, both scale rules", "",
+            "Block mean over every block per token; `growth_stops_at_token`: the significance rule of `ie-ray variance` "
+            "with one token per step; `token8_vs_3`: the block mean's change, rises/falls beyond 1.96 standard errors.",
+            "",
+            _md(pd.DataFrame(rows)), ""]
+
+
 def cross_run_tau1() -> list[str]:
     """The block mean at the shot ends at tau 1.0 (the readings every 10k run computed and the report omitted)."""
     rows = []
@@ -298,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, timings,
-                    cross_run_tau1, holds_under):
+                    cross_run_tau1, holds_under, conventions):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
