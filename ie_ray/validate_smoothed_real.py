@@ -26,6 +26,9 @@ with the interval it would report (measured, not assumed):
 - `fit_checked`: the fit where it passes its own consistency check (residual chi-square of the linear fit below
   its 95% quantile, the self-flagging idea of Abdelaleem, Martini and Nemenman, arXiv 2506.00330), otherwise the
   `bracket_ci` (the reader is told the fit is not to be trusted there);
+- `plugin_widened`: the plug-in with its interval widened on each side by one halving step's change,
+  |I(n) - I_extrapolated| = |I(n/2) - I(n)| (a bias allowance read off the sample's own subsampling curve; derived
+  from the stored columns by `with_derived`);
 - `kt`: the Kolchinsky-Tracey pairwise-distance bracket of the sample mixture's MI (Entropy 19, 361, 2017: the
   KL-based upper and Bhattacharyya-based lower bounds of each Gaussian-mixture entropy, exact for equal isotropic
   components: KL = ||dx||^2 / 2 sigma^2, BD = ||dx||^2 / 8 sigma^2), deterministic, beside the Monte Carlo value.
@@ -68,7 +71,7 @@ FIT_CHI2_95 = 5.991
 #: An interval is adopted only if it covers at least this share of the population values (issue 24).
 ADOPT_COVERAGE = 0.90
 LN2 = math.log(2.0)
-CANDIDATES = ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "fit_checked", "kt")
+CANDIDATES = ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "fit_checked", "plugin_widened", "kt")
 
 
 @dataclass(frozen=True)
@@ -298,10 +301,18 @@ def _covered(low: np.ndarray, high: np.ndarray, truth: np.ndarray, truth_se: np.
     return np.abs(truth - centre) <= np.sqrt(half**2 + (1.96 * truth_se) ** 2) + 1e-12
 
 
+def with_derived(table: pd.DataFrame) -> pd.DataFrame:
+    """The candidates computed from other columns (so parts written before they existed still have them)."""
+    step = (table.plugin - table.extrapolate).abs()
+    return table.assign(plugin_widened=table.plugin, plugin_widened_low=table.plugin_low - step,
+                        plugin_widened_high=table.plugin_high + step)
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Per (kind, tau, fraction) and candidate: bias (bits, % of truth), coverage of its interval (the truth's
     Monte Carlo error allowed for; `coverage_strict` without), how many samples, and its mean width."""
     rows = []
+    table = with_derived(table)
     for (kind, tau, fraction), part in table.groupby(["kind", "tau", "fraction"]):
         truth, truth_se = part.truth_bits.to_numpy(), part.truth_se_bits.to_numpy()
         for c in CANDIDATES:
@@ -352,7 +363,7 @@ def write_report(out_dir: Path, table: pd.DataFrame, populations: Sequence[Popul
     """Tables (Parquet + CSV) and README.md: per-population truths, bias and coverage per candidate, adoption."""
     summary = summarise(table)
     adopt = adoption(summary)
-    store.write_table(out_dir / "calibration.parquet", table, csv=True)
+    store.write_table(out_dir / "calibration.parquet", with_derived(table), csv=True)
     store.write_table(out_dir / "calibration_summary.parquet", summary, csv=True)
     store.write_table(out_dir / "adoption.parquet", adopt, csv=True)
     truths = table.groupby(["population", "kind", "atoms", "tau"], as_index=False)[

@@ -78,6 +78,14 @@ def _table(values, lows, highs, truth):
     return frame
 
 
+def test_widened_plugin_adds_one_halving_step_each_side():
+    frame = _table([1.0], [0.9], [1.1], 1.25)
+    frame["extrapolate"] = 0.8  # one halving step moved the reading by 0.2 bit
+    row = summarise(frame).set_index("candidate")
+    assert row.loc["plugin", "covered"] == 0 and row.loc["plugin_widened", "covered"] == 1
+    assert row.loc["plugin_widened", "width_bits"] == pytest.approx(0.2 + 2 * 0.2)
+
+
 def test_summary_counts_coverage_and_bias():
     frame = _table([1.0, 1.2, 0.8, 3.0], [0.9, 1.1, 0.5, 2.0], [1.1, 1.3, 1.0, 4.0], 1.0)
     row = summarise(frame).query("candidate == 'plugin'").iloc[0]
