@@ -29,9 +29,10 @@ HEAD_SYSTEM_CONFIG = {"health_check_period_ms": 500, "health_check_failure_thres
 
 
 #: `ray start` attempts per node before the cluster counts as unable to start here.
-START_ATTEMPTS = 3
-#: Ray's wait for the head's dashboard (the job API) to come up is 60 s by default; a loaded machine needs more.
-START_ENV = {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300"}
+START_ATTEMPTS = 5
+#: Ray's waits for the head's dashboard (the job API) and its module processes are 60 s and 30 s by default; a
+#: loaded machine needs more. Its other start-up waits are fixed in its code (see `LocalCluster._start`).
+START_ENV = {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300", "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "300"}
 
 
 class ClusterStartError(RuntimeError):
@@ -144,8 +145,9 @@ class LocalCluster:
 
     def _start(self, name: str, args: Callable[[], list[str]]) -> Path:
         """`ray start` of node `name` under `root`; its temp directory. A failed start is retried from scratch
-        (its leftover processes stopped, fresh ports and temp directory): `ray start` gives a new raylet 30 s to
-        register with the GCS (fixed in Ray's code), which a loaded 2-core machine can overrun once."""
+        (its leftover processes stopped, fresh ports and temp directory): waits fixed in Ray's code (30 s for a new
+        raylet to register with the GCS, ~15 s for the raylet's dashboard agent to write its port file while the
+        head's ~10 dashboard processes import Ray at the same time) run out on a 2-core machine at load ~20."""
         failures = []
         for attempt in range(START_ATTEMPTS):
             temp_dir = self.root / (name if attempt == 0 else f"{name}-retry{attempt}")
@@ -160,6 +162,7 @@ class LocalCluster:
                 detail = getattr(exc, "stderr", "") or getattr(exc, "stdout", "") or str(exc)
                 failures.append(str(detail)[-1500:])
                 stop_processes(processes_of(temp_dir))
+                time.sleep(5 * (attempt + 1))  # let the machine's load move
         raise ClusterStartError(f"`ray start` of the {name} node failed {START_ATTEMPTS} times; the last time: "
                                 f"{failures[-1]}")
 
@@ -200,12 +203,6 @@ class LocalCluster:
             return self._node_of(psutil.Process(pid))
         except psutil.Error:
             return None
-
-    def replace_lost_nodes(self) -> None:
-        """Start a fresh worker node for every killed one (what an autoscaler does), same CPUs and resources."""
-        for node in [n for n in self.nodes if n.killed]:
-            self.nodes.remove(node)
-            self.add_worker(f"{node.name}-r", node.num_cpus, node.resources)
 
     def kill_node(self, node: Node) -> list[int]:
         """Lose a machine: its raylet, object store, agents and every worker process, SIGKILLed together."""

@@ -1,7 +1,7 @@
 """Losing a whole node of a real multi-raylet Ray cluster while a sweep runs as a Ray job.
 
 The cluster (tests/local_cluster.py) is `ray start --head` with no CPUs (the driver and Ray's bookkeeping only)
-and two worker nodes started by their own `ray start --address` processes, 2 CPUs each, each offering one unit of
+and three worker nodes started by their own `ray start --address` processes, 2 CPUs each, each offering one unit of
 the custom resource `extract_slot` that the extraction actor asks for: every actor and every reading task runs on
 a worker node. The sweep is submitted with `ray job submit`. One worker node is then lost the way a machine dies
 (its raylet, object store, agents and workers SIGKILLed at once, the head noticing by missed health checks):
@@ -16,10 +16,12 @@ node could be killed (`assert 8 < 8`).
 
 Ray restarts the extraction actor on the other node and retries its batches, and retries the reading tasks that
 were on the lost node; the job completes, and its tables equal an undisturbed run's on the same cluster row by
-row (same keys, no lost or duplicated rows, every value equal except the wall-clock `wall_s`). Between the two
-losses a fresh worker node replaces the lost one, as an autoscaler would.
+row (same keys, no lost or duplicated rows, every value equal except the wall-clock `wall_s`). Each case loses
+one of the three worker nodes; no node is started between the cases (a loaded machine fails at that, see
+`LocalCluster._start`).
 
-Skipped, with the reason, only when `ray start` itself cannot start the cluster here.
+Skipped, with the reason, only when `ray start` itself cannot start the cluster here (after retries: under heavy
+load Ray's own fixed start-up waits run out).
 """
 from __future__ import annotations
 
@@ -51,9 +53,12 @@ REPO = Path(__file__).resolve().parent.parent
 #: job that waits for a dead node, restarts its actor and reloads the model has taken several times its idle time.
 JOB_TIMEOUT_S = 600
 HOLD_TIMEOUT_S = 400
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 SLOT = "extract_slot"
+#: Each case loses one node and needs two afterwards (one to retry on); all are started before the first case,
+#: because starting a node in the middle of a case is what a loaded machine fails at (see LocalCluster._start).
+WORKERS = ("node-a", "node-b", "node-c")
 SWEEP = {
     "name": "node-loss",
     "models": ["tiny-gpt2"],
@@ -78,7 +83,7 @@ def cluster():
     try:
         try:
             local.start_head()
-            for name in ("node-a", "node-b"):
+            for name in WORKERS:
                 local.add_worker(name, num_cpus=2, resources={SLOT: 1})
         except ClusterStartError as exc:
             pytest.skip(f"a multi-raylet Ray cluster cannot start on this machine: {exc}")
@@ -203,7 +208,6 @@ def _lose_node_of(cluster: LocalCluster, holder: Holder) -> None:
 
 
 def test_losing_a_node_mid_extraction(cluster, undisturbed):
-    cluster.replace_lost_nodes()
     gate = Gate(cluster.root / "gate-extraction", "extract")
     with _held_job(cluster, "lost-in-extraction", gate) as (job, out):
         holder = gate.wait_held(1)[0]
@@ -217,11 +221,10 @@ def test_losing_a_node_mid_extraction(cluster, undisturbed):
 
 
 def test_losing_a_node_mid_reduction(cluster, undisturbed):
-    cluster.replace_lost_nodes()
     total = _estimates(undisturbed)
     gate = Gate(cluster.root / "gate-reduction", "fit")
     with _held_job(cluster, "lost-in-reduction", gate) as (job, out):
-        first, victim = gate.wait_held(2)[:2]  # 4 worker CPUs, 1 per reading task: both run at once
+        first, victim = gate.wait_held(2)[:2]  # 4 worker CPUs left, 1 per reading task: both run at once
         gate.release(first)
         wait_for(lambda: _estimates(out) >= 1, HOLD_TIMEOUT_S, poll=0.2, what="the released reading's estimate")
         done_at_kill = _estimates(out)
