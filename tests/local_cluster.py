@@ -30,11 +30,9 @@ HEAD_SYSTEM_CONFIG = {"health_check_period_ms": 500, "health_check_failure_thres
 
 #: `ray start` attempts per node before the cluster counts as unable to start here.
 START_ATTEMPTS = 5
-#: Ray's waits for the head's dashboard (the job API), its module processes and a raylet's agents (their port
-#: files) are 60 s, 30 s and 15-30 s by default; a loaded machine needs more. The 30 s wait of `ray start` for its
-#: raylet to register is fixed in Ray's code (see `LocalCluster._start`).
-START_ENV = {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300", "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "300",
-             "RAY_agent_register_timeout_ms": "300000"}
+#: Ray's waits for the head's dashboard (the job API) and its module processes are 60 s and 30 s by default; a
+#: loaded machine needs more. Its other start-up waits are fixed in Ray 2.60's code (see `LocalCluster._start`).
+START_ENV = {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300", "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "300"}
 
 
 class ClusterStartError(RuntimeError):
