@@ -36,7 +36,8 @@ START_ENV = {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300", "RAY_DASHBOARD_SUBPROCESS
 
 
 class ClusterStartError(RuntimeError):
-    """`ray start` itself failed (a sandbox without loopback networking, no `ray` command, ...)."""
+    """`ray start` itself failed (a sandbox without loopback networking, no `ray` command, a machine too loaded for
+    Ray's start-up waits, ...)."""
 
 
 def free_port() -> int:
@@ -123,8 +124,6 @@ def kill_at_once(procs: list[psutil.Process]) -> list[int]:
 class Node:
     name: str
     temp_dir: Path
-    resources: dict
-    num_cpus: int
     killed: bool = False
 
     def processes(self) -> list[psutil.Process]:
@@ -145,9 +144,9 @@ class LocalCluster:
 
     def _start(self, name: str, args: Callable[[], list[str]]) -> Path:
         """`ray start` of node `name` under `root`; its temp directory. A failed start is retried from scratch
-        (its leftover processes stopped, fresh ports and temp directory): waits fixed in Ray's code (30 s for a new
-        raylet to register with the GCS, ~15 s for the raylet's dashboard agent to write its port file while the
-        head's ~10 dashboard processes import Ray at the same time) run out on a 2-core machine at load ~20."""
+        (its leftover processes stopped, fresh ports and temp directory): waits fixed in Ray 2.60's code (30 s for a
+        new raylet to register with the GCS, 15 s for the raylet's dashboard agent to write its port file while the
+        head's ~10 dashboard processes import Ray at the same time) ran out on the 2-core machine here at load 9-50."""
         failures = []
         for attempt in range(START_ATTEMPTS):
             temp_dir = self.root / (name if attempt == 0 else f"{name}-retry{attempt}")
@@ -182,27 +181,23 @@ class LocalCluster:
     def add_worker(self, name: str, num_cpus: int, resources: dict) -> Node:
         temp_dir = self._start(name, lambda: [f"--address={self.gcs_address}", f"--num-cpus={num_cpus}",
                                               f"--resources={json.dumps(resources)}"])
-        node = Node(name, temp_dir, dict(resources), num_cpus)
+        node = Node(name, temp_dir)
         self.nodes.append(node)
         return node
 
-    def _node_of(self, proc: psutil.Process) -> Node | None:
-        """The live worker node `proc` runs on: up its parents to the raylet, whose command line names its node's
-        temp directory."""
-        live = [n for n in self.nodes if not n.killed]
-        for parent in proc.parents():
-            line = " ".join(parent.cmdline())
-            node = next((n for n in live if _names(line, n.temp_dir)), None)
-            if node is not None:
-                return node
-        return None
-
     def node_of_pid(self, pid: int) -> Node | None:
-        """The live worker node running process `pid` (None once the process is gone)."""
+        """The live worker node running process `pid`: up its parents to the raylet, whose command line names its
+        node's temp directory (None once the process is gone)."""
+        live = [n for n in self.nodes if not n.killed]
         try:
-            return self._node_of(psutil.Process(pid))
+            for parent in psutil.Process(pid).parents():
+                line = " ".join(parent.cmdline())
+                node = next((n for n in live if _names(line, n.temp_dir)), None)
+                if node is not None:
+                    return node
         except psutil.Error:
-            return None
+            pass
+        return None
 
     def kill_node(self, node: Node) -> list[int]:
         """Lose a machine: its raylet, object store, agents and every worker process, SIGKILLed together."""
