@@ -49,11 +49,11 @@ from ie_ray.cache import MARKER
 from ie_ray.reduce.row import ROW_ORDER
 
 REPO = Path(__file__).resolve().parent.parent
-#: Ceilings, not expectations: the whole module takes minutes, but on 2 cores shared with the rest of the suite a
-#: job that waits for a dead node, restarts its actor and reloads the model has taken several times its idle time.
-JOB_TIMEOUT_S = 600
-HOLD_TIMEOUT_S = 400
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+#: Ceilings, not expectations: the module takes minutes on a quiet machine, but at load 50 on 2 cores an undisturbed
+#: job took 5 min and a faulted job's first extraction batch came 5 min after submission.
+JOB_TIMEOUT_S = 1200
+HOLD_TIMEOUT_S = 900
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 SLOT = "extract_slot"
 #: Each case loses one node and needs two afterwards (one to retry on); all are started before the first case,
