@@ -159,7 +159,7 @@ class LocalCluster:
                 return temp_dir
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
                 detail = getattr(exc, "stderr", "") or getattr(exc, "stdout", "") or str(exc)
-                failures.append(str(detail)[-1500:])
+                failures.append(" | ".join(str(detail).strip().splitlines()[-3:]))  # Ray's own message
                 stop_processes(processes_of(temp_dir))
                 time.sleep(5 * (attempt + 1))  # let the machine's load move
         raise ClusterStartError(f"`ray start` of the {name} node failed {START_ATTEMPTS} times; the last time: "
