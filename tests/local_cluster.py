@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,16 @@ HEAD_SYSTEM_CONFIG = {"health_check_period_ms": 500, "health_check_failure_thres
                       "health_check_initial_delay_ms": 1000}
 
 
+#: `ray start` attempts per node before the cluster counts as unable to start here.
+START_ATTEMPTS = 5
+#: Ray's waits for the head's dashboard (the job API) and its module processes are 60 s and 30 s by default; a
+#: loaded machine needs more. Its other start-up waits are fixed in Ray 2.60's code (see `LocalCluster._start`).
+START_ENV = {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300", "RAY_DASHBOARD_SUBPROCESS_MODULE_WAIT_READY_TIMEOUT": "300"}
+
+
 class ClusterStartError(RuntimeError):
-    """`ray start` itself failed (a sandbox without loopback networking, no `ray` command, ...)."""
+    """`ray start` itself failed (a sandbox without loopback networking, no `ray` command, a machine too loaded for
+    Ray's start-up waits, ...)."""
 
 
 def free_port() -> int:
@@ -115,8 +124,6 @@ def kill_at_once(procs: list[psutil.Process]) -> list[int]:
 class Node:
     name: str
     temp_dir: Path
-    resources: dict
-    num_cpus: int
     killed: bool = False
 
     def processes(self) -> list[psutil.Process]:
@@ -135,65 +142,74 @@ class LocalCluster:
     gcs_address: str = ""
     dashboard_url: str = ""
 
-    def _start(self, args: list[str], temp_dir: Path) -> None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [ray_command(), "start", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
-               "--disable-usage-stats", *_node_ports(), *args]
-        try:
-            subprocess.run(cmd, check=True, env=self.env, capture_output=True, text=True, timeout=180)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-            detail = getattr(exc, "stderr", "") or getattr(exc, "stdout", "") or str(exc)
-            raise ClusterStartError(f"`ray start {' '.join(args[:2])}` failed: {str(detail)[-1500:]}") from exc
+    def _start(self, name: str, args: Callable[[], list[str]]) -> Path:
+        """`ray start` of node `name` under `root`; its temp directory. A failed start is retried from scratch
+        (its leftover processes stopped, fresh ports and temp directory): waits fixed in Ray 2.60's code (30 s for a
+        new raylet to register with the GCS, 15 s for the raylet's dashboard agent to write its port file while the
+        head's ~10 dashboard processes import Ray at the same time) ran out on the 2-core machine here at load 9-50."""
+        failures = []
+        for attempt in range(START_ATTEMPTS):
+            temp_dir = self.root / (name if attempt == 0 else f"{name}-retry{attempt}")
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            cmd = [ray_command(), "start", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
+                   "--disable-usage-stats", *_node_ports(), *args()]
+            try:
+                subprocess.run(cmd, check=True, env={**START_ENV, **self.env}, capture_output=True, text=True,
+                               timeout=600)
+                return temp_dir
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+                detail = getattr(exc, "stderr", "") or getattr(exc, "stdout", "") or str(exc)
+                failures.append(" | ".join(str(detail).strip().splitlines()[-3:]))  # Ray's own message
+                stop_processes(processes_of(temp_dir))
+                time.sleep(5 * (attempt + 1))  # let the machine's load move
+        raise ClusterStartError(f"`ray start` of the {name} node failed {START_ATTEMPTS} times; the last time: "
+                                f"{failures[-1]}")
 
     def start_head(self) -> None:
-        gcs_port, dashboard_port = free_port(), free_port()
-        self._start(["--head", f"--port={gcs_port}", f"--num-cpus={self.head_cpus}", "--include-dashboard=true",
-                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-                     f"--system-config={json.dumps(HEAD_SYSTEM_CONFIG)}"], self.root / "head")
-        self.gcs_address = f"127.0.0.1:{gcs_port}"
-        self.dashboard_url = f"http://127.0.0.1:{dashboard_port}"
+        ports: dict[str, int] = {}
+
+        def args() -> list[str]:
+            ports.update(gcs=free_port(), dashboard=free_port())
+            return ["--head", f"--port={ports['gcs']}", f"--num-cpus={self.head_cpus}", "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={ports['dashboard']}",
+                    f"--system-config={json.dumps(HEAD_SYSTEM_CONFIG)}"]
+
+        self._start("head", args)
+        self.gcs_address = f"127.0.0.1:{ports['gcs']}"
+        self.dashboard_url = f"http://127.0.0.1:{ports['dashboard']}"
 
     def add_worker(self, name: str, num_cpus: int, resources: dict) -> Node:
-        node = Node(name, self.root / name, dict(resources), num_cpus)
-        self._start([f"--address={self.gcs_address}", f"--num-cpus={num_cpus}",
-                     f"--resources={json.dumps(resources)}"], node.temp_dir)
+        temp_dir = self._start(name, lambda: [f"--address={self.gcs_address}", f"--num-cpus={num_cpus}",
+                                              f"--resources={json.dumps(resources)}"])
+        node = Node(name, temp_dir)
         self.nodes.append(node)
         return node
 
-    def node_of_process(self, title: str) -> Node | None:
-        """The live worker node running a process whose title contains `title` (Ray titles an actor's process
-        `ray::<Class>...` and a task's `ray::<function>`): one scan of the process table, then up its parents to
-        the raylet, whose command line names its node's temp directory."""
+    def node_of_pid(self, pid: int) -> Node | None:
+        """The live worker node running process `pid`: up its parents to the raylet, whose command line names its
+        node's temp directory (None once the process is gone)."""
         live = [n for n in self.nodes if not n.killed]
-        for proc in psutil.process_iter(["cmdline"]):
-            try:
-                if title not in " ".join(proc.info["cmdline"] or []):
-                    continue
-                for parent in proc.parents():
-                    line = " ".join(parent.cmdline())
-                    node = next((n for n in live if _names(line, n.temp_dir)), None)
-                    if node is not None:
-                        return node
-            except (psutil.Error, TypeError):
-                continue
+        try:
+            for parent in psutil.Process(pid).parents():
+                line = " ".join(parent.cmdline())
+                node = next((n for n in live if _names(line, n.temp_dir)), None)
+                if node is not None:
+                    return node
+        except psutil.Error:
+            pass
         return None
-
-    def replace_lost_nodes(self) -> None:
-        """Start a fresh worker node for every killed one (what an autoscaler does), same CPUs and resources."""
-        for node in [n for n in self.nodes if n.killed]:
-            self.nodes.remove(node)
-            self.add_worker(f"{node.name}-r", node.num_cpus, node.resources)
 
     def kill_node(self, node: Node) -> list[int]:
         """Lose a machine: its raylet, object store, agents and every worker process, SIGKILLed together."""
         node.killed = True
         return kill_at_once(node.processes())
 
-    def submit(self, submission_id: str, entrypoint: list[str]) -> str:
+    def submit(self, submission_id: str, entrypoint: list[str], runtime_env: dict | None = None) -> str:
         """`ray job submit --no-wait` of `entrypoint`, as a user submits to a cluster; retried while the head's job
         agent is still coming up (some seconds after `ray start` returns)."""
+        env_args = [f"--runtime-env-json={json.dumps(runtime_env)}"] if runtime_env else []
         cmd = [ray_command(), "job", "submit", f"--address={self.dashboard_url}", "--no-wait",
-               f"--submission-id={submission_id}", "--", *entrypoint]
+               f"--submission-id={submission_id}", *env_args, "--", *entrypoint]
         for _ in range(60):
             done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120, check=False)
             if done.returncode == 0:

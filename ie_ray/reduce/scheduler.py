@@ -98,6 +98,9 @@ def fit_task(reading: Reading, states: LayerStates, jobs: tuple[EstimateJob, ...
     """The Ray task body: one reading's rows for some jobs of one layer (runs in-process in tests)."""
     import torch
 
+    from ie_ray.fault_gate import hold
+
+    hold("fit")  # a no-op unless a fault test set IE_RAY_FAULT_GATE
     torch.set_num_threads(reading.threads())
     return TaskOutput(reading.fit_layer(states, list(jobs)), reading.layer_notes(states))
 
