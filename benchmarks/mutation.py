@@ -45,17 +45,30 @@ from _report import machine_info, machine_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "mutation"
-#: Test files written to kill mutants (issue 17, items 5 and 6): `--baseline` leaves them out.
-NEW_TESTS = ("tests/test_properties.py", "tests/test_mutants_killed.py")
+#: Test files written to kill mutants (issue 17, items 5 and 6; issue 28, item 3): `--baseline` leaves them out.
+NEW_TESTS = ("tests/test_properties.py", "tests/test_mutants_killed.py", "tests/test_mutants_numbers.py")
 
 
 @dataclass(frozen=True)
 class Target:
-    """One module to mutate and the fast tests that guard it (pytest arguments: files, then -k/-m filters)."""
+    """One module to mutate and the fast tests that guard it (pytest arguments: files, then -k/-m filters).
+
+    `also`: more modules mutated in the same mutmut run, each scored in a row of its own. Modules that share their
+    tests (the reduce package) then pay for one copy, one clean run and one test-mapping run, not one each; mutmut
+    still runs only the tests that call a mutant's function."""
 
     path: str
     tests: tuple[str, ...]
     filters: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.path, *self.also)
+
+    def label(self, path: str, key: str) -> str:
+        """The row's name in mutation.json: the key, or key:module for a run over several modules."""
+        return key if not self.also else f"{key}:{Path(path).stem}"
 
 
 TARGETS: dict[str, Target] = {
@@ -64,9 +77,20 @@ TARGETS: dict[str, Target] = {
     "bounds": Target("ie_ray/estimators/bounds.py",
                      ("tests/test_bounds_known_scores.py", "tests/test_estimator_suite.py", *NEW_TESTS),
                      ("-k", "not recovers_gaussian_mi")),
-    # the reading task bodies run in-process in these tests (`fit_task`), so every mutant is seen
-    "reduce": Target("ie_ray/reduce/mine_reading.py", ("tests/test_reduce.py", "tests/test_ie.py",
-                                                       "tests/test_readings_flags.py", *NEW_TESTS), ("-m", "not slow")),
+    # the reading task bodies run in-process in these tests (`fit_task`, `Reading.fit_layer`), so every mutant is
+    # seen; one run for the package, a row per module
+    "reduce": Target("ie_ray/reduce/mine_reading.py",
+                     ("tests/test_reduce.py", "tests/test_layer_states.py", "tests/test_readings_flags.py",
+                      "tests/test_reading_registry.py", "tests/test_streaming_reduce.py", "tests/test_ie.py",
+                      *NEW_TESTS), ("-m", "not slow"),
+                     also=tuple(f"ie_ray/reduce/{m}.py" for m in ("smoothed_reading", "entropy_limit_reading",
+                                                                  "layer_states", "row", "row_cache", "jobs",
+                                                                  "scheduler", "reading"))),
+    "entropy_limit": Target("ie_ray/entropy_limit.py", ("tests/test_entropy_limit.py", *NEW_TESTS), ("-m", "not slow")),
+    "noise_scale": Target("ie_ray/noise_scale.py", ("tests/test_readings_flags.py", "tests/test_layer_states.py",
+                                                    *NEW_TESTS), ("-m", "not slow")),
+    "brackets": Target("ie_ray/brackets.py", ("tests/test_brackets.py", *NEW_TESTS), ("-m", "not slow")),
+    "variance": Target("ie_ray/variance.py", ("tests/test_variance.py", *NEW_TESTS), ("-m", "not slow")),
     "capture": Target("ie_ray/capture.py", ("tests/test_capture.py", *NEW_TESTS), ("-m", "not slow")),
     "smoothed": Target("ie_ray/estimators/smoothed.py", ("tests/test_smoothed.py", "tests/test_smoothed_interface.py",
                                                           *NEW_TESTS), ("-m", "not slow")),
@@ -168,7 +192,7 @@ def _copy_repository(dest: Path, target: Target, tests: list[str], filters: list
     (dest / "mutation_hypothesis.py").write_text(HYPOTHESIS_PLUGIN)
     settings = {
         "source_paths": ["ie_ray/"],
-        "only_mutate": [target.path],
+        "only_mutate": list(target.paths),
         "also_copy": ["jobs/", "mutation_hypothesis.py"],
         "pytest_add_cli_args_test_selection": tests + filters,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "mutation_hypothesis"],
@@ -252,9 +276,9 @@ def _scored(run: dict) -> dict:
     return run
 
 
-def _survivors(work: Path, target: Target, codes: dict[str, int | None]) -> list[dict]:
-    starts = _function_starts(ROOT / target.path)
-    module = target.path[:-3].replace("/", ".")
+def _survivors(work: Path, path: str, codes: dict[str, int | None]) -> list[dict]:
+    starts = _function_starts(ROOT / path)
+    module = path[:-3].replace("/", ".")
     rows = []
     for name, code in codes.items():
         status = STATUS.get(code, "suspicious")
@@ -264,13 +288,13 @@ def _survivors(work: Path, target: Target, codes: dict[str, int | None]) -> list
         diff = "\n".join(shown.stdout.splitlines()[1:])  # first line: "# name: status"
         function = name[len(module) + 1:].rsplit("__mutmut_", 1)[0]
         line, old, new = _changed_line(diff, starts.get(function, 1))
-        rows.append(_judged(dict(mutant=name, status=status, file=target.path, line=line,
+        rows.append(_judged(dict(mutant=name, status=status, file=path, line=line,
                                  function=function.removeprefix("x_").replace("x\u01c1", "").replace("\u01c1", "."),
                                  original=old.strip(), mutated=new.strip(), diff=diff)))
     return sorted(rows, key=lambda r: (r["line"] or 0, r["mutant"]))
 
 
-def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep: bool) -> dict:
+def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep: bool) -> dict[str, dict]:
     target = TARGETS[key]
     work = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-"))
     started = time.time()
@@ -289,23 +313,33 @@ def _tests(target: Target, baseline: bool) -> list[str]:
 
 
 def collect(work: Path, key: str, *, baseline: bool, wall_s: float | None = None, exit_code: int | None = None,
-            log: str = "", keep: bool = True) -> dict:
-    """Score and survivors of the mutmut run in `work` (also of one that was stopped: each verdict is saved)."""
+            log: str = "", keep: bool = True) -> dict[str, dict]:
+    """Score and survivors of each module of the mutmut run in `work` (also of one that was stopped: each verdict
+    is saved), by row label."""
     target = TARGETS[key]
-    meta = work / "mutants" / (target.path + ".meta")
-    codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
-    if all(c is None for c in codes.values()):  # mutants are listed before the tests run: none checked
-        raise RuntimeError(f"mutmut checked no mutant of {target.path} (exit {exit_code}; a failing test in the "
-                           f"selection stops it before any mutant). Its log ends:\n{log}")
+    codes_by_path = {}
+    for path in target.paths:
+        meta = work / "mutants" / (path + ".meta")
+        codes_by_path[path] = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    if all(c is None for codes in codes_by_path.values() for c in codes.values()):  # listed before any test ran
+        raise RuntimeError(f"mutmut checked no mutant of {', '.join(target.paths)} (exit {exit_code}; a failing "
+                           f"test in the selection stops it before any mutant). Its log ends:\n{log}")
+    return {target.label(path, key): _module_run(work, target, path, codes, baseline=baseline, wall_s=wall_s,
+                                                 exit_code=exit_code, keep=keep)
+            for path, codes in codes_by_path.items()}
+
+
+def _module_run(work: Path, target: Target, path: str, codes: dict[str, int | None], *, baseline: bool,
+                wall_s: float | None, exit_code: int | None, keep: bool) -> dict:
     counts: dict[str, int] = {}
     for c in codes.values():
         counts[STATUS.get(c, "suspicious")] = counts.get(STATUS.get(c, "suspicious"), 0) + 1
-    survivors = _survivors(work, target, codes)
+    survivors = _survivors(work, path, codes)
     for s in survivors:  # the report shows these as counts: keep the JSON small
         if baseline or s["status"] == "no tests":
             s.pop("diff")
     return _scored(dict(
-        module=target.path, tests=_tests(target, baseline), filters=list(target.filters), baseline=baseline,
+        module=path, tests=_tests(target, baseline), filters=list(target.filters), baseline=baseline,
         mutmut_exit=exit_code, complete=counts.get("not checked", 0) == 0,
         wall_s=round(wall_s, 1) if wall_s is not None else None, counts=counts, total=len(codes),
         checked=sum(n for s, n in counts.items() if s not in UNCHECKED),
@@ -324,7 +358,7 @@ def _markdown(results: dict) -> str:
         "`nice -n 15 python benchmarks/mutation.py [--modules ...] [--baseline]` (mutmut 3 in a throwaway copy of the "
         "repository; see the script's docstring). Not run in CI. A mutant is *detected* when its targeted tests fail "
         "or time out; *score* = detected / checked; the last column leaves out the survivors shown equivalent "
-        "below. mutmut mutates function bodies only: module-level constants (e.g. `CI_LEVEL`, `LOG2E`) are not "
+        "below. The modules of one run (the reduce package) share its wall time. mutmut mutates function bodies only: module-level constants (e.g. `CI_LEVEL`, `LOG2E`) are not "
         "mutated. The *baseline* rows run without the tests written for issue 17 items 5-6 "
         f"({', '.join(NEW_TESTS)}).", "",
         "| module | run | mutants | killed | timeout | survived | no tests | score | score without equivalent "
@@ -371,6 +405,12 @@ def _markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _without_removed(results: dict) -> dict:
+    """The results without rows of modules that no longer exist (ie_ray/reduce.py became the reduce package)."""
+    results["runs"] = {label: run for label, run in results["runs"].items() if (ROOT / run["module"]).exists()}
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modules", nargs="+", default=["ie", "bounds"], choices=sorted(TARGETS))
@@ -383,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="record the run kept (--keep) or stopped in DIR, for the one module named by --modules")
     args = parser.parse_args(argv)
     if args.report_only:
-        results = json.loads(OUT.with_suffix(".json").read_text())
+        results = _without_removed(json.loads(OUT.with_suffix(".json").read_text()))
         for run in results["runs"].values():  # reasons may have been added since the run
             run["survivors"] = [_judged(s) for s in run["survivors"]]
             _scored(run)
@@ -393,20 +433,22 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 15:  # other jobs share the machine: mutants only get the CPU they leave idle
         os.nice(15 - os.nice(0))
     json_path = OUT.with_suffix(".json")
-    results = json.loads(json_path.read_text()) if json_path.exists() else {"runs": {}}
+    results = _without_removed(json.loads(json_path.read_text())) if json_path.exists() else {"runs": {}}
     if args.collect and len(args.modules) != 1:
         parser.error("--collect records one module: name it with --modules")
     for key in args.modules:
-        print(f"mutating {TARGETS[key].path} ...", file=sys.stderr, flush=True)
+        print(f"mutating {', '.join(TARGETS[key].paths)} ...", file=sys.stderr, flush=True)
         if args.collect:
-            run = collect(args.collect, key, baseline=args.baseline)
+            runs = collect(args.collect, key, baseline=args.baseline)
         else:
-            run = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,
-                             keep=args.keep)
-        run["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        results["runs"][f"{key}{'-baseline' if args.baseline else ''}"] = run
-        print(f"  {run['detected']}/{run['checked']} detected ({run['score']:.1%}), "
-              f"{len(run['survivors'])} survivors, {_minutes(run['wall_s'])}", file=sys.stderr, flush=True)
+            runs = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,
+                              keep=args.keep)
+        for label, run in runs.items():
+            run["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            results["runs"][f"{label}{'-baseline' if args.baseline else ''}"] = run
+            score = f"{run['score']:.1%}" if run["score"] is not None else "-"
+            print(f"  {run['module']}: {run['detected']}/{run['checked']} detected ({score}), "
+                  f"{len(run['survivors'])} survivors, {_minutes(run['wall_s'])}", file=sys.stderr, flush=True)
         results["machine"] = machine_info(threads=1)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
