@@ -18,6 +18,15 @@ import torch
 
 from ie_ray.capture import _first_tensor, absolute_positions, pad_batch
 from ie_ray.estimators.bounds import LOG2E, EMADenominator
+from ie_ray.estimators.smoothed import (
+    DEFAULT_DRAWS,
+    Scale,
+    SmoothedParams,
+    SmoothedReading,
+    SmoothedResult,
+    _chunk_size,
+    smoothed_mi,
+)
 from ie_ray.ie import (
     GROUP_KEYS,
     TABLE_KEYS,
@@ -253,3 +262,171 @@ def test_position_out_of_range_says_what_to_request() -> None:
     batch = pad_batch([[5, 6, 7], [8, 9]], pad_id=0)
     with pytest.raises(ValueError, match=r"only 2 tokens; request positions below the shortest sequence length$"):
         absolute_positions(batch, [2])
+
+
+# --- smoothed MI: scale, parameters, result (issue 28, item 3) --------------------------------------------------
+
+
+def test_scale_of_flattens_every_leading_axis_and_weights_rows_by_their_counts() -> None:
+    states = np.arange(24, dtype=np.float32).reshape(2, 3, 4) ** 1.5  # (N, P, d): 6 rows of 4 dimensions
+    rows = states.reshape(6, 4).astype(np.float64)
+    scale = Scale.of(states)
+    np.testing.assert_allclose(scale.center, rows.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scale.spread, rows.std(axis=0), rtol=1e-12)
+    counts = np.array([1, 3, 2, 1, 1, 5])
+    weighted = Scale.of(rows, counts)  # the scale of the sample with row i repeated counts[i] times
+    expanded = np.repeat(rows, counts, axis=0)
+    np.testing.assert_allclose(weighted.center, expanded.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(weighted.spread, expanded.std(axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"counts must be one per row \(6,\), got shape \(5,\)"):
+        Scale.of(rows, counts[:5])
+    empty = Scale.of(np.zeros((0, 3)))
+    assert empty.center.shape == empty.spread.shape == (3,) and np.isnan(empty.center).all()
+
+
+def test_scale_sigma_is_tau_times_root_of_the_live_dimensions_and_never_zero() -> None:
+    assert Scale(np.zeros(5), np.array([1.0, 2.0, 0.0, 3.0, 4.0])).sigma(0.5) == 0.5 * 2.0  # 4 live dimensions
+    assert Scale(np.zeros(3), np.zeros(3)).sigma(0.5) == 0.5  # no live dimension: one, not zero
+
+
+def test_scale_apply_standardises_in_float32_with_constant_dimensions_exactly_zero() -> None:
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(2, 2500, 3)) * 7.0 + 3.0  # 5000 rows: more than one row block
+    center, spread = np.array([3.0, 100.0, -1.0]), np.array([7.0, 0.0, 2.0])
+    z = Scale(center, spread).apply(states)
+    assert z.dtype == np.float32 and z.shape == states.shape
+    assert (z[..., 1] == 0.0).all()  # a constant dimension cannot separate states, whatever its center
+    for k in (0, 2):
+        np.testing.assert_allclose(z[..., k], (states[..., k] - center[k]) / spread[k], rtol=1e-6, atol=1e-6)
+
+
+def test_params_from_dict_reads_tau_lists_as_tuples_of_floats() -> None:
+    params = SmoothedParams.from_dict({"tau": 0.25, "taus": [1, 2], "reported_taus": [2]})
+    assert params.taus == (1.0, 2.0) and params.reported_taus == (2.0,)
+    assert hash(params) == hash(SmoothedParams(tau=0.25, taus=(1.0, 2.0), reported_taus=(2.0,)))
+
+
+def test_params_key_holds_what_changes_a_number_and_nothing_about_where_it_runs() -> None:
+    params = SmoothedParams(tau=0.25, taus=(0.5, 0.1), reported_taus=(0.5,), chunk_draws=7, memory_mb=3.0,
+                            device="cpu")
+    key = params.key_dict()
+    assert not {"chunk_draws", "memory_mb", "device"} & set(key)
+    assert key["taus"] == [0.1, 0.25, 0.5] and key["reported_taus"] == [0.25, 0.5]
+    assert key == SmoothedParams(tau=0.25, taus=(0.1, 0.5), reported_taus=(0.5,)).key_dict()
+    assert key["n_draws"] == DEFAULT_DRAWS and key["dtype"] == "float32"
+
+
+def _result(taus=(0.25, 0.5), n_samples: int = 64) -> SmoothedResult:
+    readings = tuple(SmoothedReading(tau=t, sigma=2 * t, mi_bits=1.0 + t, plugin_bits=1.1 + t, half_bits=0.9 + t,
+                                     mc_se_bits=0.01 * t, ci_low=0.5 + t, ci_high=1.5 + t,
+                                     bootstrap=np.array([0.7, 1.3]) + t, flag=f"flag{t}") for t in taus)
+    return SmoothedResult(readings, n_samples=n_samples, n_draws=40, d_x=3, d_y=3, seed=11, wall_s=2.5)
+
+
+def test_result_at_finds_the_tau_and_names_the_computed_ones_otherwise() -> None:
+    result = _result()
+    assert result.at(0.5).mi_bits == 1.5 and result.at(0.25 + 1e-12).mi_bits == 1.25
+    with pytest.raises(KeyError, match=r"tau 0.3 was not computed; computed: \[0.25, 0.5\]"):
+        result.at(0.3)
+
+
+def test_result_as_mi_result_carries_every_field_of_the_reading() -> None:
+    mi = _result().to_mi_result(0.5)
+    assert (mi.mi_bits, mi.heldout_bits, mi.ci_low, mi.ci_high) == (1.5, 1.5, 1.0, 2.0)
+    np.testing.assert_array_equal(mi.bootstrap, [1.2, 1.8])
+    assert mi.curve.shape == (0,) and (mi.n_samples, mi.n_train, mi.n_heldout, mi.seed) == (64, 64, 0, 11)
+    assert (mi.flag, mi.tau, mi.half_sample_bits, mi.mc_se_bits) == ("flag0.5", 0.5, 1.4, 0.005)
+    assert mi.readout == mi.objective == "smoothed" and mi.wall_s == 2.5 and mi.bound_cap_bits == 6.0
+    assert math.isnan(mi.max_train_bits) and math.isnan(mi.last_train_bits)
+
+
+def test_chunk_size_fits_the_memory_budget_exactly() -> None:
+    # per draw: 11 work rows of N = 1000 and 4 sums per column (101 columns), 4 bytes each: 45,616 bytes
+    assert _chunk_size(SmoothedParams(memory_mb=1.0), 1000, 101, 4) == 2**20 // 45_616  # 22 draws
+    assert _chunk_size(SmoothedParams(memory_mb=1.0), 1000, 101, 8) == 2**20 // 91_232  # 11 draws
+    assert _chunk_size(SmoothedParams(memory_mb=1.0, n_draws=10), 1000, 101, 4) == 10  # never more than drawn
+    assert _chunk_size(SmoothedParams(memory_mb=1e-6), 1000, 101, 4) == 1  # at least one draw
+    assert _chunk_size(SmoothedParams(chunk_draws=5, memory_mb=1e-6), 1000, 101, 4) == 5
+
+
+def test_smoothed_mi_defaults_to_seed_zero_and_uses_the_given_output_scale() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2))
+    y = x + 0.1 * rng.normal(size=(40, 2))
+    params = SmoothedParams(tau=0.25, taus=(), n_draws=20, min_draws=20, n_bootstrap=0)
+    default = smoothed_mi(x, y, params)
+    assert default.seed == 0 and default.at(0.25).mi_bits == smoothed_mi(x, y, params, seed=0).at(0.25).mi_bits
+    own = Scale.of(y)
+    blurred = smoothed_mi(x, y, params, scale_y=Scale(own.center, own.spread * 100.0)).at(0.25).mi_bits
+    # y shrunk 100-fold in standard units is drowned in the noise: it tells almost nothing about x
+    assert blurred < 0.1 < default.at(0.25).mi_bits - 1.0
+
+
+# --- brackets (issue 28, item 3) ----------------------------------------------------------------------------------
+
+BRACKET_PLUGIN = {("macro", 0): 1.0, ("macro", 1): 4.0, ("micro", 0): 0.5, ("micro", 1): 1.5}
+BRACKET_LOO = {("macro", 0): 1.0, ("macro", 1): 2.5, ("micro", 0): 0.4, ("micro", 1): 1.5}
+
+
+def _bracket_mi(tau: float = 0.25) -> pd.DataFrame:
+    """Smoothed rows of two layers; layer 5's macro readings are 1 bit above layer 3's, its micro ones equal."""
+    rows = []
+    for layer, shift in ((3, 0.0), (5, 1.0)):
+        for (level, position), value in BRACKET_PLUGIN.items():
+            up = shift if level == "macro" else 0.0
+            rows.append(dict(model="m", corpus="c", shots=0, layer=layer, position=position, level=level, seed=0,
+                             mi_bits=value + up, loo_bits=BRACKET_LOO[(level, position)] + up, ceiling_bits=5.0,
+                             tau=tau, reading="smoothed", flag="ok", bootstrap_bits=np.full(4, value + up)))
+    return pd.DataFrame(rows)
+
+
+def test_brackets_need_leave_one_out_on_the_estimated_rows_not_on_the_constant_ones() -> None:
+    from ie_ray.brackets import ie_brackets
+
+    mi = _bracket_mi().assign(loo_bits=np.nan)  # a secondary tau: no leave-one-out reading ...
+    constant = mi.level == "micro"
+    mi.loc[constant, ["flag", "mi_bits", "loo_bits"]] = ["constant", 0.0, 0.0]  # ... but exact zeros on constants
+    with pytest.raises(ValueError, match=r"tau = 0.25 was read without its leave-one-out reading"):
+        ie_brackets(mi, tau=0.25)
+
+
+def test_brackets_csv_has_the_table_columns_only_at_four_decimals(tmp_path) -> None:
+    from ie_ray.brackets import write_brackets
+
+    mi = _bracket_mi()
+    mi["mi_bits"] += 1e-6  # shows whether the file keeps 4 decimals
+    mi.to_parquet(tmp_path / "mi.parquet")
+    table = write_brackets(tmp_path, 0.25)
+    lines = (tmp_path / "ie_brackets.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(table.columns)  # no index column
+    assert lines[0].startswith("model,corpus,shots,layer,position,")
+    first = dict(zip(lines[0].split(","), lines[1].split(",")))
+    assert first["ie_plugin_bits"] == "0.5000" and first["ie_loo_bits"] == "0.6000"
+
+
+def test_brackets_command_prints_the_layer_means_at_the_default_tau(tmp_path, capsys) -> None:
+    from ie_ray.brackets import main
+
+    _bracket_mi().to_parquet(tmp_path / "mi.parquet")
+    assert main([str(tmp_path)]) == 0  # --tau defaults to the headline's 0.25
+    out = capsys.readouterr().out
+    assert out.startswith("mean over the analysed blocks (bits):\n")
+    # by hand: IE(0) = macro(0) - micro(0), IE(1) = macro(1) - mean micro(0..1), per layer; layer 5 is 1 bit above
+    table = [line.split()[-3:] for line in out.splitlines()[3:-2]]  # position, plug-in mean, leave-one-out mean
+    assert [[float(v) for v in row] for row in table] == [[0, 1.0, 1.1], [1, 3.5, 2.05]]
+    assert out.endswith(f"\nwrote {tmp_path / 'ie_brackets.csv'}\n")
+    _bracket_mi(tau=1.0).to_parquet(tmp_path / "mi.parquet")
+    with pytest.raises(ValueError, match=r"no smoothed readings at tau = 0.25 .*\[1.0\]"):
+        main([str(tmp_path)])
+
+
+def test_brackets_command_line_help_names_its_inputs(capsys) -> None:
+    from ie_ray.brackets import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: ie-ray brackets [-h] [--tau TAU] run_dir")
+    assert "The bracket around IE_sigma: its plug-in reading and its leave-one-out reading, side by side." in out
+    assert "run_dir a finished sweep's run directory (holds mi.parquet)" in out
+    assert "--tau TAU the noise fraction to bracket (the headline's)" in out
