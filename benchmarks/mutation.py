@@ -290,9 +290,14 @@ def _survivors(work: Path, path: str, codes: dict[str, int | None]) -> list[dict
         status = STATUS.get(code, "suspicious")
         if status in DETECTED or status in UNCHECKED:
             continue
+        function = name[len(module) + 1:].rsplit("__mutmut_", 1)[0]
+        if status == "no tests":  # reported as a count per function: no diff needed (a `mutmut show` is seconds)
+            rows.append(dict(mutant=name, status=status, file=path, line=None, equivalent=False, reason="no tests",
+                             function=function.removeprefix("x_").replace("x\u01c1", "").replace("\u01c1", "."),
+                             original="", mutated=""))
+            continue
         shown = subprocess.run([*MUTMUT, "show", name], cwd=work, capture_output=True, text=True)
         diff = "\n".join(shown.stdout.splitlines()[1:])  # first line: "# name: status"
-        function = name[len(module) + 1:].rsplit("__mutmut_", 1)[0]
         line, old, new = _changed_line(diff, starts.get(function, 1))
         rows.append(_judged(dict(mutant=name, status=status, file=path, line=line,
                                  function=function.removeprefix("x_").replace("x\u01c1", "").replace("\u01c1", "."),
@@ -343,7 +348,7 @@ def _module_run(work: Path, target: Target, path: str, codes: dict[str, int | No
     survivors = _survivors(work, path, codes)
     for s in survivors:  # the report shows these as counts: keep the JSON small
         if baseline or s["status"] == "no tests":
-            s.pop("diff")
+            s.pop("diff", None)
     return _scored(dict(
         module=path, tests=_tests(target, baseline), filters=list(target.filters), baseline=baseline,
         mutmut_exit=exit_code, complete=counts.get("not checked", 0) == 0,

@@ -41,10 +41,15 @@ from ie_ray.reduce import (
     ABOVE_CEILING_TOLERANCE_BITS,
     MAX_INTERVAL_BITS,
     MEMORISED_MARGIN_BITS,
+    EntropyLimitReading,
     EstimateJob,
+    SmoothedMIReading,
     mine_row,
+    plan_jobs,
     reading_flag,
 )
+from ie_ray.reduce.layer_states import LayerStates
+from ie_ray.reduce.scheduler import fit_task
 
 MACRO = [1.0, 2.5, 4.0]
 MICRO = [0.5, 1.0, 0.0]
@@ -430,3 +435,166 @@ def test_brackets_command_line_help_names_its_inputs(capsys) -> None:
     assert "The bracket around IE_sigma: its plug-in reading and its leave-one-out reading, side by side." in out
     assert "run_dir a finished sweep's run directory (holds mi.parquet)" in out
     assert "--tau TAU the noise fraction to bracket (the headline's)" in out
+
+
+# --- the readings' task bodies, in-process (issue 28, item 3) --------------------------------------------------
+
+READ_N = 12
+
+
+def _reading_states() -> LayerStates:
+    """12 samples of 3 tokens: token 0 one of 2 values, token 1 a constant separator, token 2 all distinct. A state
+    is a function of the prefix; dimension 2 is constant at position 0 (so the per-position scales differ)."""
+    ids = np.stack([np.arange(READ_N) % 2 + 1, np.full(READ_N, 5), np.arange(READ_N) + 10], axis=1)
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(64, 3))
+
+    def state(prefix: np.ndarray, salt: int) -> np.ndarray:
+        value = sum(table[(int(t) * 3 + salt + k) % 64] * (k + 1) for k, t in enumerate(prefix))
+        return value * (1.0 if len(prefix) > 1 else np.array([1.0, 1.0, 0.0]))
+
+    pre = np.array([[state(row[: t + 1], 0) for t in range(3)] for row in ids], dtype=np.float32)
+    post = np.array([[state(row[: t + 1], 1) for t in range(3)] for row in ids], dtype=np.float32)
+    unique = np.unique(ids)
+    micro_pre = np.array([table[int(t) % 64] for t in unique], dtype=np.float32)
+    micro_post = np.array([table[(int(t) + 7) % 64] for t in unique], dtype=np.float32)
+    return LayerStates(4, ids, (0, 1, 2), pre, post, micro_pre, micro_post, np.searchsorted(unique, ids))
+
+
+def _reading_jobs(states: LayerStates) -> list[EstimateJob]:
+    return plan_jobs(states.input_ids, [4], [0, 1, 2], [0], with_micro=True)
+
+
+class _FakeEstimator:
+    """Stands in for smoothed_mi_batch: records what the reading asks and answers with values that name the problem."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def __call__(self, xs, ys, params, seeds, scales_x, scales_y, counts=None):
+        self.calls.append(dict(xs=xs, ys=ys, seeds=seeds, scales_x=scales_x, scales_y=scales_y, counts=counts))
+        results = []
+        for k in range(len(xs)):
+            readings = tuple(SmoothedReading(
+                tau=t, sigma=10 * t, mi_bits=k + t, plugin_bits=k + t + 0.1, half_bits=k + t + 0.2,
+                mc_se_bits=k + t + 0.3, ci_low=k + t - 1, ci_high=k + t + 1, bootstrap=np.array([k, t], dtype=np.float32),
+                flag=f"flag{k}", loo_bits=k + t + 0.4, reported=t in params.reported, n_draws=7 + k)
+                for t in params.grid)
+            results.append(SmoothedResult(readings, n_samples=READ_N, n_draws=7, d_x=3, d_y=3, seed=seeds[k],
+                                          wall_s=6.0, n_atoms=3 + k))
+        return results
+
+
+def test_smoothed_reading_asks_the_estimator_for_each_fitted_jobs_states_atoms_scales_and_seed(monkeypatch) -> None:
+    import ie_ray.reduce.smoothed_reading as module
+
+    fake = _FakeEstimator()
+    monkeypatch.setattr(module, "smoothed_mi_batch", fake)
+    states = _reading_states()
+    jobs = _reading_jobs(states)
+    assert sorted(j.n_distinct for j in jobs) == [1, 2, 2, 2, 12, 12]  # micro 1 is the constant separator
+    reading = SmoothedMIReading(SmoothedParams(tau=0.25, taus=(0.5,), n_bootstrap=3), "per_position")
+    output = fit_task(reading, states, tuple(jobs))
+    (call,) = fake.calls
+    fitted = [j for j in jobs if j.n_distinct >= 2]  # a job with two distinct inputs is estimated, one with one not
+    assert call["seeds"] == [j.estimator_seed for j in fitted]
+    for k, job in enumerate(fitted):
+        x, y = states.pair(job)
+        if job.level == "micro" or job.position < 2:  # few distinct inputs: as atoms with their counts
+            symbols = states.symbols(job).reshape(READ_N, -1)
+            _, first, counts = np.unique(symbols, axis=0, return_index=True, return_counts=True)
+            np.testing.assert_array_equal(call["counts"][k], counts)
+            np.testing.assert_array_equal(call["xs"][k], x[first])
+            np.testing.assert_array_equal(call["ys"][k], y[first])
+        else:  # 12 distinct prefixes among 12 samples: every row
+            assert call["counts"][k] is None
+            np.testing.assert_array_equal(call["xs"][k], x)
+            np.testing.assert_array_equal(call["ys"][k], y)
+        # per_position: the scale of the job's own position, input side for x and output side for y
+        column = {"input": states.macro_pre, "output": states.macro_post}
+        for side, scale in (("input", call["scales_x"][k]), ("output", call["scales_y"][k])):
+            own = column[side][:, job.position].astype(np.float64)
+            np.testing.assert_allclose(scale.center, own.mean(axis=0), rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(scale.spread, own.std(axis=0), rtol=1e-6, atol=1e-9)
+    # one row per fitted job and tau, carrying the estimator's reading of that job
+    rows = [r for r in output.rows if r.flag != "constant"]
+    assert len(rows) == 2 * len(fitted)
+    for k, job in enumerate(fitted):
+        for tau, row in zip((0.25, 0.5), rows[2 * k: 2 * k + 2]):
+            assert (row.reading, row.layer, row.position, row.level) == ("smoothed", 4, job.position, job.level)
+            assert (row.tau, row.sigma, row.mi_bits, row.ci_low, row.ci_high) == (tau, 10 * tau, k + tau, k + tau - 1,
+                                                                                  k + tau + 1)
+            assert (row.plugin_bits, row.half_sample_bits, row.mc_se_bits, row.loo_bits) == pytest.approx(
+                (k + tau + 0.1, k + tau + 0.2, k + tau + 0.3, k + tau + 0.4))
+            assert row.flag == f"flag{k}" and row.interval == ("bootstrap" if tau == 0.25 else "none")
+            assert row.wall_s == 3.0 and row.bound_cap_bits == math.log2(READ_N) and row.scale_rule == "per_position"
+            assert row.bootstrap_bits.dtype == np.float64 and row.bootstrap_bits.tolist() == [k, tau]
+            assert (row.n_draws, row.n_atoms) == (7.0 + k, 3.0 + k)
+
+
+def test_a_layer_of_constant_jobs_never_calls_the_estimator(monkeypatch) -> None:
+    import ie_ray.reduce.smoothed_reading as module
+
+    fake = _FakeEstimator()
+    monkeypatch.setattr(module, "smoothed_mi_batch", fake)
+    states = _reading_states()
+    constant = [j for j in _reading_jobs(states) if j.n_distinct == 1]
+    rows = SmoothedMIReading(SmoothedParams(tau=0.25, taus=(0.5,)), "pooled").fit_layer(states, constant)
+    assert fake.calls == [] and len(rows) == 2
+
+
+@pytest.mark.parametrize(("n_bootstrap", "replicates"), [(3, 3), (0, 1)])
+def test_a_constant_job_reads_exactly_zero_at_every_tau(n_bootstrap: int, replicates: int) -> None:
+    states = _reading_states()
+    (job,) = [j for j in _reading_jobs(states) if j.n_distinct == 1]
+    reading = SmoothedMIReading(SmoothedParams(tau=0.25, taus=(0.5, 1.0), reported_taus=(1.0,),
+                                               n_bootstrap=n_bootstrap), "pooled")
+    rows = reading.fit_layer(states, [job])
+    assert [r.tau for r in rows] == [0.25, 0.5, 1.0]
+    for row in rows:
+        assert (row.mi_bits, row.ci_low, row.ci_high, row.flag, row.readout) == (0.0, 0.0, 0.0, "constant", "exact")
+        assert (row.plugin_bits, row.half_sample_bits, row.loo_bits, row.mc_se_bits) == (0.0, 0.0, 0.0, 0.0)
+        assert (row.reading, row.position, row.level, row.n_draws, row.n_atoms) == ("smoothed", 1, "micro", 0.0, 1.0)
+        assert row.bound_cap_bits == math.log2(READ_N) and row.scale_rule == "pooled" and row.interval == "exact"
+        reported = row.tau in (0.25, 1.0)  # replicates where an estimate has them: zeros, never absent
+        np.testing.assert_array_equal(row.bootstrap_bits, np.zeros(replicates if reported else 0))
+
+
+@pytest.mark.parametrize("rule", ["pooled", "per_position"])
+def test_smoothed_layer_notes_describe_each_sides_scale(rule: str) -> None:
+    states = _reading_states()
+    notes = fit_task(SmoothedMIReading(SmoothedParams(), rule), states, ()).notes
+    assert [(n["layer"], n["side"], n["rule"]) for n in notes] == [(4, "input", rule), (4, "output", rule)]
+    for note, macro in zip(notes, (states.macro_pre, states.macro_post)):
+        assert note["used_positions"] == [0, 1, 2] and note["sink_positions"] == []
+        norms = [float(np.linalg.norm(macro[:, j].astype(np.float64), axis=1).mean()) for j in range(3)]
+        assert note["position_norms"] == pytest.approx(norms)
+        # dimension 2 is constant at position 0 only: pooled, every dimension moves; per position, 2 + 3 + 3 live
+        # dimensions, whose mean 2.67 is reported as 2
+        assert note["d_eff"] == (3 if rule == "pooled" else 2)
+
+
+def test_entropy_limit_reading_counts_distinct_output_states_per_job() -> None:
+    states = _reading_states()
+    post = states.macro_post.copy()
+    post[:, 2] = post[:, 1]  # at position 2 the block forgets token 2: 12 prefixes, 2 output states
+    states = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, post, states.micro_pre, states.micro_post,
+                         states.token_row)
+    jobs = _reading_jobs(states)
+    output = fit_task(EntropyLimitReading(1e-3, "per_position"), states, tuple(jobs))
+    assert output.notes == []
+    by_job = {(r.level, r.position): r for r in output.rows}
+    assert len(output.rows) == len(jobs) == len(by_job)
+    for job in jobs:
+        row = by_job[(job.level, job.position)]
+        # by hand: token 0 (2 values, 6 each) decides every state but the separator's (1 value) and, at macro
+        # position 2, nothing else since the block forgot token 2; micro 2 has 12 distinct tokens
+        states_seen = {("macro", 0): 2, ("macro", 1): 2, ("macro", 2): 2, ("micro", 0): 2, ("micro", 1): 1,
+                       ("micro", 2): 12}[(job.level, job.position)]
+        assert row.mi_bits == pytest.approx(math.log2(states_seen))
+        assert row.n_states == states_seen and row.n_merged == job.n_distinct - states_seen
+        assert row.flag == ("constant" if job.n_distinct == 1 else "ok")
+        assert (row.reading, row.readout, row.interval) == ("entropy_limit", "exact_count", "exact")
+        assert row.bound_cap_bits == math.log2(READ_N) and row.max_within_prefix_rms == 0.0
+        assert row.bootstrap_bits.tolist() == [row.mi_bits] and row.ci_low == row.ci_high == row.mi_bits
+        assert 0.0 <= row.wall_s < 60.0
