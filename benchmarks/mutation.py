@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import functools
 import json
 import os
 import re
@@ -282,6 +284,29 @@ def _scored(run: dict) -> dict:
     return run
 
 
+@functools.lru_cache(maxsize=16)
+def _mutated_functions(mutated_file: Path) -> dict[str, str]:
+    """Source of every function in mutmut's copy of a module (the original as `<name>__mutmut_orig`)."""
+    source = mutated_file.read_text()
+    return {node.name: ast.get_source_segment(source, node) or "" for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def _mutant_diff(work: Path, path: str, name: str) -> str | None:
+    """What `mutmut show NAME` prints after its first line, read from the mutated copy: a `mutmut show` starts
+    mutmut (seconds each on a loaded machine, minutes for a module's survivors). None if the copy lacks it."""
+    functions = _mutated_functions(work / "mutants" / path)
+    mangled = name.rsplit(".", 1)[-1]
+    base = mangled.rsplit("__mutmut_", 1)[0]
+    original, mutated = functions.get(f"{base}__mutmut_orig"), functions.get(mangled)
+    if original is None or mutated is None:
+        return None
+    real = base.rsplit("\u01c1", 1)[-1] if "\u01c1" in base else base.removeprefix("x_")
+    old = original.replace(f"def {base}__mutmut_orig(", f"def {real}(", 1).splitlines()
+    new = mutated.replace(f"def {mangled}(", f"def {real}(", 1).splitlines()
+    return "\n".join(difflib.unified_diff(old, new, fromfile=path, tofile=path, lineterm=""))
+
+
 def _survivors(work: Path, path: str, codes: dict[str, int | None]) -> list[dict]:
     starts = _function_starts(ROOT / path)
     module = path[:-3].replace("/", ".")
@@ -291,13 +316,10 @@ def _survivors(work: Path, path: str, codes: dict[str, int | None]) -> list[dict
         if status in DETECTED or status in UNCHECKED:
             continue
         function = name[len(module) + 1:].rsplit("__mutmut_", 1)[0]
-        if status == "no tests":  # reported as a count per function: no diff needed (a `mutmut show` is seconds)
-            rows.append(dict(mutant=name, status=status, file=path, line=None, equivalent=False, reason="no tests",
-                             function=function.removeprefix("x_").replace("x\u01c1", "").replace("\u01c1", "."),
-                             original="", mutated=""))
-            continue
-        shown = subprocess.run([*MUTMUT, "show", name], cwd=work, capture_output=True, text=True)
-        diff = "\n".join(shown.stdout.splitlines()[1:])  # first line: "# name: status"
+        diff = _mutant_diff(work, path, name)
+        if diff is None:
+            shown = subprocess.run([*MUTMUT, "show", name], cwd=work, capture_output=True, text=True)
+            diff = "\n".join(shown.stdout.splitlines()[1:])  # first line: "# name: status"
         line, old, new = _changed_line(diff, starts.get(function, 1))
         rows.append(_judged(dict(mutant=name, status=status, file=path, line=line,
                                  function=function.removeprefix("x_").replace("x\u01c1", "").replace("\u01c1", "."),

@@ -37,6 +37,7 @@ from ie_ray.ie import (
     models_side_by_side,
     side_by_side,
 )
+from ie_ray.noise_scale import BlockScale, block_scale, sink_positions
 from ie_ray.reduce import (
     ABOVE_CEILING_TOLERANCE_BITS,
     MAX_INTERVAL_BITS,
@@ -44,11 +45,12 @@ from ie_ray.reduce import (
     EntropyLimitReading,
     EstimateJob,
     SmoothedMIReading,
+    TaskResources,
     mine_row,
     plan_jobs,
     reading_flag,
 )
-from ie_ray.reduce.layer_states import LayerStates
+from ie_ray.reduce.layer_states import LayerStates, _max_rms_from_first
 from ie_ray.reduce.scheduler import fit_task
 
 MACRO = [1.0, 2.5, 4.0]
@@ -598,3 +600,173 @@ def test_entropy_limit_reading_counts_distinct_output_states_per_job() -> None:
         assert row.bound_cap_bits == math.log2(READ_N) and row.max_within_prefix_rms == 0.0
         assert row.bootstrap_bits.tolist() == [row.mi_bits] and row.ci_low == row.ci_high == row.mi_bits
         assert 0.0 <= row.wall_s < 60.0
+
+
+# --- noise scale (issue 28, item 3) ---------------------------------------------------------------------------
+
+
+def test_per_position_scale_of_an_unanalysed_position_is_the_nearest_analysed_ones() -> None:
+    a, b = Scale(np.zeros(2), np.ones(2)), Scale(np.ones(2), np.ones(2))
+    block = BlockScale("per_position", None, {0: a, 4: b}, (0, 4), (), (1.0, 1.0))
+    assert block.for_position(0) is a and block.for_position(4) is b
+    assert block.for_position(1) is a and block.for_position(3) is b and block.for_position(9) is b
+    assert block.for_position(2) is a  # a tie goes to the first analysed position
+
+
+def test_sink_norms_are_taken_in_float64_so_float16_states_do_not_overflow() -> None:
+    states = np.full((3, 2, 4), 600.0, dtype=np.float16)  # a row's squared norm, 1.44e6, overflows float16
+    sinks, norms = sink_positions(states)
+    assert sinks == [] and norms.tolist() == [1200.0, 1200.0]
+
+
+def test_a_sink_is_strictly_more_than_the_ratio_times_the_median_norm() -> None:
+    def block(norms: list[float]) -> np.ndarray:  # one state per sample and position, of exactly these norms
+        return np.array([[[v, 0.0] for v in norms]] * 2)
+
+    assert sink_positions(block([1.0, 1.0, 4.0]))[0] == []  # exactly 4 x the median: not a sink
+    assert sink_positions(block([1.0, 1.0, 4.5]))[0] == [2]
+    assert sink_positions(block([0.1, 0.1, 0.5]))[0] == [2]  # small states have sinks too
+    assert sink_positions(block([0.0, 0.0, 5.0]))[0] == []  # a median of 0 says nothing: no sink
+
+
+def test_a_pooled_block_scale_has_no_per_position_scales() -> None:
+    states = np.random.default_rng(0).normal(size=(10, 3, 2))
+    for rule in ("pooled", "pooled_no_sink", "total_no_sink"):
+        assert block_scale(states, [0, 1, 2], rule).per_position == {}
+
+
+# --- one layer's states (issue 28, item 3) --------------------------------------------------------------------
+
+
+def test_a_micro_job_without_micro_states_says_where_they_went() -> None:
+    states = _reading_states()
+    macro_only = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, states.macro_post)
+    job = EstimateJob(4, 2, "micro", 0, 0.0, 12, READ_N)
+    with pytest.raises(ValueError, match=r"is a micro job but this cell has no micro states \(micro: full_context\?\)"):
+        macro_only.pair(job)
+
+
+def test_micro_states_need_both_sides() -> None:
+    states = _reading_states()
+    one_side = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, states.macro_post, states.micro_pre,
+                           None, states.token_row)
+    job = EstimateJob(4, 2, "micro", 0, 0.0, 12, READ_N)
+    with pytest.raises(AssertionError):
+        one_side.pair(job)
+    with pytest.raises(AssertionError):
+        one_side.atoms(job)
+
+
+def test_micro_symbols_are_the_token_and_micro_atoms_are_exact_however_many() -> None:
+    states = _reading_states()
+    job = EstimateJob(4, 2, "micro", 0, 0.0, 12, READ_N)  # 12 distinct tokens among 12 samples
+    np.testing.assert_array_equal(states.symbols(job), states.input_ids[:, 2])
+    atoms = states.atoms(job)
+    assert atoms is not None and atoms.counts.tolist() == [1] * 12
+    np.testing.assert_array_equal(atoms.x, states.micro_pre[np.sort(states.token_row[:, 2])])
+
+
+def _two_prefix_states(jitter: float, rule: str = "per_position") -> LayerStates:
+    """4 samples, 2 prefixes of 2 rows each at position 0; the output side spreads 1000 times less than the input,
+    and rows 1 and 3 of the input differ from their prefix's first row by `jitter` in one coordinate."""
+    ids = np.array([[1, 7], [1, 8], [2, 7], [2, 8]])
+    pre = np.array([[[0.0, 0.0], [5.0, 1.0]], [[jitter, 0.0], [6.0, 2.0]], [[1.0, 1.0], [7.0, 3.0]],
+                    [[1.0 + jitter, 1.0], [8.0, 4.0]]])
+    post = pre * 1e-3
+    post[:, 0, 0] = [0.0, 0.0, 1e-3, 1e-3]  # the output is exactly a function of the prefix
+    return LayerStates(4, ids, (0, 1), pre.astype(np.float32), post.astype(np.float32), scale_rule=rule)
+
+
+def test_macro_atoms_at_half_the_samples_and_each_side_checked_on_its_own_scale() -> None:
+    job = EstimateJob(4, 0, "macro", 0, 1.0, 2, 4)  # 2 prefixes among 4 samples: exactly half
+    exact = _two_prefix_states(0.0).atoms(job)
+    assert exact is not None and exact.counts.tolist() == [2, 2]
+    # a jitter of 1e-5 against the input's own spread (~0.5) is far below the 1e-3 tolerance: one atom per prefix;
+    # measured against the output's spread (1000 times smaller) it would not be
+    assert _two_prefix_states(1e-5).atoms(job) is not None
+    assert _two_prefix_states(1e-2).atoms(job) is None
+
+
+def test_scales_are_kept_per_side_and_rule() -> None:
+    states = _reading_states()
+    rule = states.scale("input", "per_position")
+    assert rule.rule == "per_position" and states.scale("input", "per_position") is rule
+    pooled_in, pooled_out = states.scale("input", "pooled"), states.scale("output", "pooled")
+    np.testing.assert_allclose(pooled_in.pooled.center, states.macro_pre.astype(np.float64).mean(axis=(0, 1)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(pooled_out.pooled.center, states.macro_post.astype(np.float64).mean(axis=(0, 1)),
+                               rtol=1e-6)
+
+
+def test_max_rms_from_first_counts_live_coordinates_in_standard_units() -> None:
+    states = np.array([[0.0, 5.0, 1.0], [0.2, 5.0, 1.1], [1.0, 5.0, 3.0]])
+    first = np.array([0, 0, 2])  # rows 0 and 1 share a prefix; row 2 is alone
+    spread = np.array([2.0, 0.0, 0.5])  # the middle coordinate is constant
+    # by hand: row 1 is (0.1, 0.2) standard units from row 0 on the live coordinates: RMS sqrt(0.05 / 2)
+    assert _max_rms_from_first(states, first, spread) == pytest.approx(math.sqrt(0.025))
+    assert _max_rms_from_first(states, first, np.zeros(3)) == 0.0  # no live coordinate: nothing differs
+
+
+# --- MINE reading without training (issue 28, item 3) ---------------------------------------------------------
+
+
+def test_mine_reading_with_every_position_keeps_every_job() -> None:
+    from ie_ray.estimators import MINEParams
+    from ie_ray.reduce import MineReading
+
+    jobs = _reading_jobs(_reading_states())
+    assert MineReading(MINEParams(), "all").select(jobs, [0, 1, 2]) == jobs
+    last = MineReading(MINEParams(), "last").select(jobs, [0, 1, 2])
+    assert [(j.level, j.position) for j in last] == [(j.level, j.position) for j in jobs
+                                                    if j.level == "micro" or j.position == 2]
+
+
+@pytest.mark.parametrize(("n_bootstrap", "replicates"), [(0, 1), (4, 4)])
+def test_mine_constant_job_row_is_exactly_zero(n_bootstrap: int, replicates: int) -> None:
+    from ie_ray.estimators import MINEParams
+    from ie_ray.reduce import MineReading
+
+    states = _reading_states()
+    (job,) = [j for j in _reading_jobs(states) if j.n_distinct == 1]
+    params = MINEParams(n_bootstrap=n_bootstrap)
+    (row,) = fit_task(MineReading(params, "all"), states, (job,)).rows
+    assert (row.reading, row.estimator, row.objective) == ("mine", f"mine-{params.objective}/{params.readout}",
+                                                          params.objective)
+    assert (row.mi_bits, row.ceiling_bits, row.flag, row.readout, row.interval) == (0.0, 0.0, "constant", "exact",
+                                                                                   "exact")
+    assert (row.heldout_bits, row.max_train_bits, row.last_train_bits) == (0.0, 0.0, 0.0)
+    np.testing.assert_array_equal(row.bootstrap_bits, np.zeros(replicates))
+
+
+def test_readings_from_a_config_take_its_settings() -> None:
+    from types import SimpleNamespace
+
+    from ie_ray.estimators import MINEParams
+    from ie_ray.reduce import MineReading
+
+    mine_params, smoothed_params = MINEParams(n_bootstrap=3), SmoothedParams(tau=0.5, taus=())
+    config = SimpleNamespace(
+        estimator_params=lambda: mine_params, mine_positions="last", smoothed_params=lambda: smoothed_params,
+        scale_rule="per_position", entropy_tolerance=0.01,
+        reduce=SimpleNamespace(estimators_per_task=3, num_cpus_per_task=2.0, num_gpus_per_task=0.25))
+    mine = MineReading.from_config(config)
+    assert (mine.params, mine.positions, mine.estimators_per_task, mine.num_cpus, mine.num_gpus_per_task) == (
+        mine_params, "last", 3, 2.0, 0.25)
+    assert mine.key_dict() == dict(params=mine_params.key_dict(), positions="last")
+    smoothed = SmoothedMIReading.from_config(config)
+    assert (smoothed.params, smoothed.scale_rule, smoothed.num_cpus, smoothed.num_gpus) == (
+        smoothed_params, "per_position", 2.0, 0.25)
+    assert smoothed.resources(100, 8) == TaskResources(2.0, 0.25) and smoothed.threads() == 2
+    assert smoothed.key_dict() == dict(smoothed_params.key_dict(), scale_rule="per_position")
+    config.reduce.num_gpus_per_task = "0.5"
+    assert SmoothedMIReading.from_config(config).num_gpus == 0.5
+    limit = EntropyLimitReading.from_config(config)
+    assert (limit.tolerance, limit.scale_rule) == (0.01, "per_position")
+    assert limit.key_dict() == dict(tolerance=0.01, scale_rule="per_position")
+
+
+def test_smoothed_reading_of_an_unknown_scale_rule_names_the_known_ones() -> None:
+    from ie_ray.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"smoothed.scale_rule 'pooledd' is unknown; use one of \['pooled_no_sink', "):
+        SmoothedMIReading(SmoothedParams(), "pooledd")
