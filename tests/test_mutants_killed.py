@@ -770,3 +770,13 @@ def test_smoothed_reading_of_an_unknown_scale_rule_names_the_known_ones() -> Non
 
     with pytest.raises(ConfigError, match=r"smoothed.scale_rule 'pooledd' is unknown; use one of \['pooled_no_sink', "):
         SmoothedMIReading(SmoothedParams(), "pooledd")
+
+
+def test_rows_exactly_at_the_atom_tolerance_are_one_atom(monkeypatch) -> None:
+    import ie_ray.reduce.layer_states as module
+
+    monkeypatch.setattr(module, "_max_rms_from_first", lambda *args: module.PREFIX_ATOM_TOLERANCE)
+    job = EstimateJob(4, 0, "macro", 0, 1.0, 2, 4)
+    assert _two_prefix_states(0.0).atoms(job) is not None  # "within the tolerance" includes the tolerance
+    monkeypatch.setattr(module, "_max_rms_from_first", lambda *args: np.nextafter(module.PREFIX_ATOM_TOLERANCE, 1))
+    assert _two_prefix_states(0.0).atoms(job) is None
