@@ -10,6 +10,7 @@ benchmarks/results/mutation.md lists the mutants that remain, each with the reas
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -780,3 +781,41 @@ def test_rows_exactly_at_the_atom_tolerance_are_one_atom(monkeypatch) -> None:
     assert _two_prefix_states(0.0).atoms(job) is not None  # "within the tolerance" includes the tolerance
     monkeypatch.setattr(module, "_max_rms_from_first", lambda *args: np.nextafter(module.PREFIX_ATOM_TOLERANCE, 1))
     assert _two_prefix_states(0.0).atoms(job) is None
+
+
+# --- variance command (issue 28, item 3) ----------------------------------------------------------------------
+
+
+def test_variance_command_passes_its_options_and_prints_both_tables(monkeypatch, capsys) -> None:
+    import ie_ray.variance as module
+
+    asked = []
+    summary = pd.DataFrame(dict(model=["m"], shot=[3], ie_mean_bits=[1.23456]))
+    findings = pd.DataFrame(dict(model=["m"], saturation_shot=[7.0]))
+
+    def fake(run_dir, patience, shot_length):
+        asked.append((run_dir, patience, shot_length))
+        return module.VarianceResult(pd.DataFrame(), summary, findings)
+
+    monkeypatch.setattr(module, "write_variance", fake)
+    assert module.main(["RUN"]) == 0
+    assert module.main(["RUN", "--patience", "3", "--shot-length", "2"]) == 0
+    assert asked == [(Path("RUN"), 2, None), (Path("RUN"), 3, 2)]
+    out = capsys.readouterr().out.split("wrote variance.csv, variance_findings.csv, variance.png in RUN\n")
+    assert len(out) == 3 and out[2] == ""
+    lines = out[0].splitlines()
+    assert lines[0].split() == ["model", "shot", "ie_mean_bits"] and lines[1].split() == ["m", "3", "1.235"]
+    assert lines[2] == "" and lines[3].split() == ["model", "m"] and lines[4].split() == ["saturation_shot", "7.0"]
+
+
+def test_variance_command_line_help_names_its_inputs(capsys) -> None:
+    import ie_ray.variance as module
+
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: ie-ray variance [-h] [--patience PATIENCE] [--shot-length SHOT_LENGTH] run_dir")
+    assert "Variance of IE against the number of shots: where IE stops growing, and where its spread peaks" in out
+    assert "run_dir a finished sweep's run directory (holds ie.parquet, mi.parquet)" in out
+    assert "--patience PATIENCE non-significant increments in a row = plateau" in out
+    assert "--shot-length SHOT_LENGTH tokens per shot of a single long corpus" in out
