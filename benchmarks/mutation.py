@@ -176,6 +176,40 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                    ("attention_mask.sum(-1)", "attention_mask.sum(+1)"), ("argmax(-1)", "argmax(+1)"))),
     Equivalent("ie_ray/reduce/jobs.py", "generate_state(1)[0]", "generate_state(2)[0]", "SeedSequence.generate_state "
                "draws one stream of words: its first word is the same however many are asked for."),
+    # issue 28, item 3
+    Equivalent("ie_ray/brackets.py", "mi.tau.astype(float)", "mi.tau.astype(None)", _ASTYPE),
+    Equivalent("ie_ray/brackets.py", 'float_format="%.4f"', 'float_format="%.4F"', "%F differs from %f only in "
+               "spelling inf and nan in capitals: pandas writes NaN as an empty field (na_rep) and never passes it to "
+               "float_format, and an IE table holds no infinite value (differences of finite MI readings)."),
+    *(Equivalent("ie_ray/brackets.py", o, m, "a display limit of the printed means, never a number: the table has "
+                 "one row per (model, corpus, shots, position), far below 200 rows, and two value columns, far "
+                 "narrower than 200 characters, so neither 200 nor 201 binds.")
+      for o, m in (('"display.width", 200', '"display.width", 201'),
+                   ('"display.max_rows", 200', '"display.max_rows", 201'))),
+    Equivalent("ie_ray/reduce/smoothed_reading.py", "counts=counts) if fit else []", "if (fit) or True else []",
+               "smoothed_mi_batch of no problems returns [] (its loop over problems never runs): the same as the "
+               "else branch."),
+    *(Equivalent("ie_ray/reduce/layer_states.py", "inverse = inverse.reshape(-1)", m, "numpy (2.4 here) returns "
+                 "np.unique's inverse 1-D (the reshape is for numpy 2.0.0's (N, 1)), and a 1-D array reshaped to "
+                 "None or to -2 (any negative size is the unknown one) is the same 1-D array.")
+      for m in ("reshape(None)", "reshape(-2)")),
+    *(Equivalent("ie_ray/reduce/layer_states.py", '("output", y)', m, "`LayerStates.scale` reads the output states "
+                 "for every side but 'input': a misspelt output side is still the output side.")
+      for m in ('"XXoutputXX", y', '"OUTPUT", y')),
+    Equivalent("ie_ray/reduce/layer_states.py", "return states if states.dtype == np.float32 else", "and False",
+               "float32 states are copied instead of handed out: the same values, and no caller writes into what "
+               "`pair` returns."),
+    Equivalent("ie_ray/reduce/layer_states.py", "diff.astype(np.float64)", "diff.astype(None)",
+               "diff is float64 already (float32 states divided by the float64 spread), and astype(None) is float64."),
+    *(Equivalent("ie_ray/noise_scale.py", "or list(range(len(positions)))", m, "the fallback never runs: a sink's "
+                 "norm is > 4 x the median, so every position at or below the median (at least one) is kept and "
+                 "`keep` is never empty.") for m in ("or list(None)", "or list(range(None))")),
+    Equivalent("ie_ray/noise_scale.py", "axis=-1).mean()", "axis=+1).mean()", "states[:, j] is (N, d): axis +1 is "
+               "axis -1."),
+    Equivalent("ie_ray/estimators/smoothed.py", "min(params.n_draws, params.memory_mb * 2**20 // per_draw)",
+               "2**20 / per_draw", "int() of a positive float quotient truncates as // floors, and a correctly "
+               "rounded a / b reaches the integer k only if a >= k * b when k * b is a float (all integers below "
+               "2**53 are: memory_mb * 2**20 is at most ~1e12 here), so int(a / b) == a // b."),
 )
 
 #: Why a module's selection leaves some functions untested (their mutants count as survivors in the score).
@@ -357,6 +391,8 @@ def collect(work: Path, key: str, *, baseline: bool, wall_s: float | None = None
     """Score and survivors of each module of the mutmut run in `work` (also of one that was stopped: each verdict
     is saved), by row label."""
     target = TARGETS[key]
+    if wall_s is None and (work / "mutmut.log").exists():  # recorded later: from the copy's first file to its log
+        wall_s = (work / "mutmut.log").stat().st_mtime - (work / "pyproject.toml").stat().st_mtime
     codes_by_path = {}
     for path in target.paths:
         meta = work / "mutants" / (path + ".meta")
@@ -445,6 +481,70 @@ def _markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+RECHECK_DRIVER = '''"""Written by benchmarks/mutation.py --recheck: each named mutant against the given tests, in one process."""
+import json, os, signal, sys
+
+import pytest
+
+names, args, out = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+
+
+def _timeout(*_):
+    raise TimeoutError("mutant ran past the recheck's limit")
+
+
+signal.signal(signal.SIGALRM, _timeout)
+os.environ["MUTANT_UNDER_TEST"] = ""  # the original code: every test must pass
+if pytest.main(args) != 0:
+    sys.exit("the recheck's tests fail without any mutant")
+verdicts = {}
+for name in names:
+    os.environ["MUTANT_UNDER_TEST"] = name
+    signal.alarm(300)
+    try:
+        verdicts[name] = int(pytest.main([*args, "-x"]))
+    except TimeoutError:
+        verdicts[name] = 1
+    finally:
+        signal.alarm(0)
+    json.dump(verdicts, open(out, "w"))
+'''
+
+
+def recheck(work: Path, key: str, tests: list[str], filters: list[str]) -> dict[str, int]:
+    """Run the survivors and unreached mutants of the kept copy `work` against the current `tests` (copied in),
+    all in one process (a `mutmut run` per mutant restarts pytest and reruns every test mapped to the function:
+    minutes per mutant on 2 shared cores). A mutant the recheck's tests fail on is killed (exit code 1 in mutmut's
+    records, so `--collect` counts it); one they pass on keeps its verdict, since these tests are a subset of the
+    selection. Returns {mutant: pytest exit code}."""
+    target = TARGETS[key]
+    for test in tests:
+        for dest in (work / test, work / "mutants" / test):
+            shutil.copy2(ROOT / test, dest)
+    metas = {path: work / "mutants" / (path + ".meta") for path in target.paths}
+    names = [name for meta in metas.values() if meta.exists()
+             for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
+             if STATUS.get(code) in ("survived", "no tests")]
+    (work / "recheck_names.json").write_text(json.dumps(names))
+    (work / "recheck_args.json").write_text(json.dumps([*tests, *filters, "-q", "-p", "no:cacheprovider"]))
+    (work / "mutants" / "mutation_recheck.py").write_text(RECHECK_DRIVER)
+    verdicts_path = work / "recheck.json"
+    with (work / "recheck.log").open("w") as log:
+        subprocess.run([sys.executable, "mutation_recheck.py", str(work / "recheck_names.json"),
+                        str(work / "recheck_args.json"), str(verdicts_path)], cwd=work / "mutants", stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+    verdicts = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {}
+    for meta in metas.values():
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text())
+        for name, code in verdicts.items():
+            if name in data["exit_code_by_key"] and code == 1:
+                data["exit_code_by_key"][name] = 1
+        meta.write_text(json.dumps(data))
+    return verdicts
+
+
 def _without_removed(results: dict) -> dict:
     """The results without rows of modules that no longer exist (ie_ray/reduce.py became the reduce package)."""
     results["runs"] = {label: run for label, run in results["runs"].items() if (ROOT / run["module"]).exists()}
@@ -459,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-min", type=float, default=120.0, help="stop one module's run after this long")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (to inspect with mutmut browse)")
     parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
+    parser.add_argument("--recheck", type=Path, metavar="DIR",
+                        help="recheck the survivors of the run kept in DIR (--keep) against tests/test_mutants_killed.py "
+                             "in one process, then record it (as --collect); -k filters with --recheck-k")
+    parser.add_argument("--recheck-k", default=None, help="pytest -k expression for --recheck")
     parser.add_argument("--collect", type=Path, metavar="DIR",
                         help="record the run kept (--keep) or stopped in DIR, for the one module named by --modules")
     args = parser.parse_args(argv)
@@ -473,11 +577,16 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 15:  # other jobs share the machine: mutants only get the CPU they leave idle
         os.nice(15 - os.nice(0))
     json_path = OUT.with_suffix(".json")
-    if args.collect and len(args.modules) != 1:
-        parser.error("--collect records one module: name it with --modules")
+    if (args.collect or args.recheck) and len(args.modules) != 1:
+        parser.error("--collect and --recheck record one module: name it with --modules")
     for key in args.modules:
         print(f"mutating {', '.join(TARGETS[key].paths)} ...", file=sys.stderr, flush=True)
-        if args.collect:
+        if args.recheck:
+            verdicts = recheck(args.recheck, key, ["tests/test_mutants_killed.py"],
+                               ["-k", args.recheck_k] if args.recheck_k else [])
+            print(f"  recheck: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} killed", file=sys.stderr)
+            runs = collect(args.recheck, key, baseline=args.baseline)
+        elif args.collect:
             runs = collect(args.collect, key, baseline=args.baseline)
         else:
             runs = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,
