@@ -2,11 +2,18 @@
 
     nice -n 15 python benchmarks/mutation.py                          # ie.py and bounds.py (~10 min)
     nice -n 15 python benchmarks/mutation.py --modules reduce capture # ~10 min
-    nice -n 15 python benchmarks/mutation.py --modules smoothed       # 1011 mutants: hours (--limit-min stops it)
+    nice -n 15 python benchmarks/mutation.py --modules smoothed       # 2146 mutants: many hours (--limit-min stops it)
     nice -n 15 python benchmarks/mutation.py --modules ie --baseline  # without the tests written against mutants
     python benchmarks/mutation.py --report-only                       # rewrite the Markdown after editing EQUIVALENT
+    nice -n 15 python benchmarks/mutation.py --modules brackets --keep                    # keep the copy, then
+    nice -n 15 python benchmarks/mutation.py --modules brackets --recheck /tmp/mutation-brackets-XXXX  # new tests
 
-(Times measured on 2 CPUs shared with a test suite, 2026-11-30.)
+(Times measured on 2 CPUs shared with a test suite, 2026-11-30; issue 28's modules on 2 CPUs shared with two
+sweeps and three other test runs, 2026-12-04, where every run was stopped early: see mutation.md.)
+
+`--recheck DIR` runs the survivors of a kept copy against the current tests/test_mutants_killed.py in one process
+(mutmut reruns every test mapped to a mutant's function in a fresh pytest, minutes per mutant on a loaded machine):
+a mutant those tests fail on is recorded as killed; the others keep their verdict.
 
 A mutant is one small change to one function (an operator, a constant, a comparison, a dropped argument). A test
 suite that stays green under a mutant does not protect what that line computes. The score of a module is the
