@@ -537,9 +537,10 @@ def recheck(work: Path, key: str, tests: list[str], filters: list[str]) -> dict[
     (work / "mutants" / "mutation_recheck.py").write_text(RECHECK_DRIVER)
     verdicts_path = work / "recheck.json"
     with (work / "recheck.log").open("w") as log:
+        # check=False: a recheck stopped (killed) on the way keeps the verdicts it reached
         subprocess.run([sys.executable, "mutation_recheck.py", str(work / "recheck_names.json"),
                         str(work / "recheck_args.json"), str(verdicts_path)], cwd=work / "mutants", stdout=log,
-                       stderr=subprocess.STDOUT, check=True)
+                       stderr=subprocess.STDOUT, check=False)
     verdicts = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {}
     for meta in metas.values():
         if not meta.exists():
@@ -591,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.recheck:
             verdicts = recheck(args.recheck, key, ["tests/test_mutants_killed.py"],
                                ["-k", args.recheck_k] if args.recheck_k else [])
-            print(f"  recheck: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} killed", file=sys.stderr)
+            print(f"  recheck: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} rechecked killed",
+                  file=sys.stderr)
             runs = collect(args.recheck, key, baseline=args.baseline)
         elif args.collect:
             runs = collect(args.collect, key, baseline=args.baseline)
