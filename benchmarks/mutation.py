@@ -336,7 +336,8 @@ def _scored(run: dict) -> dict:
 def _mutated_functions(mutated_file: Path) -> dict[str, str]:
     """Source of every function in mutmut's copy of a module (the original as `<name>__mutmut_orig`)."""
     source = mutated_file.read_text()
-    return {node.name: ast.get_source_segment(source, node) or "" for node in ast.walk(ast.parse(source))
+    lines = source.splitlines()  # not ast.get_source_segment: it splits the whole file again for every function
+    return {node.name: "\n".join(lines[node.lineno - 1:node.end_lineno]) for node in ast.walk(ast.parse(source))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
