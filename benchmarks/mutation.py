@@ -190,9 +190,40 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                "float_format, and an IE table holds no infinite value (differences of finite MI readings)."),
     *(Equivalent("ie_ray/brackets.py", o, m, "a display limit of the printed means, never a number: the table has "
                  "one row per (model, corpus, shots, position), far below 200 rows, and two value columns, far "
-                 "narrower than 200 characters, so neither 200 nor 201 binds.")
+                 "narrower than 200 characters, so no limit (None) and 200 or 201 print the same; pandas matches "
+                 "option names case-insensitively.")
       for o, m in (('"display.width", 200', '"display.width", 201'),
-                   ('"display.max_rows", 200', '"display.max_rows", 201'))),
+                   ('"display.max_rows", 200', '"display.max_rows", 201'),
+                   ('"display.width", 200', '"display.width", None'),
+                   ('"display.max_rows", 200', '"display.max_rows", None'),
+                   ('"display.width", 200', '"DISPLAY.WIDTH", 200'),
+                   ('"display.max_rows", 200', '"DISPLAY.MAX_ROWS", 200'))),
+    *(Equivalent("ie_ray/brackets.py", 'groupby(KEYS, as_index=False)', m, "with the keys as the index of `macro` "
+                 "(as_index true or None), merge(on=KEYS) matches index level names as it matches columns: the same "
+                 "rows and columns come out.") for m in ("as_index=None", "as_index=True", "groupby(KEYS, ).agg")),
+    Equivalent("ie_ray/brackets.py", "table.to_csv(index=False", "table.to_csv(index=None", "to_csv tests `index` "
+               "for truth: None writes no index, as False does."),
+    *(Equivalent("ie_ray/brackets.py", "plugin.merge(loo, on=KEYS).merge(macro, on=KEYS", m, _MERGE_ON)
+      for m in ("plugin.merge(loo, on=None)", "plugin.merge(loo, ).merge", "merge(macro, on=None, how",
+                "merge(macro, how=")),
+    *(Equivalent(path, o, m, "`LayerStates.scale` reads the output states for every side but 'input': a misspelt "
+                 "(or None) output side is still the output side.")
+      for path, o in (("ie_ray/reduce/smoothed_reading.py", 'states.scale("output", self.scale_rule)'),
+                      ("ie_ray/reduce/entropy_limit_reading.py", 'states.scale("output", self.scale_rule)'))
+      for m in ('scale("XXoutputXX", self.scale_rule)', 'scale("OUTPUT", self.scale_rule)',
+                ", states.scale(None, self.scale_rule)", "scale_out = states.scale(None, self.scale_rule)")),
+    *(Equivalent("ie_ray/reduce/mine_reading.py", o, m, "copy= only decides whether an array that is float32 "
+                 "already is copied: the values are the same, and np.stack returned a new array anyway.")
+      for o in ("xs = np.stack([p[0] for p in pairs]).astype(np.float32, copy=False)",
+                "ys = np.stack([p[1] for p in pairs]).astype(np.float32, copy=False)")
+      for m in ("astype(np.float32, copy=True)", "astype(np.float32, copy=None)", "astype(np.float32, )")),
+    Equivalent("ie_ray/reduce/mine_reading.py", "bootstrap_bits=np.asarray(r.bootstrap, dtype=np.float64)",
+               "np.asarray(r.bootstrap, dtype=None)", "the replicates are float64 already (MIResult's bootstrap), and "
+               "asarray keeps their dtype."),
+    *(Equivalent("ie_ray/reduce/reading.py", "return max(1, int(self.resources(0, 0).num_cpus))", m, "every "
+                 "reading's num_cpus is a setting, whatever sizes `resources` is given (only MINE's GPU share "
+                 "depends on them), so threads() reads the same CPUs.")
+      for m in ("resources(1, 0)", "resources(0, 1)", "resources(None, 0)", "resources(0, None)")),
     Equivalent("ie_ray/reduce/smoothed_reading.py", "counts=counts) if fit else []", "if (fit) or True else []",
                "smoothed_mi_batch of no problems returns [] (its loop over problems never runs): the same as the "
                "else branch."),

@@ -819,3 +819,17 @@ def test_variance_command_line_help_names_its_inputs(capsys) -> None:
     assert "run_dir a finished sweep's run directory (holds ie.parquet, mi.parquet)" in out
     assert "--patience PATIENCE non-significant increments in a row = plateau" in out
     assert "--shot-length SHOT_LENGTH tokens per shot of a single long corpus" in out
+
+
+def test_brackets_carry_the_macro_readings_and_the_command_reads_tau_as_a_number(tmp_path, capsys) -> None:
+    from ie_ray.brackets import ie_brackets, main
+
+    mi = _bracket_mi()
+    mi.loc[(mi.level == "macro") & (mi.position == 0), "mi_bits"] += 0.0044  # shows the printout's 2 decimals
+    table = ie_brackets(mi, 0.25).set_index(["layer", "position"])
+    assert table.loc[(3, 1), "macro_plugin_bits"] == 4.0 and table.loc[(5, 1), "macro_plugin_bits"] == 5.0
+    assert table.loc[(5, 1), "macro_loo_bits"] == 3.5
+    mi.to_parquet(tmp_path / "mi.parquet")
+    assert main([str(tmp_path), "--tau", "0.25"]) == 0
+    first = capsys.readouterr().out.splitlines()[3].split()
+    assert float(first[-2]) == 1.0  # 1.0044 at 2 decimals
