@@ -521,7 +521,7 @@ def test_smoothed_reading_asks_the_estimator_for_each_fitted_jobs_states_atoms_s
             np.testing.assert_allclose(scale.spread, own.std(axis=0), rtol=1e-6, atol=1e-9)
     # one row per fitted job and tau, carrying the estimator's reading of that job
     rows = [r for r in output.rows if r.flag != "constant"]
-    assert len(rows) == 2 * len(fitted)
+    assert len(rows) == 2 * len(fitted) and len(output.rows) == len(rows) + 2  # the separator: 2 constant rows
     for k, job in enumerate(fitted):
         for tau, row in zip((0.25, 0.5), rows[2 * k: 2 * k + 2]):
             assert (row.reading, row.layer, row.position, row.level) == ("smoothed", 4, job.position, job.level)
@@ -833,3 +833,30 @@ def test_brackets_carry_the_macro_readings_and_the_command_reads_tau_as_a_number
     assert main([str(tmp_path), "--tau", "0.25"]) == 0
     first = capsys.readouterr().out.splitlines()[3].split()
     assert float(first[-2]) == 1.0  # 1.0044 at 2 decimals
+
+
+def test_smoothed_reading_defaults_to_one_cpu_and_reads_auto_gpus_from_the_cluster(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from ie_ray import resources
+
+    reading = SmoothedMIReading(SmoothedParams(), "pooled")
+    assert (reading.num_cpus, reading.num_gpus) == (1.0, 0.0)
+    config = SimpleNamespace(smoothed_params=SmoothedParams, scale_rule="pooled",
+                             reduce=SimpleNamespace(num_cpus_per_task=1.0, num_gpus_per_task="auto"))
+    monkeypatch.setattr(resources, "gpu_memory_from_cluster", lambda: 0)
+    assert SmoothedMIReading.from_config(config).num_gpus == 0.0  # no GPU in the cluster: the task runs on CPUs
+    monkeypatch.setattr(resources, "gpu_memory_from_cluster", lambda: 80 * 2**30)
+    assert SmoothedMIReading.from_config(config).num_gpus == resources.SMOOTHED_GPU_SHARE > 0
+
+
+def test_entropy_limit_reading_merges_states_within_its_own_tolerance() -> None:
+    states = _reading_states()
+    post = states.macro_post.copy()
+    # at position 2 the block nearly forgets token 2: its states move by 1e-2 of their spread per token
+    post[:, 2] = post[:, 1] + 1e-2 * np.std(post[:, 1], axis=0) * (states.input_ids[:, 2:3] - 15) / 6
+    states = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, post, scale_rule="per_position")
+    job = next(j for j in _reading_jobs(states) if (j.level, j.position) == ("macro", 2))
+    (loose,) = EntropyLimitReading(0.5, "per_position").fit_layer(states, [job])
+    (strict,) = EntropyLimitReading(1e-4, "per_position").fit_layer(states, [job])
+    assert (loose.n_states, strict.n_states) == (2, 12) and loose.wall_s > 0.0
