@@ -475,9 +475,13 @@ def _markdown(results: dict) -> str:
         "`nice -n 15 python benchmarks/mutation.py [--modules ...] [--baseline]` (mutmut 3 in a throwaway copy of the "
         "repository; see the script's docstring). Not run in CI. A mutant is *detected* when its targeted tests fail "
         "or time out; *score* = detected / checked; the last column leaves out the survivors shown equivalent "
-        "below. The modules of one run (the reduce package) share its wall time. mutmut mutates function bodies only: module-level constants (e.g. `CI_LEVEL`, `LOG2E`) are not "
+        "below. The modules of one run (the reduce package) share its wall time. "
+        "mutmut mutates function bodies only: module-level constants (e.g. `CI_LEVEL`, `LOG2E`) are not "
         "mutated. The *baseline* rows run without the tests written for issue 17 items 5-6 "
-        f"({', '.join(NEW_TESTS)}).", "",
+        f"({', '.join(NEW_TESTS)}). The issue-28 rows (2026-12-04) ran on 2 cores shared with two sweeps and other "
+        "test runs: most were stopped early (their unchecked mutants have no verdict and are not in the score), and "
+        "their survivors were then rechecked in one process against the tests written for them (`--recheck`): a "
+        "recheck only turns survivors into kills.", "",
         "| module | run | mutants | killed | timeout | survived | no tests | score | score without equivalent "
         "| wall | date |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -522,7 +526,7 @@ def _markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-RECHECK_DRIVER = '''"""Written by benchmarks/mutation.py --recheck: each named mutant against the given tests, in one process."""
+RECHECK_DRIVER = '''"""Written by benchmarks/mutation.py --recheck: each named mutant against the given tests."""
 import json, os, signal, sys
 
 import pytest
@@ -602,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (to inspect with mutmut browse)")
     parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
     parser.add_argument("--recheck", type=Path, metavar="DIR",
-                        help="recheck the survivors of the run kept in DIR (--keep) against tests/test_mutants_killed.py "
+                        help="recheck the survivors of the run kept in DIR (--keep) against "
+                             "tests/test_mutants_killed.py "
                              "in one process, then record it (as --collect); -k filters with --recheck-k")
     parser.add_argument("--recheck-k", default=None, help="pytest -k expression for --recheck")
     parser.add_argument("--collect", type=Path, metavar="DIR",

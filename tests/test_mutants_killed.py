@@ -1,4 +1,4 @@
-"""Tests written against the mutants that survived `benchmarks/mutation.py` (issue 17, item 6).
+"""Tests written against the mutants that survived `benchmarks/mutation.py` (issue 17, item 6; issue 28, item 3).
 
 Each test names the behaviour a surviving mutant changed without any other test noticing: the order and index of
 the IE tables, the columns every reading brings, the rows a reading that covers fewer positions or models keeps,
@@ -480,7 +480,8 @@ class _FakeEstimator:
         for k in range(len(xs)):
             readings = tuple(SmoothedReading(
                 tau=t, sigma=10 * t, mi_bits=k + t, plugin_bits=k + t + 0.1, half_bits=k + t + 0.2,
-                mc_se_bits=k + t + 0.3, ci_low=k + t - 1, ci_high=k + t + 1, bootstrap=np.array([k, t], dtype=np.float32),
+                mc_se_bits=k + t + 0.3, ci_low=k + t - 1, ci_high=k + t + 1,
+                bootstrap=np.array([k, t], dtype=np.float32),
                 flag=f"flag{k}", loo_bits=k + t + 0.4, reported=t in params.reported, n_draws=7 + k)
                 for t in params.grid)
             results.append(SmoothedResult(readings, n_samples=READ_N, n_draws=7, d_x=3, d_y=3, seed=seeds[k],
