@@ -1,4 +1,4 @@
-"""Tests written against the mutants that survived `benchmarks/mutation.py` (issue 17, item 6).
+"""Tests written against the mutants that survived `benchmarks/mutation.py` (issue 17, item 6; issue 28, item 3).
 
 Each test names the behaviour a surviving mutant changed without any other test noticing: the order and index of
 the IE tables, the columns every reading brings, the rows a reading that covers fewer positions or models keeps,
@@ -10,6 +10,7 @@ benchmarks/results/mutation.md lists the mutants that remain, each with the reas
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,15 @@ import torch
 
 from ie_ray.capture import _first_tensor, absolute_positions, pad_batch
 from ie_ray.estimators.bounds import LOG2E, EMADenominator
+from ie_ray.estimators.smoothed import (
+    DEFAULT_DRAWS,
+    Scale,
+    SmoothedParams,
+    SmoothedReading,
+    SmoothedResult,
+    _chunk_size,
+    smoothed_mi,
+)
 from ie_ray.ie import (
     GROUP_KEYS,
     TABLE_KEYS,
@@ -28,14 +38,21 @@ from ie_ray.ie import (
     models_side_by_side,
     side_by_side,
 )
+from ie_ray.noise_scale import BlockScale, block_scale, sink_positions
 from ie_ray.reduce import (
     ABOVE_CEILING_TOLERANCE_BITS,
     MAX_INTERVAL_BITS,
     MEMORISED_MARGIN_BITS,
+    EntropyLimitReading,
     EstimateJob,
+    SmoothedMIReading,
+    TaskResources,
     mine_row,
+    plan_jobs,
     reading_flag,
 )
+from ie_ray.reduce.layer_states import LayerStates, _max_rms_from_first
+from ie_ray.reduce.scheduler import fit_task
 
 MACRO = [1.0, 2.5, 4.0]
 MICRO = [0.5, 1.0, 0.0]
@@ -253,3 +270,594 @@ def test_position_out_of_range_says_what_to_request() -> None:
     batch = pad_batch([[5, 6, 7], [8, 9]], pad_id=0)
     with pytest.raises(ValueError, match=r"only 2 tokens; request positions below the shortest sequence length$"):
         absolute_positions(batch, [2])
+
+
+# --- smoothed MI: scale, parameters, result (issue 28, item 3) --------------------------------------------------
+
+
+def test_scale_of_flattens_every_leading_axis_and_weights_rows_by_their_counts() -> None:
+    states = np.arange(24, dtype=np.float32).reshape(2, 3, 4) ** 1.5  # (N, P, d): 6 rows of 4 dimensions
+    rows = states.reshape(6, 4).astype(np.float64)
+    scale = Scale.of(states)
+    np.testing.assert_allclose(scale.center, rows.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scale.spread, rows.std(axis=0), rtol=1e-12)
+    counts = np.array([1, 3, 2, 1, 1, 5])
+    weighted = Scale.of(rows, counts)  # the scale of the sample with row i repeated counts[i] times
+    expanded = np.repeat(rows, counts, axis=0)
+    np.testing.assert_allclose(weighted.center, expanded.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(weighted.spread, expanded.std(axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"counts must be one per row \(6,\), got shape \(5,\)"):
+        Scale.of(rows, counts[:5])
+    empty = Scale.of(np.zeros((0, 3)))
+    assert empty.center.shape == empty.spread.shape == (3,) and np.isnan(empty.center).all()
+
+
+def test_scale_sigma_is_tau_times_root_of_the_live_dimensions_and_never_zero() -> None:
+    assert Scale(np.zeros(5), np.array([1.0, 2.0, 0.0, 3.0, 4.0])).sigma(0.5) == 0.5 * 2.0  # 4 live dimensions
+    assert Scale(np.zeros(3), np.zeros(3)).sigma(0.5) == 0.5  # no live dimension: one, not zero
+
+
+def test_scale_apply_standardises_in_float32_with_constant_dimensions_exactly_zero() -> None:
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(2, 2500, 3)) * 7.0 + 3.0  # 5000 rows: more than one row block
+    center, spread = np.array([3.0, 100.0, -1.0]), np.array([7.0, 0.0, 2.0])
+    z = Scale(center, spread).apply(states)
+    assert z.dtype == np.float32 and z.shape == states.shape
+    assert (z[..., 1] == 0.0).all()  # a constant dimension cannot separate states, whatever its center
+    for k in (0, 2):
+        np.testing.assert_allclose(z[..., k], (states[..., k] - center[k]) / spread[k], rtol=1e-6, atol=1e-6)
+
+
+def test_params_from_dict_reads_tau_lists_as_tuples_of_floats() -> None:
+    params = SmoothedParams.from_dict({"tau": 0.25, "taus": [1, 2], "reported_taus": [2]})
+    assert params.taus == (1.0, 2.0) and params.reported_taus == (2.0,)
+    assert hash(params) == hash(SmoothedParams(tau=0.25, taus=(1.0, 2.0), reported_taus=(2.0,)))
+
+
+def test_params_key_holds_what_changes_a_number_and_nothing_about_where_it_runs() -> None:
+    params = SmoothedParams(tau=0.25, taus=(0.5, 0.1), reported_taus=(0.5,), chunk_draws=7, memory_mb=3.0,
+                            device="cpu")
+    key = params.key_dict()
+    assert not {"chunk_draws", "memory_mb", "device"} & set(key)
+    assert key["taus"] == [0.1, 0.25, 0.5] and key["reported_taus"] == [0.25, 0.5]
+    assert key == SmoothedParams(tau=0.25, taus=(0.1, 0.5), reported_taus=(0.5,)).key_dict()
+    assert key["n_draws"] == DEFAULT_DRAWS and key["dtype"] == "float32"
+
+
+def _result(taus=(0.25, 0.5), n_samples: int = 64) -> SmoothedResult:
+    readings = tuple(SmoothedReading(tau=t, sigma=2 * t, mi_bits=1.0 + t, plugin_bits=1.1 + t, half_bits=0.9 + t,
+                                     mc_se_bits=0.01 * t, ci_low=0.5 + t, ci_high=1.5 + t,
+                                     bootstrap=np.array([0.7, 1.3]) + t, flag=f"flag{t}") for t in taus)
+    return SmoothedResult(readings, n_samples=n_samples, n_draws=40, d_x=3, d_y=3, seed=11, wall_s=2.5)
+
+
+def test_result_at_finds_the_tau_and_names_the_computed_ones_otherwise() -> None:
+    result = _result()
+    assert result.at(0.5).mi_bits == 1.5 and result.at(0.25 + 1e-12).mi_bits == 1.25
+    with pytest.raises(KeyError, match=r"tau 0.3 was not computed; computed: \[0.25, 0.5\]"):
+        result.at(0.3)
+
+
+def test_result_as_mi_result_carries_every_field_of_the_reading() -> None:
+    mi = _result().to_mi_result(0.5)
+    assert (mi.mi_bits, mi.heldout_bits, mi.ci_low, mi.ci_high) == (1.5, 1.5, 1.0, 2.0)
+    np.testing.assert_array_equal(mi.bootstrap, [1.2, 1.8])
+    assert mi.curve.shape == (0,) and (mi.n_samples, mi.n_train, mi.n_heldout, mi.seed) == (64, 64, 0, 11)
+    assert (mi.flag, mi.tau, mi.half_sample_bits, mi.mc_se_bits) == ("flag0.5", 0.5, 1.4, 0.005)
+    assert mi.readout == mi.objective == "smoothed" and mi.wall_s == 2.5 and mi.bound_cap_bits == 6.0
+    assert math.isnan(mi.max_train_bits) and math.isnan(mi.last_train_bits)
+
+
+def test_chunk_size_fits_the_memory_budget_exactly() -> None:
+    # per draw: 11 work rows of N = 1000 and 4 sums per column (101 columns), 4 bytes each: 45,616 bytes
+    assert _chunk_size(SmoothedParams(memory_mb=1.0), 1000, 101, 4) == 2**20 // 45_616  # 22 draws
+    assert _chunk_size(SmoothedParams(memory_mb=1.0), 1000, 101, 8) == 2**20 // 91_232  # 11 draws
+    assert _chunk_size(SmoothedParams(memory_mb=1.0, n_draws=10), 1000, 101, 4) == 10  # never more than drawn
+    assert _chunk_size(SmoothedParams(memory_mb=1e-6), 1000, 101, 4) == 1  # at least one draw
+    assert _chunk_size(SmoothedParams(chunk_draws=5, memory_mb=1e-6), 1000, 101, 4) == 5
+
+
+def test_smoothed_mi_defaults_to_seed_zero_and_uses_the_given_output_scale() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2))
+    y = x + 0.1 * rng.normal(size=(40, 2))
+    params = SmoothedParams(tau=0.25, taus=(), n_draws=20, min_draws=20, n_bootstrap=0)
+    default = smoothed_mi(x, y, params)
+    assert default.seed == 0 and default.at(0.25).mi_bits == smoothed_mi(x, y, params, seed=0).at(0.25).mi_bits
+    own = Scale.of(y)
+    blurred = smoothed_mi(x, y, params, scale_y=Scale(own.center, own.spread * 100.0)).at(0.25).mi_bits
+    # y shrunk 100-fold in standard units is drowned in the noise: it tells almost nothing about x
+    assert blurred < 0.1 < default.at(0.25).mi_bits - 1.0
+
+
+# --- brackets (issue 28, item 3) ----------------------------------------------------------------------------------
+
+BRACKET_PLUGIN = {("macro", 0): 1.0, ("macro", 1): 4.0, ("micro", 0): 0.5, ("micro", 1): 1.5}
+BRACKET_LOO = {("macro", 0): 1.0, ("macro", 1): 2.5, ("micro", 0): 0.4, ("micro", 1): 1.5}
+
+
+def _bracket_mi(tau: float = 0.25) -> pd.DataFrame:
+    """Smoothed rows of two layers; layer 5's macro readings are 1 bit above layer 3's, its micro ones equal."""
+    rows = []
+    for layer, shift in ((3, 0.0), (5, 1.0)):
+        for (level, position), value in BRACKET_PLUGIN.items():
+            up = shift if level == "macro" else 0.0
+            rows.append(dict(model="m", corpus="c", shots=0, layer=layer, position=position, level=level, seed=0,
+                             mi_bits=value + up, loo_bits=BRACKET_LOO[(level, position)] + up, ceiling_bits=5.0,
+                             tau=tau, reading="smoothed", flag="ok", bootstrap_bits=np.full(4, value + up)))
+    return pd.DataFrame(rows)
+
+
+def test_brackets_need_leave_one_out_on_the_estimated_rows_not_on_the_constant_ones() -> None:
+    from ie_ray.brackets import ie_brackets
+
+    mi = _bracket_mi().assign(loo_bits=np.nan)  # a secondary tau: no leave-one-out reading ...
+    constant = mi.level == "micro"
+    mi.loc[constant, ["flag", "mi_bits", "loo_bits"]] = ["constant", 0.0, 0.0]  # ... but exact zeros on constants
+    with pytest.raises(ValueError, match=r"tau = 0.25 was read without its leave-one-out reading"):
+        ie_brackets(mi, tau=0.25)
+
+
+def test_brackets_csv_has_the_table_columns_only_at_four_decimals(tmp_path) -> None:
+    from ie_ray.brackets import write_brackets
+
+    mi = _bracket_mi()
+    mi["mi_bits"] += 1e-6  # shows whether the file keeps 4 decimals
+    mi.to_parquet(tmp_path / "mi.parquet")
+    table = write_brackets(tmp_path, 0.25)
+    lines = (tmp_path / "ie_brackets.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(table.columns)  # no index column
+    assert lines[0].startswith("model,corpus,shots,layer,position,")
+    first = dict(zip(lines[0].split(","), lines[1].split(",")))
+    assert first["ie_plugin_bits"] == "0.5000" and first["ie_loo_bits"] == "0.6000"
+
+
+def test_brackets_command_prints_the_layer_means_at_the_default_tau(tmp_path, capsys) -> None:
+    from ie_ray.brackets import main
+
+    _bracket_mi().to_parquet(tmp_path / "mi.parquet")
+    assert main([str(tmp_path)]) == 0  # --tau defaults to the headline's 0.25
+    out = capsys.readouterr().out
+    assert out.startswith("mean over the analysed blocks (bits):\n")
+    # by hand: IE(0) = macro(0) - micro(0), IE(1) = macro(1) - mean micro(0..1), per layer; layer 5 is 1 bit above
+    table = [line.split()[-3:] for line in out.splitlines()[3:-2]]  # position, plug-in mean, leave-one-out mean
+    assert [[float(v) for v in row] for row in table] == [[0, 1.0, 1.1], [1, 3.5, 2.05]]
+    assert out.endswith(f"\nwrote {tmp_path / 'ie_brackets.csv'}\n")
+    _bracket_mi(tau=1.0).to_parquet(tmp_path / "mi.parquet")
+    with pytest.raises(ValueError, match=r"no smoothed readings at tau = 0.25 .*\[1.0\]"):
+        main([str(tmp_path)])
+
+
+def test_brackets_command_line_help_names_its_inputs(capsys) -> None:
+    from ie_ray.brackets import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: ie-ray brackets [-h] [--tau TAU] run_dir")
+    assert "The bracket around IE_sigma: its plug-in reading and its leave-one-out reading, side by side." in out
+    assert "run_dir a finished sweep's run directory (holds mi.parquet)" in out
+    assert "--tau TAU the noise fraction to bracket (the headline's)" in out
+
+
+# --- the readings' task bodies, in-process (issue 28, item 3) --------------------------------------------------
+
+READ_N = 12
+
+
+def _reading_states() -> LayerStates:
+    """12 samples of 3 tokens: token 0 one of 2 values, token 1 a constant separator, token 2 all distinct. A state
+    is a function of the prefix; dimension 2 is constant at position 0 (so the per-position scales differ)."""
+    ids = np.stack([np.arange(READ_N) % 2 + 1, np.full(READ_N, 5), np.arange(READ_N) + 10], axis=1)
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(64, 3))
+
+    def state(prefix: np.ndarray, salt: int) -> np.ndarray:
+        value = sum(table[(int(t) * 3 + salt + k) % 64] * (k + 1) for k, t in enumerate(prefix))
+        return value * (1.0 if len(prefix) > 1 else np.array([1.0, 1.0, 0.0]))
+
+    pre = np.array([[state(row[: t + 1], 0) for t in range(3)] for row in ids], dtype=np.float32)
+    post = np.array([[state(row[: t + 1], 1) for t in range(3)] for row in ids], dtype=np.float32)
+    unique = np.unique(ids)
+    micro_pre = np.array([table[int(t) % 64] for t in unique], dtype=np.float32)
+    micro_post = np.array([table[(int(t) + 7) % 64] for t in unique], dtype=np.float32)
+    return LayerStates(4, ids, (0, 1, 2), pre, post, micro_pre, micro_post, np.searchsorted(unique, ids))
+
+
+def _reading_jobs(states: LayerStates) -> list[EstimateJob]:
+    return plan_jobs(states.input_ids, [4], [0, 1, 2], [0], with_micro=True)
+
+
+class _FakeEstimator:
+    """Stands in for smoothed_mi_batch: records what the reading asks and answers with values that name the problem."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def __call__(self, xs, ys, params, seeds, scales_x, scales_y, counts=None):
+        self.calls.append(dict(xs=xs, ys=ys, seeds=seeds, scales_x=scales_x, scales_y=scales_y, counts=counts))
+        results = []
+        for k in range(len(xs)):
+            readings = tuple(SmoothedReading(
+                tau=t, sigma=10 * t, mi_bits=k + t, plugin_bits=k + t + 0.1, half_bits=k + t + 0.2,
+                mc_se_bits=k + t + 0.3, ci_low=k + t - 1, ci_high=k + t + 1,
+                bootstrap=np.array([k, t], dtype=np.float32),
+                flag=f"flag{k}", loo_bits=k + t + 0.4, reported=t in params.reported, n_draws=7 + k)
+                for t in params.grid)
+            results.append(SmoothedResult(readings, n_samples=READ_N, n_draws=7, d_x=3, d_y=3, seed=seeds[k],
+                                          wall_s=6.0, n_atoms=3 + k))
+        return results
+
+
+def test_smoothed_reading_asks_the_estimator_for_each_fitted_jobs_states_atoms_scales_and_seed(monkeypatch) -> None:
+    import ie_ray.reduce.smoothed_reading as module
+
+    fake = _FakeEstimator()
+    monkeypatch.setattr(module, "smoothed_mi_batch", fake)
+    states = _reading_states()
+    jobs = _reading_jobs(states)
+    assert sorted(j.n_distinct for j in jobs) == [1, 2, 2, 2, 12, 12]  # micro 1 is the constant separator
+    reading = SmoothedMIReading(SmoothedParams(tau=0.25, taus=(0.5,), n_bootstrap=3), "per_position")
+    output = fit_task(reading, states, tuple(jobs))
+    (call,) = fake.calls
+    fitted = [j for j in jobs if j.n_distinct >= 2]  # a job with two distinct inputs is estimated, one with one not
+    assert call["seeds"] == [j.estimator_seed for j in fitted]
+    for k, job in enumerate(fitted):
+        x, y = states.pair(job)
+        if job.level == "micro" or job.position < 2:  # few distinct inputs: as atoms with their counts
+            symbols = states.symbols(job).reshape(READ_N, -1)
+            _, first, counts = np.unique(symbols, axis=0, return_index=True, return_counts=True)
+            np.testing.assert_array_equal(call["counts"][k], counts)
+            np.testing.assert_array_equal(call["xs"][k], x[first])
+            np.testing.assert_array_equal(call["ys"][k], y[first])
+        else:  # 12 distinct prefixes among 12 samples: every row
+            assert call["counts"][k] is None
+            np.testing.assert_array_equal(call["xs"][k], x)
+            np.testing.assert_array_equal(call["ys"][k], y)
+        # per_position: the scale of the job's own position, input side for x and output side for y
+        column = {"input": states.macro_pre, "output": states.macro_post}
+        for side, scale in (("input", call["scales_x"][k]), ("output", call["scales_y"][k])):
+            own = column[side][:, job.position].astype(np.float64)
+            np.testing.assert_allclose(scale.center, own.mean(axis=0), rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(scale.spread, own.std(axis=0), rtol=1e-6, atol=1e-9)
+    # one row per fitted job and tau, carrying the estimator's reading of that job
+    rows = [r for r in output.rows if r.flag != "constant"]
+    assert len(rows) == 2 * len(fitted) and len(output.rows) == len(rows) + 2  # the separator: 2 constant rows
+    for k, job in enumerate(fitted):
+        for tau, row in zip((0.25, 0.5), rows[2 * k: 2 * k + 2]):
+            assert (row.reading, row.layer, row.position, row.level) == ("smoothed", 4, job.position, job.level)
+            assert (row.tau, row.sigma, row.mi_bits, row.ci_low, row.ci_high) == (tau, 10 * tau, k + tau, k + tau - 1,
+                                                                                  k + tau + 1)
+            assert (row.plugin_bits, row.half_sample_bits, row.mc_se_bits, row.loo_bits) == pytest.approx(
+                (k + tau + 0.1, k + tau + 0.2, k + tau + 0.3, k + tau + 0.4))
+            assert row.flag == f"flag{k}" and row.interval == ("bootstrap" if tau == 0.25 else "none")
+            assert row.wall_s == 3.0 and row.bound_cap_bits == math.log2(READ_N) and row.scale_rule == "per_position"
+            assert row.bootstrap_bits.dtype == np.float64 and row.bootstrap_bits.tolist() == [k, tau]
+            assert (row.n_draws, row.n_atoms) == (7.0 + k, 3.0 + k)
+
+
+def test_a_layer_of_constant_jobs_never_calls_the_estimator(monkeypatch) -> None:
+    import ie_ray.reduce.smoothed_reading as module
+
+    fake = _FakeEstimator()
+    monkeypatch.setattr(module, "smoothed_mi_batch", fake)
+    states = _reading_states()
+    constant = [j for j in _reading_jobs(states) if j.n_distinct == 1]
+    rows = SmoothedMIReading(SmoothedParams(tau=0.25, taus=(0.5,)), "pooled").fit_layer(states, constant)
+    assert fake.calls == [] and len(rows) == 2
+
+
+@pytest.mark.parametrize(("n_bootstrap", "replicates"), [(3, 3), (0, 1)])
+def test_a_constant_job_reads_exactly_zero_at_every_tau(n_bootstrap: int, replicates: int) -> None:
+    states = _reading_states()
+    (job,) = [j for j in _reading_jobs(states) if j.n_distinct == 1]
+    reading = SmoothedMIReading(SmoothedParams(tau=0.25, taus=(0.5, 1.0), reported_taus=(1.0,),
+                                               n_bootstrap=n_bootstrap), "pooled")
+    rows = reading.fit_layer(states, [job])
+    assert [r.tau for r in rows] == [0.25, 0.5, 1.0]
+    for row in rows:
+        assert (row.mi_bits, row.ci_low, row.ci_high, row.flag, row.readout) == (0.0, 0.0, 0.0, "constant", "exact")
+        assert (row.plugin_bits, row.half_sample_bits, row.loo_bits, row.mc_se_bits) == (0.0, 0.0, 0.0, 0.0)
+        assert (row.reading, row.position, row.level, row.n_draws, row.n_atoms) == ("smoothed", 1, "micro", 0.0, 1.0)
+        assert row.bound_cap_bits == math.log2(READ_N) and row.scale_rule == "pooled" and row.interval == "exact"
+        reported = row.tau in (0.25, 1.0)  # replicates where an estimate has them: zeros, never absent
+        np.testing.assert_array_equal(row.bootstrap_bits, np.zeros(replicates if reported else 0))
+
+
+@pytest.mark.parametrize("rule", ["pooled", "per_position"])
+def test_smoothed_layer_notes_describe_each_sides_scale(rule: str) -> None:
+    states = _reading_states()
+    notes = fit_task(SmoothedMIReading(SmoothedParams(), rule), states, ()).notes
+    assert [(n["layer"], n["side"], n["rule"]) for n in notes] == [(4, "input", rule), (4, "output", rule)]
+    for note, macro in zip(notes, (states.macro_pre, states.macro_post)):
+        assert note["used_positions"] == [0, 1, 2] and note["sink_positions"] == []
+        norms = [float(np.linalg.norm(macro[:, j].astype(np.float64), axis=1).mean()) for j in range(3)]
+        assert note["position_norms"] == pytest.approx(norms)
+        # dimension 2 is constant at position 0 only: pooled, every dimension moves; per position, 2 + 3 + 3 live
+        # dimensions, whose mean 2.67 is reported as 2
+        assert note["d_eff"] == (3 if rule == "pooled" else 2)
+
+
+def test_entropy_limit_reading_counts_distinct_output_states_per_job() -> None:
+    states = _reading_states()
+    post = states.macro_post.copy()
+    post[:, 2] = post[:, 1]  # at position 2 the block forgets token 2: 12 prefixes, 2 output states
+    states = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, post, states.micro_pre, states.micro_post,
+                         states.token_row)
+    jobs = _reading_jobs(states)
+    output = fit_task(EntropyLimitReading(1e-3, "per_position"), states, tuple(jobs))
+    assert output.notes == []
+    by_job = {(r.level, r.position): r for r in output.rows}
+    assert len(output.rows) == len(jobs) == len(by_job)
+    for job in jobs:
+        row = by_job[(job.level, job.position)]
+        # by hand: token 0 (2 values, 6 each) decides every state but the separator's (1 value) and, at macro
+        # position 2, nothing else since the block forgot token 2; micro 2 has 12 distinct tokens
+        states_seen = {("macro", 0): 2, ("macro", 1): 2, ("macro", 2): 2, ("micro", 0): 2, ("micro", 1): 1,
+                       ("micro", 2): 12}[(job.level, job.position)]
+        assert row.mi_bits == pytest.approx(math.log2(states_seen))
+        assert row.n_states == states_seen and row.n_merged == job.n_distinct - states_seen
+        assert row.flag == ("constant" if job.n_distinct == 1 else "ok")
+        assert (row.reading, row.readout, row.interval) == ("entropy_limit", "exact_count", "exact")
+        assert row.bound_cap_bits == math.log2(READ_N) and row.max_within_prefix_rms == 0.0
+        assert row.bootstrap_bits.tolist() == [row.mi_bits] and row.ci_low == row.ci_high == row.mi_bits
+        assert 0.0 <= row.wall_s < 60.0
+
+
+# --- noise scale (issue 28, item 3) ---------------------------------------------------------------------------
+
+
+def test_per_position_scale_of_an_unanalysed_position_is_the_nearest_analysed_ones() -> None:
+    a, b = Scale(np.zeros(2), np.ones(2)), Scale(np.ones(2), np.ones(2))
+    block = BlockScale("per_position", None, {0: a, 4: b}, (0, 4), (), (1.0, 1.0))
+    assert block.for_position(0) is a and block.for_position(4) is b
+    assert block.for_position(1) is a and block.for_position(3) is b and block.for_position(9) is b
+    assert block.for_position(2) is a  # a tie goes to the first analysed position
+
+
+def test_sink_norms_are_taken_in_float64_so_float16_states_do_not_overflow() -> None:
+    states = np.full((3, 2, 4), 600.0, dtype=np.float16)  # a row's squared norm, 1.44e6, overflows float16
+    sinks, norms = sink_positions(states)
+    assert sinks == [] and norms.tolist() == [1200.0, 1200.0]
+
+
+def test_a_sink_is_strictly_more_than_the_ratio_times_the_median_norm() -> None:
+    def block(norms: list[float]) -> np.ndarray:  # one state per sample and position, of exactly these norms
+        return np.array([[[v, 0.0] for v in norms]] * 2)
+
+    assert sink_positions(block([1.0, 1.0, 4.0]))[0] == []  # exactly 4 x the median: not a sink
+    assert sink_positions(block([1.0, 1.0, 4.5]))[0] == [2]
+    assert sink_positions(block([0.1, 0.1, 0.5]))[0] == [2]  # small states have sinks too
+    assert sink_positions(block([0.0, 0.0, 5.0]))[0] == []  # a median of 0 says nothing: no sink
+
+
+def test_a_pooled_block_scale_has_no_per_position_scales() -> None:
+    states = np.random.default_rng(0).normal(size=(10, 3, 2))
+    for rule in ("pooled", "pooled_no_sink", "total_no_sink"):
+        assert block_scale(states, [0, 1, 2], rule).per_position == {}
+
+
+# --- one layer's states (issue 28, item 3) --------------------------------------------------------------------
+
+
+def test_a_micro_job_without_micro_states_says_where_they_went() -> None:
+    states = _reading_states()
+    macro_only = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, states.macro_post)
+    job = EstimateJob(4, 2, "micro", 0, 0.0, 12, READ_N)
+    with pytest.raises(ValueError, match=r"is a micro job but this cell has no micro states \(micro: full_context\?\)"):
+        macro_only.pair(job)
+
+
+def test_micro_states_need_both_sides() -> None:
+    states = _reading_states()
+    one_side = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, states.macro_post, states.micro_pre,
+                           None, states.token_row)
+    job = EstimateJob(4, 2, "micro", 0, 0.0, 12, READ_N)
+    with pytest.raises(AssertionError):
+        one_side.pair(job)
+    with pytest.raises(AssertionError):
+        one_side.atoms(job)
+
+
+def test_micro_symbols_are_the_token_and_micro_atoms_are_exact_however_many() -> None:
+    states = _reading_states()
+    job = EstimateJob(4, 2, "micro", 0, 0.0, 12, READ_N)  # 12 distinct tokens among 12 samples
+    np.testing.assert_array_equal(states.symbols(job), states.input_ids[:, 2])
+    atoms = states.atoms(job)
+    assert atoms is not None and atoms.counts.tolist() == [1] * 12
+    np.testing.assert_array_equal(atoms.x, states.micro_pre[np.sort(states.token_row[:, 2])])
+
+
+def _two_prefix_states(jitter: float, rule: str = "per_position") -> LayerStates:
+    """4 samples, 2 prefixes of 2 rows each at position 0; the output side spreads 1000 times less than the input,
+    and rows 1 and 3 of the input differ from their prefix's first row by `jitter` in one coordinate."""
+    ids = np.array([[1, 7], [1, 8], [2, 7], [2, 8]])
+    pre = np.array([[[0.0, 0.0], [5.0, 1.0]], [[jitter, 0.0], [6.0, 2.0]], [[1.0, 1.0], [7.0, 3.0]],
+                    [[1.0 + jitter, 1.0], [8.0, 4.0]]])
+    post = pre * 1e-3
+    post[:, 0, 0] = [0.0, 0.0, 1e-3, 1e-3]  # the output is exactly a function of the prefix
+    return LayerStates(4, ids, (0, 1), pre.astype(np.float32), post.astype(np.float32), scale_rule=rule)
+
+
+def test_macro_atoms_at_half_the_samples_and_each_side_checked_on_its_own_scale() -> None:
+    job = EstimateJob(4, 0, "macro", 0, 1.0, 2, 4)  # 2 prefixes among 4 samples: exactly half
+    exact = _two_prefix_states(0.0).atoms(job)
+    assert exact is not None and exact.counts.tolist() == [2, 2]
+    # a jitter of 1e-5 against the input's own spread (~0.5) is far below the 1e-3 tolerance: one atom per prefix;
+    # measured against the output's spread (1000 times smaller) it would not be
+    assert _two_prefix_states(1e-5).atoms(job) is not None
+    assert _two_prefix_states(1e-2).atoms(job) is None
+
+
+def test_scales_are_kept_per_side_and_rule() -> None:
+    states = _reading_states()
+    rule = states.scale("input", "per_position")
+    assert rule.rule == "per_position" and states.scale("input", "per_position") is rule
+    pooled_in, pooled_out = states.scale("input", "pooled"), states.scale("output", "pooled")
+    np.testing.assert_allclose(pooled_in.pooled.center, states.macro_pre.astype(np.float64).mean(axis=(0, 1)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(pooled_out.pooled.center, states.macro_post.astype(np.float64).mean(axis=(0, 1)),
+                               rtol=1e-6)
+
+
+def test_max_rms_from_first_counts_live_coordinates_in_standard_units() -> None:
+    states = np.array([[0.0, 5.0, 1.0], [0.2, 5.0, 1.1], [1.0, 5.0, 3.0]])
+    first = np.array([0, 0, 2])  # rows 0 and 1 share a prefix; row 2 is alone
+    spread = np.array([2.0, 0.0, 0.5])  # the middle coordinate is constant
+    # by hand: row 1 is (0.1, 0.2) standard units from row 0 on the live coordinates: RMS sqrt(0.05 / 2)
+    assert _max_rms_from_first(states, first, spread) == pytest.approx(math.sqrt(0.025))
+    assert _max_rms_from_first(states, first, np.zeros(3)) == 0.0  # no live coordinate: nothing differs
+
+
+# --- MINE reading without training (issue 28, item 3) ---------------------------------------------------------
+
+
+def test_mine_reading_with_every_position_keeps_every_job() -> None:
+    from ie_ray.estimators import MINEParams
+    from ie_ray.reduce import MineReading
+
+    jobs = _reading_jobs(_reading_states())
+    assert MineReading(MINEParams(), "all").select(jobs, [0, 1, 2]) == jobs
+    last = MineReading(MINEParams(), "last").select(jobs, [0, 1, 2])
+    assert [(j.level, j.position) for j in last] == [(j.level, j.position) for j in jobs
+                                                    if j.level == "micro" or j.position == 2]
+
+
+@pytest.mark.parametrize(("n_bootstrap", "replicates"), [(0, 1), (4, 4)])
+def test_mine_constant_job_row_is_exactly_zero(n_bootstrap: int, replicates: int) -> None:
+    from ie_ray.estimators import MINEParams
+    from ie_ray.reduce import MineReading
+
+    states = _reading_states()
+    (job,) = [j for j in _reading_jobs(states) if j.n_distinct == 1]
+    params = MINEParams(n_bootstrap=n_bootstrap)
+    (row,) = fit_task(MineReading(params, "all"), states, (job,)).rows
+    assert (row.reading, row.estimator, row.objective) == ("mine", f"mine-{params.objective}/{params.readout}",
+                                                          params.objective)
+    assert (row.mi_bits, row.ceiling_bits, row.flag, row.readout, row.interval) == (0.0, 0.0, "constant", "exact",
+                                                                                   "exact")
+    assert (row.heldout_bits, row.max_train_bits, row.last_train_bits) == (0.0, 0.0, 0.0)
+    np.testing.assert_array_equal(row.bootstrap_bits, np.zeros(replicates))
+
+
+def test_readings_from_a_config_take_its_settings() -> None:
+    from types import SimpleNamespace
+
+    from ie_ray.estimators import MINEParams
+    from ie_ray.reduce import MineReading
+
+    mine_params, smoothed_params = MINEParams(n_bootstrap=3), SmoothedParams(tau=0.5, taus=())
+    config = SimpleNamespace(
+        estimator_params=lambda: mine_params, mine_positions="last", smoothed_params=lambda: smoothed_params,
+        scale_rule="per_position", entropy_tolerance=0.01,
+        reduce=SimpleNamespace(estimators_per_task=3, num_cpus_per_task=2.0, num_gpus_per_task=0.25))
+    mine = MineReading.from_config(config)
+    assert (mine.params, mine.positions, mine.estimators_per_task, mine.num_cpus, mine.num_gpus_per_task) == (
+        mine_params, "last", 3, 2.0, 0.25)
+    assert mine.key_dict() == dict(params=mine_params.key_dict(), positions="last")
+    smoothed = SmoothedMIReading.from_config(config)
+    assert (smoothed.params, smoothed.scale_rule, smoothed.num_cpus, smoothed.num_gpus) == (
+        smoothed_params, "per_position", 2.0, 0.25)
+    assert smoothed.resources(100, 8) == TaskResources(2.0, 0.25) and smoothed.threads() == 2
+    assert smoothed.key_dict() == dict(smoothed_params.key_dict(), scale_rule="per_position")
+    config.reduce.num_gpus_per_task = "0.5"
+    assert SmoothedMIReading.from_config(config).num_gpus == 0.5
+    limit = EntropyLimitReading.from_config(config)
+    assert (limit.tolerance, limit.scale_rule) == (0.01, "per_position")
+    assert limit.key_dict() == dict(tolerance=0.01, scale_rule="per_position")
+
+
+def test_smoothed_reading_of_an_unknown_scale_rule_names_the_known_ones() -> None:
+    from ie_ray.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"smoothed.scale_rule 'pooledd' is unknown; use one of \['pooled_no_sink', "):
+        SmoothedMIReading(SmoothedParams(), "pooledd")
+
+
+def test_rows_exactly_at_the_atom_tolerance_are_one_atom(monkeypatch) -> None:
+    import ie_ray.reduce.layer_states as module
+
+    monkeypatch.setattr(module, "_max_rms_from_first", lambda *args: module.PREFIX_ATOM_TOLERANCE)
+    job = EstimateJob(4, 0, "macro", 0, 1.0, 2, 4)
+    assert _two_prefix_states(0.0).atoms(job) is not None  # "within the tolerance" includes the tolerance
+    monkeypatch.setattr(module, "_max_rms_from_first", lambda *args: np.nextafter(module.PREFIX_ATOM_TOLERANCE, 1))
+    assert _two_prefix_states(0.0).atoms(job) is None
+
+
+# --- variance command (issue 28, item 3) ----------------------------------------------------------------------
+
+
+def test_variance_command_passes_its_options_and_prints_both_tables(monkeypatch, capsys) -> None:
+    import ie_ray.variance as module
+
+    asked = []
+    summary = pd.DataFrame(dict(model=["m"], shot=[3], ie_mean_bits=[1.23456]))
+    findings = pd.DataFrame(dict(model=["m"], saturation_shot=[7.0]))
+
+    def fake(run_dir, patience, shot_length):
+        asked.append((run_dir, patience, shot_length))
+        return module.VarianceResult(pd.DataFrame(), summary, findings)
+
+    monkeypatch.setattr(module, "write_variance", fake)
+    assert module.main(["RUN"]) == 0
+    assert module.main(["RUN", "--patience", "3", "--shot-length", "2"]) == 0
+    assert asked == [(Path("RUN"), 2, None), (Path("RUN"), 3, 2)]
+    out = capsys.readouterr().out.split("wrote variance.csv, variance_findings.csv, variance.png in RUN\n")
+    assert len(out) == 3 and out[2] == ""
+    lines = out[0].splitlines()
+    assert lines[0].split() == ["model", "shot", "ie_mean_bits"] and lines[1].split() == ["m", "3", "1.235"]
+    assert lines[2] == "" and lines[3].split() == ["model", "m"] and lines[4].split() == ["saturation_shot", "7.0"]
+
+
+def test_variance_command_line_help_names_its_inputs(capsys) -> None:
+    import ie_ray.variance as module
+
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: ie-ray variance [-h] [--patience PATIENCE] [--shot-length SHOT_LENGTH] run_dir")
+    assert "Variance of IE against the number of shots: where IE stops growing, and where its spread peaks" in out
+    assert "run_dir a finished sweep's run directory (holds ie.parquet, mi.parquet)" in out
+    assert "--patience PATIENCE non-significant increments in a row = plateau" in out
+    assert "--shot-length SHOT_LENGTH tokens per shot of a single long corpus" in out
+
+
+def test_brackets_carry_the_macro_readings_and_the_command_reads_tau_as_a_number(tmp_path, capsys) -> None:
+    from ie_ray.brackets import ie_brackets, main
+
+    mi = _bracket_mi()
+    mi.loc[(mi.level == "macro") & (mi.position == 0), "mi_bits"] += 0.0044  # shows the printout's 2 decimals
+    table = ie_brackets(mi, 0.25).set_index(["layer", "position"])
+    assert table.loc[(3, 1), "macro_plugin_bits"] == 4.0 and table.loc[(5, 1), "macro_plugin_bits"] == 5.0
+    assert table.loc[(5, 1), "macro_loo_bits"] == 3.5
+    mi.to_parquet(tmp_path / "mi.parquet")
+    assert main([str(tmp_path), "--tau", "0.25"]) == 0
+    first = capsys.readouterr().out.splitlines()[3].split()
+    assert float(first[-2]) == 1.0  # 1.0044 at 2 decimals
+
+
+def test_smoothed_reading_defaults_to_one_cpu_and_reads_auto_gpus_from_the_cluster(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from ie_ray import resources
+
+    reading = SmoothedMIReading(SmoothedParams(), "pooled")
+    assert (reading.num_cpus, reading.num_gpus) == (1.0, 0.0)
+    config = SimpleNamespace(smoothed_params=SmoothedParams, scale_rule="pooled",
+                             reduce=SimpleNamespace(num_cpus_per_task=1.0, num_gpus_per_task="auto"))
+    monkeypatch.setattr(resources, "gpu_memory_from_cluster", lambda: 0)
+    assert SmoothedMIReading.from_config(config).num_gpus == 0.0  # no GPU in the cluster: the task runs on CPUs
+    monkeypatch.setattr(resources, "gpu_memory_from_cluster", lambda: 80 * 2**30)
+    assert SmoothedMIReading.from_config(config).num_gpus == resources.SMOOTHED_GPU_SHARE > 0
+
+
+def test_entropy_limit_reading_merges_states_within_its_own_tolerance() -> None:
+    states = _reading_states()
+    post = states.macro_post.copy()
+    # at position 2 the block nearly forgets token 2: its states move by 1e-2 of their spread per token
+    post[:, 2] = post[:, 1] + 1e-2 * np.std(post[:, 1], axis=0) * (states.input_ids[:, 2:3] - 15) / 6
+    states = LayerStates(4, states.input_ids, (0, 1, 2), states.macro_pre, post, scale_rule="per_position")
+    job = next(j for j in _reading_jobs(states) if (j.level, j.position) == ("macro", 2))
+    (loose,) = EntropyLimitReading(0.5, "per_position").fit_layer(states, [job])
+    (strict,) = EntropyLimitReading(1e-4, "per_position").fit_layer(states, [job])
+    assert (loose.n_states, strict.n_states) == (2, 12) and loose.wall_s > 0.0
