@@ -36,5 +36,8 @@ def test_a_wide_projection_reads_the_raw_smoothed_mi(tmp_path) -> None:
     rows = pd.DataFrame(rp.compare(pre, post, [1], (256,), params, seed=0))
     row = rows.iloc[0]
     assert row.raw_bits > 0.3, row
-    assert abs(row.diff_in_half_widths) <= 1.5
+    # two readings, each with its own Monte Carlo error (independent draws) plus the projection's distortion of
+    # distances at k = 256: their difference spreads ~sqrt(2) times one reading's, so within 2 of the raw
+    # reading's half-widths (the honest interval is ~0.8x the old one, under which 1.5 was the bound)
+    assert abs(row.diff_in_half_widths) <= 2.0
     assert row.bytes_ratio == pytest.approx(256 / 48)
