@@ -171,7 +171,13 @@ def run(names: list[str], dims: list[int], draws: list[int], n: int, raw: Path, 
 
 
 def _read(raw: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in raw.read_text().splitlines() if line.strip()] if raw.exists() else []
+    """The finished rows, the first of each (variant, d, draw, task) only (two processes may both have run one)."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for line in raw.read_text().splitlines() if raw.exists() else []:
+        if line.strip():
+            r = json.loads(line)
+            rows.setdefault((r["variant"], r["d"], r["draw"], r["task"]), r)
+    return list(rows.values())
 
 
 #: torch-mist's own critic read out as ours reads (all off-diagonal held-out pairs): (field, row name, what).
@@ -189,8 +195,10 @@ def report(raw: Path, out: Path, machine: dict[str, Any]) -> str:
             if math.isfinite(r.get(key, math.nan)):
                 rows.append({**r, "variant": name, "mi_bits": r[key],
                              "rel_error": abs(r[key] - r["mi_true"]) / r["mi_true"]})
+    rows += _cached_base(rows)
     dims = sorted({r["d"] for r in rows})
     described = {f"+{label}": what for label, what, _ in DIFFERENCES}
+    described[CACHED] = "`js-es` from results/validation-lowrank (same samples and seeds as draw 0; not this run)"
     described.update({f"{RECIPE}-{label}": f"the recipe with ours for: {what}" for label, what, _ in DIFFERENCES})
     described.update({name: what for _, name, what in PEER_READOUTS})
     described[RECIPE] = "torch-mist's recipe in our code (every difference switched in)"
@@ -211,7 +219,7 @@ def report(raw: Path, out: Path, machine: dict[str, Any]) -> str:
              "the variant's median error / torch-mist's in this run, on the same samples; seconds per estimate on one "
              "torch thread of the shared machine (load below), ours as ensemble wall time / ensemble size.",
              "", machine_line(machine), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    order = [TORCH_MIST, *(name for _, name, _ in PEER_READOUTS), *variants()]
+    order = [TORCH_MIST, *(name for _, name, _ in PEER_READOUTS), CACHED, *variants()]
     for name in order:
         if not any(r["variant"] == name for r in rows):
             continue
@@ -238,6 +246,27 @@ def report(raw: Path, out: Path, machine: dict[str, Any]) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)
     return md
+
+
+#: `js-es` as `ie-ray validate --families lowrank` read it (draw 0 is the validation run's sample, same seeds).
+CACHED = "js-es (validation run)"
+VALIDATION_LOWRANK = HERE.parent / "results" / "validation-lowrank" / "validation.parquet"
+
+
+def _cached_base(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The validation run's `js-es` rows for the draw-0 tasks of this run (what "base" reads on draw 0), so the
+    table has our reference even where "base" did not run; labelled as not from this run."""
+    if not VALIDATION_LOWRANK.exists():
+        return []
+    import pandas as pd
+
+    frame = pd.read_parquet(VALIDATION_LOWRANK)
+    tasks = {(r["task"], r["n"]) for r in rows if r["draw"] == 0}
+    wanted = np.array([(t, n) in tasks for t, n in zip(frame.task, frame.n_samples)], dtype=bool)
+    frame = frame[(frame.estimator == BASE).to_numpy() & wanted]
+    return [dict(variant=CACHED, d=int(r.d), draw=0, n=int(r.n_samples), mi_true=float(r.true_mi_bits), task=r.task,
+                 mi_bits=float(r.mi_bits), wall_s=float(r.wall_s), rel_error=abs(float(r.rel_error)), flag=r.flag)
+            for r in frame.itertuples()]
 
 
 def _task_key(name: str) -> tuple[int, float]:
