@@ -40,6 +40,42 @@ def torch_mist_smile(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed
     return float(value)
 
 
+def torch_mist_smile_readouts(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int) -> tuple[float, dict]:
+    """`torch_mist_smile` (the same training: same seed, same calls), then its trained critic read out three ways on
+    the same held-out pairs: its own SMILE readout (returned, nats), and in `extra` (bits) the plain DV and the
+    clipped (tau 5) DV over ALL off-diagonal held-out pairs, the full-sample readout ours uses, and the seconds of
+    `estimate_mi` alone (`fit_wall_s`: what `torch_mist_smile` costs). Why: the SMILE
+    readout is a mean over batches of 128 of log-mean-exp of 128 marginal scores, biased upward by Jensen's
+    inequality; this separates what its critic learned from what its readout adds."""
+    from torch_mist import estimate_mi
+
+    n_train = int(round(len(x) * (1 - heldout_fraction)))
+    xt, yt = torch.from_numpy(x[n_train:]), torch.from_numpy(y[n_train:])
+    t0 = time.perf_counter()
+    value, estimator = estimate_mi(
+        data=(torch.from_numpy(x[:n_train]), torch.from_numpy(y[:n_train])), test_data=(xt, yt),
+        estimator="smile", hidden_dims=[128], verbose=False, return_estimator=True,
+    )[:2]
+    fit_s = time.perf_counter() - t0
+    layers = estimator.critic.joint_net.layers  # pyro DenseNN: Linear(dx + dy, 128), ReLU, Linear(128, 1)
+    assert len(layers) == 2, "the readout swap assumes hidden_dims=[128]"
+    w1, b1, w2, b2 = layers[0].weight, layers[0].bias, layers[1].weight, layers[1].bias
+    dx = xt.shape[1]
+    with torch.no_grad():
+        xw, yw = xt @ w1[:, :dx].T, yt @ w1[:, dx:].T + b1  # the first layer split: concat[x; y] W = x Wx + y Wy
+        rows = []
+        for s in range(0, len(xt), 64):
+            rows.append((torch.relu(xw[s : s + 64, None, :] + yw[None, :, :]) @ w2.T).squeeze(-1) + b2)
+        t = torch.cat(rows).double()  # t[i, j] = T(x_i, y_j)
+    n = len(t)
+    joint = torch.diagonal(t).mean()
+    off = t[~torch.eye(n, dtype=torch.bool)]
+    dv = float(joint - (torch.logsumexp(off, 0) - math.log(off.numel())))
+    clipped = off.clamp(-5.0, 5.0)
+    dv_clip = float(joint - (torch.logsumexp(clipped, 0) - math.log(off.numel())))
+    return float(value), {"full_dv_bits": dv / LN2, "full_dv_clip5_bits": dv_clip / LN2, "fit_wall_s": fit_s}
+
+
 def latentmi_default(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int) -> float:
     """latentmi's `lmi.estimate(X, Y)` with every default (8-dim latents from its cross-predictive paired
     autoencoder, 50% validation split, KSG on the validation half): the mean of its pointwise MI over the points
@@ -53,6 +89,7 @@ def latentmi_default(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed
 
 PEERS = {
     "torch-mist-smile": ("torch-mist", torch_mist_smile),
+    "torch-mist-smile-readouts": ("torch-mist", torch_mist_smile_readouts),
     "latentmi": ("latentmi", latentmi_default),
 }
 
@@ -71,14 +108,16 @@ def main(peer: str, in_dir: str, out_json: str) -> None:
         seed = int(data["seed"])
         torch.manual_seed(seed)
         t0 = time.perf_counter()
+        extra: dict = {}
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # latentmi prints an epoch counter per epoch
-                nats, error = fn(data["x"], data["y"], float(data["heldout_fraction"]), seed), ""
+                value, error = fn(data["x"], data["y"], float(data["heldout_fraction"]), seed), ""
+            nats, extra = value if isinstance(value, tuple) else (value, {})  # extra: other readouts, already in bits
         except Exception as exc:  # a peer's failure is a result to report, not a crash of the benchmark
             nats, error = math.nan, f"{type(exc).__name__}: {exc}"[:300]
         row = dict(task_file=path.name, peer=peer, package=package, package_version=version(package),
                    torch_version=torch.__version__, mi_bits=nats / LN2, wall_s=time.perf_counter() - t0,
-                   error=error)
+                   error=error, **extra)
         with out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(f"[{peer}] {path.stem}: {row['mi_bits']:.3f} bits in {row['wall_s']:.1f} s {error}", flush=True)

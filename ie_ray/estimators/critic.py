@@ -95,28 +95,42 @@ class EnsembleFunnelCritic(nn.Module):
         min_width: int,
         generators: Sequence[torch.Generator],
         widths: Sequence[int] | None = None,
+        init: str = "xavier",
+        activation: str = "leaky_relu",
     ) -> None:
         """`widths` (the output width of each layer, ending in 1) replaces the funnel's halving widths: the
-        hybrid critic's joint term is a narrow MLP, not a funnel from the input width."""
+        hybrid critic's joint term is a narrow MLP, not a funnel from the input width. `init` "torch" draws
+        weights and biases as nn.Linear does (torch-mist's critic) instead of Xavier weights and zero biases;
+        `activation` "relu" replaces the reference code's LeakyReLU."""
         super().__init__()
+        if init not in ("xavier", "torch") or activation not in ("leaky_relu", "relu"):
+            raise ValueError(f"init must be 'xavier' or 'torch' and activation 'leaky_relu' or 'relu', got "
+                             f"{init!r} and {activation!r}")
+        self.negative_slope = NEGATIVE_SLOPE if activation == "leaky_relu" else 0.0
         self.dx, self.dy = dx, dy
         self.widths = funnel_widths(dx + dy, n_layers, min_width) if widths is None else list(widths)
         if self.widths[-1] != 1:
             raise ValueError(f"the last layer of a joint critic outputs one score, got widths {self.widths}")
-        e = len(generators)
         fan_ins = [dx + dy, *self.widths[:-1]]
         # Draw every estimator's weights from its own generator, layer by layer, so that estimator i gets the
         # same initial critic whether it is trained alone or among others.
         per_layer: list[list[torch.Tensor]] = [[] for _ in fan_ins]
+        per_bias: list[list[torch.Tensor]] = [[] for _ in fan_ins]
         for g in generators:
             for layer, (fan_in, fan_out) in enumerate(zip(fan_ins, self.widths)):
-                per_layer[layer].append(_xavier_normal(fan_in, fan_out, g))
+                if init == "xavier":
+                    per_layer[layer].append(_xavier_normal(fan_in, fan_out, g))
+                    per_bias[layer].append(torch.zeros(1, fan_out))
+                else:
+                    weight, bias = _torch_linear_default(fan_in, fan_out, g)
+                    per_layer[layer].append(weight)
+                    per_bias[layer].append(bias)
         first = torch.stack(per_layer[0])
         self.wx = nn.Parameter(first[:, :dx].contiguous())
         self.wy = nn.Parameter(first[:, dx:].contiguous())
-        self.b0 = nn.Parameter(torch.zeros(e, 1, self.widths[0]))
+        self.b0 = nn.Parameter(torch.stack(per_bias[0]))
         self.weights = nn.ParameterList(nn.Parameter(torch.stack(ws)) for ws in per_layer[1:])
-        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(e, 1, w)) for w in self.widths[1:])
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack(bs)) for bs in per_bias[1:])
 
     @property
     def n_estimators(self) -> int:
@@ -166,7 +180,7 @@ class EnsembleFunnelCritic(nn.Module):
     def _tail(self, h: torch.Tensor) -> torch.Tensor:
         """The layers after the first, from first-layer pre-activations with their bias: (E, n, w0) -> (E, n)."""
         for w, b in zip(self.weights, self.biases):
-            h = _batched_linear(nn.functional.leaky_relu(h, NEGATIVE_SLOPE), w, b)
+            h = _batched_linear(nn.functional.leaky_relu(h, self.negative_slope), w, b)
         return h.squeeze(-1)
 
     def zero_output_layer(self) -> None:
@@ -311,6 +325,15 @@ def _batched_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.
     if w.shape[2] == 1:
         return (h * w.transpose(1, 2)).sum(dim=-1, keepdim=True) + b
     return torch.baddbmm(b, h, w)
+
+
+def _torch_linear_default(fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight (in, out), bias (1, out)) distributed as nn.Linear's default initialisation: kaiming_uniform_ with
+    a = sqrt(5) gives weights U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias has the same bound."""
+    bound = 1.0 / math.sqrt(fan_in)
+    weight = (torch.rand(fan_in, fan_out, generator=generator) * 2.0 - 1.0) * bound
+    bias = (torch.rand(1, fan_out, generator=generator) * 2.0 - 1.0) * bound
+    return weight, bias
 
 
 def _xavier_normal(fan_in: int, fan_out: int, generator: torch.Generator) -> torch.Tensor:

@@ -15,7 +15,7 @@ from ie_ray.estimators.diagnostics import diagnose
 from ie_ray.estimators.mine.critics import first_layer_width, make_critic
 from ie_ray.estimators.mine.data import carve_early_stop, split_pairs
 from ie_ray.estimators.mine.params import MINEParams
-from ie_ray.estimators.mine.readout import HELDOUT_BOUND, bootstrap, bound_cap_bits, heldout_samples
+from ie_ray.estimators.mine.readout import bootstrap, bound_cap_bits, heldout_bound, heldout_samples
 from ie_ray.estimators.mine.training import train
 from ie_ray.estimators.result import MIResult
 
@@ -88,16 +88,18 @@ def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     critic = make_critic(params, x.shape[2], y.shape[2], gens)
     split, stop_slice = carve_early_stop(split_pairs(x, y, params, gens), params)
-    curve, alive = train(critic, split, params, gens, stop_slice)
+    curve, alive, steps_run = train(critic, split, params, gens, stop_slice)
     n_heldout = split.x_heldout.shape[1]
     with torch.no_grad():
         samples = heldout_samples(critic, split, params, gens)
-    heldout = HELDOUT_BOUND[params.objective](*samples) if n_heldout else torch.full((e,), math.nan)
+    heldout = heldout_bound(params, samples) if n_heldout else torch.full((e,), math.nan)
     cap = bound_cap_bits(params, split.x_train.shape[1], n_heldout)
     curve_np = curve.numpy()
     results = []
     for i, seed in enumerate(seeds):
-        finite = curve_np[np.isfinite(curve_np[:, i]), i]
+        # An estimator stopped by early_stop_patience has a shorter curve, not a NaN tail (NaN means non-finite).
+        own = curve_np[: int(steps_run[i]), i] if bool(alive[i]) else curve_np[:, i]
+        finite = own[np.isfinite(own)]
         max_train = float(finite.max()) if finite.size else math.nan
         last_train = float(finite[-1]) if finite.size else math.nan
         held = float(heldout[i])
@@ -118,7 +120,7 @@ def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -
                 ci_low=float(ci_low),
                 ci_high=float(ci_high),
                 bootstrap=boot,
-                curve=curve_np[:, i].astype(np.float32),
+                curve=own.astype(np.float32),
                 n_samples=n,
                 n_train=split.x_train.shape[1],
                 n_heldout=n_heldout,
@@ -127,7 +129,7 @@ def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -
                 # A critic that stayed finite can still score held-out rows that are not (bad data there).
                 flag=diagnose(
                     value,
-                    curve_np[:, i],
+                    own,
                     heldout_ci_high=float(ci_high) if n_heldout else math.nan,
                     bound_cap_bits=cap,
                     finite_training=bool(alive[i]),

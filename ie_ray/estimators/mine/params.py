@@ -16,6 +16,12 @@ Objective = Literal["dv", "nwj", "infonce", "smile", "mine_ema", "js"]
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
 CriticKind = Literal["joint", "separable", "hybrid"]
 CRITICS: tuple[str, ...] = get_args(CriticKind)
+Sampling = Literal["random", "epochs"]
+SAMPLINGS: tuple[str, ...] = get_args(Sampling)
+Init = Literal["xavier", "torch"]
+INITS: tuple[str, ...] = get_args(Init)
+Activation = Literal["leaky_relu", "relu"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 # Defaults, tuned on correlated Gaussians with closed-form MI (d = 1..16, 2-4 bits, 4,000-8,000 pairs: held-out
 # estimates land at 0.85-1.02 x truth, typically ~0.94) and on 8-dim Gaussians embedded in 576 dims (n = 2,000),
@@ -104,15 +110,51 @@ DEFAULT_JOINT_WIDTH: int = 64
 #: with 2,000 pairs the critic memorises the training pairs within ~100 steps and its final held-out bound
 #: falls far below zero (results/validation); the best checkpoint is the one from before that.
 DEFAULT_EARLY_STOP_FRACTION: float = 0.0
-#: Steps between two readings of the early-stopping slice (and the last step is always read).
+#: Steps between two readings of the early-stopping slice (and the last step is always read); None = once per
+#: pass over the training split (ceil(n_fit / batch) steps), as epoch-based trainers (torch-mist) validate.
 EARLY_STOP_EVERY: int = 20
+DEFAULT_EARLY_STOP_EVERY: int | None = EARLY_STOP_EVERY
+#: Stop an estimator's training once this many readings of the early-stopping slice since its best one fell more
+#: than EARLY_STOP_TOLERANCE_BITS below it (a new best resets the count; a reading within the tolerance is neither);
+#: None = never stop, train all `steps` and keep the best checkpoint. torch-mist's rule (patience = 2% of its
+#: epochs, at least 1; tolerance 0.001 nats), which ends its SMILE runs after a few epochs instead of at
+#: 5,000 iterations. The estimator is frozen from then on; it still ends at its best checkpoint.
+DEFAULT_EARLY_STOP_PATIENCE: int | None = None
+#: torch-mist's tolerance, 0.001 nats, in bits.
+EARLY_STOP_TOLERANCE_BITS: float = 0.001 / math.log(2.0)
+#: How minibatches are drawn: "random" (each step draws batch_size pairs of the training split without
+#: replacement, independently of other steps) or "epochs" (each estimator reshuffles its training split once
+#: per pass and walks it in batches of batch_size, the last one shorter: the DataLoader(shuffle=True) of
+#: torch-mist and most trainers, so every pair is seen once per pass).
+DEFAULT_SAMPLING: Sampling = "random"
+#: Initialisation of the joint critic's Linear layers: "xavier" (Xavier-normal weights, zero biases: ours) or
+#: "torch" (nn.Linear's default, weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch-mist's).
+DEFAULT_INIT: Init = "xavier"
+#: Non-linearity between the joint critic's layers: the reference code's LeakyReLU(0.01) or torch-mist's ReLU.
+DEFAULT_ACTIVATION: Activation = "leaky_relu"
+#: Width of every hidden layer of the joint critic, instead of the funnel's max(d_in / 2^l, min_width). None =
+#: the funnel. torch-mist's README critic is one hidden layer of 128 (n_layers=2, hidden_width=128).
+DEFAULT_HIDDEN_WIDTH: int | None = None
+#: Clip the held-out marginal scores to [-tau, tau] nats inside the DV log-mean-exp (SMILE's estimate, Song &
+#: Ermon 2020: bounded variance, biased for large MI). None = the plain DV bound. Objectives of the DV family only.
+DEFAULT_READOUT_CLIP: float | None = None
+#: Read the held-out DV bound batch-wise, as torch-mist's `evaluate` does: consecutive held-out rows in batches
+#: of this many, each batch's bound with one marginal pair per row (y shifted by one row within the batch), and
+#: the mean over batches (the last, shorter batch weighs as much as the others). The log of a 128-pair mean is
+#: biased upward for DV (Jensen), so this reads higher than the full-sample readout of the same critic. None =
+#: the full-sample readout over `marginal_shifts` shifts. Objectives of the DV family only.
+DEFAULT_READOUT_BATCH: int | None = None
 #: Marginal shifts when reading the early-stopping slice: a cheap, noisier version of the held-out readout.
 EARLY_STOP_SHIFTS: int = 32
 #: Parameters that joined MINEParams after estimates were cached: left out of cache keys while they are at
 #: their off value, so adding an option never invalidates finished estimates that did not use it.
 _KEY_OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "early_stop_fraction", "critic", "embed_dim", "embed_layers", "embed_width", "joint_width",
+    "early_stop_every", "early_stop_patience", "sampling", "init", "activation", "hidden_width", "readout_clip",
+    "readout_batch",
 )
+#: Objectives whose held-out bound is DV (readout_clip and readout_batch apply to these only).
+DV_FAMILY: tuple[str, ...] = ("dv", "smile", "mine_ema", "js")
 
 
 @dataclass(frozen=True)
@@ -145,6 +187,14 @@ class MINEParams:
     embed_layers: int = DEFAULT_EMBED_LAYERS
     embed_width: int = DEFAULT_EMBED_WIDTH
     joint_width: int = DEFAULT_JOINT_WIDTH
+    early_stop_every: int | None = DEFAULT_EARLY_STOP_EVERY
+    early_stop_patience: int | None = DEFAULT_EARLY_STOP_PATIENCE
+    sampling: Sampling = DEFAULT_SAMPLING
+    init: Init = DEFAULT_INIT
+    activation: Activation = DEFAULT_ACTIVATION
+    hidden_width: int | None = DEFAULT_HIDDEN_WIDTH
+    readout_clip: float | None = DEFAULT_READOUT_CLIP
+    readout_batch: int | None = DEFAULT_READOUT_BATCH
 
     @classmethod
     def paper(cls) -> MINEParams:
@@ -265,8 +315,30 @@ class MINEParams:
         _require(self.critic in CRITICS, f"critic must be one of {list(CRITICS)}, got {self.critic!r}")
         for name in ("embed_dim", "embed_layers", "embed_width", "joint_width"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                     f"{name} must be an integer >= 1, got {value!r}")
+            _require(_positive_int(value), f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("early_stop_every", "early_stop_patience", "hidden_width"):
+            value = getattr(self, name)
+            _require(value is None or _positive_int(value), f"{name} must be an integer >= 1 or None, got {value!r}")
+        _require(self.readout_batch is None or (_positive_int(self.readout_batch) and self.readout_batch >= 2),
+                 f"readout_batch must be an integer >= 2 (a batch scores each row against another) or None, got "
+                 f"{self.readout_batch!r}")
+        _require(self.readout_clip is None or self.readout_clip > 0,
+                 f"readout_clip must be > 0 (nats) or None, got {self.readout_clip}")
+        _require(self.sampling in SAMPLINGS, f"sampling must be one of {list(SAMPLINGS)}, got {self.sampling!r}")
+        _require(self.init in INITS, f"init must be one of {list(INITS)}, got {self.init!r}")
+        _require(self.activation in ACTIVATIONS,
+                 f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
+        _require(
+            (self.readout_clip is None and self.readout_batch is None) or self.objective in DV_FAMILY,
+            f"readout_clip and readout_batch change the DV readout; objective {self.objective!r} does not read DV "
+            f"(use one of {list(DV_FAMILY)} or leave them None)",
+        )
+        _require(self.early_stop_patience is None or self.early_stop_fraction > 0,
+                 "early_stop_patience needs an early-stopping slice: set early_stop_fraction (e.g. 0.1)")
+        _require((self.init, self.activation, self.hidden_width) == (DEFAULT_INIT, DEFAULT_ACTIVATION, None)
+                 or self.critic == "joint",
+                 f"init, activation and hidden_width shape the joint critic; critic={self.critic!r} does not use "
+                 f"them (set critic='joint' or leave them at their defaults)")
         if n_samples is None:
             return
         n_train, n_heldout = self.split_sizes(n_samples)
@@ -296,6 +368,10 @@ class MINEParams:
             f"heldout_fraction={self.heldout_fraction}); lower batch_size or use batch_size=None "
             f"(full batch)",
         )
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _require(ok: bool, message: str) -> None:

@@ -34,7 +34,48 @@ def heldout_samples(
     marginal scores for the DV family and NWJ, the per-row terms for InfoNCE."""
     if params.objective == "infonce":
         return (_heldout_infonce_terms(critic, split, params, gens),)
-    return _heldout_scores(critic, split, params, gens)
+    if params.readout_batch is not None:
+        return (_heldout_batch_bounds(critic, split, params),)
+    joint, marginal = _heldout_scores(critic, split, params, gens)
+    if params.readout_clip is not None:
+        marginal = marginal.clamp(-params.readout_clip, params.readout_clip)
+    return joint, marginal
+
+
+def heldout_bound(params: MINEParams, samples: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The held-out bound (E,) from the tensors of `heldout_samples`."""
+    if params.readout_batch is not None:
+        return samples[0].mean(dim=1)
+    return HELDOUT_BOUND[params.objective](*samples)
+
+
+def batch_sizes(n: int, batch: int) -> list[int]:
+    """Consecutive batches of `batch` rows, the last one shorter (as a DataLoader without drop_last); a last
+    batch of one row, which has no other row to pair with, joins the one before it."""
+    sizes = [batch] * (n // batch) + ([n % batch] if n % batch else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] + 1]
+    return sizes
+
+
+def _heldout_batch_bounds(critic: EnsembleCritic, split: Split, params: MINEParams) -> torch.Tensor:
+    """torch-mist's batch-wise readout (E, n_batches) in bits: the held-out rows in their (already shuffled)
+    order, cut into batches of `readout_batch`; in each batch, DV (clipped at `readout_clip` when set) of the
+    joint pairs (x_i, y_i) against the marginal pairs (x_i, y_i+1), the shift cyclic within the batch."""
+    assert params.readout_batch is not None
+    e, n_h = split.x_heldout.shape[:2]
+    sizes = batch_sizes(n_h, params.readout_batch)
+    xw, yw = critic.project(split.x_heldout, split.y_heldout)
+    identity = torch.arange(n_h)
+    starts = torch.repeat_interleave(torch.tensor([0, *sizes[:-1]]).cumsum(0), torch.tensor(sizes))
+    lengths = torch.repeat_interleave(torch.tensor(sizes), torch.tensor(sizes))
+    following = starts + (identity - starts + 1) % lengths
+    joint = _score_pairs(critic, xw, yw, identity.expand(e, n_h), identity.expand(e, n_h))
+    marginal = _score_pairs(critic, xw, yw, identity.expand(e, n_h), following.expand(e, n_h))
+    if params.readout_clip is not None:
+        marginal = marginal.clamp(-params.readout_clip, params.readout_clip)
+    return torch.stack([dv_bound_bits(j, m) for j, m in zip(joint.split(sizes, dim=1), marginal.split(sizes, dim=1))],
+                       dim=1)
 
 
 def _heldout_infonce_terms(
@@ -138,12 +179,13 @@ BOOTSTRAP_BOUND: dict[str, Callable[..., float]] = {
 
 def bootstrap(samples: list[np.ndarray], params: MINEParams, seed: int) -> np.ndarray:
     """Percentile-bootstrap replicates of the held-out bound: each sample is resampled with replacement,
-    separately (joint and marginal scores are two samples of the two expectations in DV and NWJ).
+    separately (joint and marginal scores are two samples of the two expectations in DV and NWJ; the batch-wise
+    readout's per-batch bounds are one sample of the mean).
 
     InfoNCE's per-row terms share their chunk's log-sum-exp, so they are not quite independent; resampling
     them as if they were ignores that coupling, which is weak for chunks of hundreds of rows.
     """
-    bound = BOOTSTRAP_BOUND[params.objective]
+    bound = mean_np if params.readout_batch is not None else BOOTSTRAP_BOUND[params.objective]
     rng = np.random.default_rng([seed, _BOOTSTRAP_STREAM])
     out = np.empty(params.n_bootstrap, dtype=np.float64)
     for b in range(params.n_bootstrap):

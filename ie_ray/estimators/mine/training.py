@@ -4,7 +4,7 @@ early-stopping checkpoint."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -18,8 +18,8 @@ from ie_ray.estimators.bounds import (
 )
 from ie_ray.estimators.critic import EnsembleCritic
 from ie_ray.estimators.mine.data import Split, take
-from ie_ray.estimators.mine.params import EARLY_STOP_EVERY, EARLY_STOP_SHIFTS, MINEParams
-from ie_ray.estimators.mine.readout import HELDOUT_BOUND, heldout_samples
+from ie_ray.estimators.mine.params import EARLY_STOP_SHIFTS, EARLY_STOP_TOLERANCE_BITS, MINEParams
+from ie_ray.estimators.mine.readout import heldout_bound, heldout_samples
 
 
 def poly_decay_with_warmup(step: int, params: MINEParams) -> float:
@@ -39,51 +39,82 @@ def train(
     params: MINEParams,
     gens: list[torch.Generator],
     stop_slice: Split | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Maximise the objective; return the training-batch bound per step (steps, E) (the bound that is read out,
-    which for SMILE and MINE-EMA is plain DV, not the surrogate they follow) and which estimators stayed finite.
+    which for SMILE and MINE-EMA is plain DV, not the surrogate they follow), which estimators stayed finite,
+    and how many steps each trained (E,) (fewer than `steps` once `early_stop_patience` stopped it; its curve
+    is NaN after that).
 
     With a `stop_slice`, each estimator's critic ends at its checkpoint with the best bound on that slice."""
     e, n_train = split.x_train.shape[:2]
     batch = params.batch_size or n_train
     full_batch = params.batch_size is None or params.batch_size == n_train
+    per_epoch = math.ceil(n_train / batch)
+    every = params.early_stop_every or per_epoch
     plist = list(critic.parameters())
     # Not fused=True: ~10% faster on CPU, but its vectorised kernel rounds tensor tails differently depending
     # on the tensor's size, i.e. on E, which broke ensemble == one-by-one for the paper's tiny last layers.
     optimizer = torch.optim.Adam(plist, lr=params.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_decay_with_warmup(s, params))
     alive = torch.ones(e, dtype=torch.bool)
+    running = torch.ones(e, dtype=torch.bool)  # not yet stopped by early_stop_patience
+    steps_run = torch.zeros(e, dtype=torch.long)
     curve = torch.full((params.steps, e), math.nan)
     ema = EMADenominator(params.ema_rate)
-    best: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+    best: _Best | None = None
+    epoch_order: torch.Tensor | None = None
     for step in range(params.steps):
         if full_batch:
             xb, yb = split.x_train, split.y_train
         else:
-            rows = torch.stack([torch.randperm(n_train, generator=g)[:batch] for g in gens])
+            if params.sampling == "epochs":
+                if step % per_epoch == 0:
+                    epoch_order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+                assert epoch_order is not None
+                rows = epoch_order[:, (step % per_epoch) * batch : (step % per_epoch + 1) * batch]
+            else:
+                rows = torch.stack([torch.randperm(n_train, generator=g)[:batch] for g in gens])
             xb, yb = take(split.x_train, rows), take(split.y_train, rows)
         xw, yw = critic.project(xb, yb)
         if params.objective == "infonce":
             bound = target = infonce_bound_bits(critic.pair_scores(xw, yw))
         else:
-            perm = torch.stack([torch.randperm(batch, generator=g) for g in gens])
+            b = xb.shape[1]
+            perm = torch.stack([torch.randperm(b, generator=g) for g in gens])
             # Joint and marginal rows are scored as one (E, 2B) batch; marginal rows reuse the y embeddings.
             scores = critic.scores(torch.cat([xw, xw], dim=1), torch.cat([yw, take(yw, perm)], dim=1))
-            bound, target = _pair_objective(scores[:, :batch], scores[:, batch:], params, ema)
+            bound, target = _pair_objective(scores[:, :b], scores[:, b:], params, ema)
         alive &= torch.isfinite(bound.detach()) & torch.isfinite(target.detach())
+        active = alive & running
         optimizer.zero_grad(set_to_none=True)
-        (-torch.where(alive, target, 0.0).sum()).backward()
-        alive &= _mask_and_clip(plist, alive, params.grad_clip)
-        curve[step] = torch.where(alive, bound.detach(), math.nan)
-        _step_frozen_aware(optimizer, plist, alive)
+        (-torch.where(active, target, 0.0).sum()).backward()
+        alive &= _mask_and_clip(plist, active, params.grad_clip)
+        active &= alive
+        curve[step] = torch.where(active, bound.detach(), math.nan)
+        steps_run += active.long()
+        _step_frozen_aware(optimizer, plist, active)
         schedule.step()
-        if stop_slice is not None and ((step + 1) % EARLY_STOP_EVERY == 0 or step + 1 == params.steps):
-            best = _keep_best_checkpoint(critic, stop_slice, params, gens, alive, best)
+        if stop_slice is not None and ((step + 1) % every == 0 or step + 1 == params.steps):
+            best = _keep_best_checkpoint(critic, stop_slice, params, gens, active, best)
+            if params.early_stop_patience is not None:
+                running &= best.misses < params.early_stop_patience
+                if not bool((running & alive).any()):
+                    break
     if stop_slice is not None and best is not None:
         with torch.no_grad():
-            for p, kept in zip(plist, best[1]):
+            for p, kept in zip(plist, best.params):
                 p.copy_(kept)
-    return curve, alive
+    return curve, alive, steps_run
+
+
+@dataclass
+class _Best:
+    """Per estimator: the best bound read on the early-stopping slice so far, the parameters that read it, and
+    how many readings since then fell more than EARLY_STOP_TOLERANCE_BITS below it (torch-mist's count)."""
+
+    value: torch.Tensor
+    params: list[torch.Tensor]
+    misses: torch.Tensor
 
 
 def _keep_best_checkpoint(
@@ -91,23 +122,25 @@ def _keep_best_checkpoint(
     stop_slice: Split,
     params: MINEParams,
     gens: list[torch.Generator],
-    alive: torch.Tensor,
-    best: tuple[torch.Tensor, list[torch.Tensor]] | None,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    active: torch.Tensor,
+    best: _Best | None,
+) -> _Best:
     """Read the bound on the early-stopping slice; where it beats an estimator's best so far, copy that
-    estimator's parameters. Returns (best value per estimator, best parameters)."""
+    estimator's parameters. Estimators that are not `active` (frozen) keep their best and their misses."""
     plist = list(critic.parameters())
     with torch.no_grad():
         samples = heldout_samples(critic, stop_slice, replace(params, marginal_shifts=EARLY_STOP_SHIFTS), gens)
-        value = HELDOUT_BOUND[params.objective](*samples)
-    value = torch.where(alive & torch.isfinite(value), value, -math.inf)
+        value = heldout_bound(params, samples)
+    value = torch.where(active & torch.isfinite(value), value, -math.inf)
     if best is None:
-        return value, [p.detach().clone() for p in plist]
-    better = value > best[0]
+        return _Best(value, [p.detach().clone() for p in plist], torch.zeros(value.shape[0], dtype=torch.long))
+    better = value > best.value
     with torch.no_grad():
-        for kept, p in zip(best[1], plist):
+        for kept, p in zip(best.params, plist):
             kept.copy_(torch.where(_bcast(better, p), p.detach(), kept))
-    return torch.where(better, value, best[0]), best[1]
+    worse = active & (value < best.value - EARLY_STOP_TOLERANCE_BITS)
+    misses = torch.where(better, 0, best.misses + worse.long())
+    return _Best(torch.where(better, value, best.value), best.params, misses)
 
 
 def _pair_objective(
