@@ -399,20 +399,20 @@ def write_report(out_dir: Path, table: pd.DataFrame, populations: Sequence[Popul
                                                     for p in populations})
 
 
-def _cell(value: str) -> tuple[int, int]:
-    try:
-        block, position = value.split(":")
-        return int(block), int(position)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a cell BLOCK:POSITION such as 29:7") from None
+def _int_pair(what: str) -> Callable[[str], tuple[int, int]]:
+    """An argparse type for `A:B` integer pairs; `what` names the form in the error (e.g. "a cell BLOCK:POSITION
+    such as 29:7")."""
+    def parse(value: str) -> tuple[int, int]:
+        try:
+            a, b = value.split(":")
+            return int(a), int(b)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+    return parse
 
 
-def _synthetic(value: str) -> tuple[int, int]:
-    try:
-        d, k = value.split(":")
-        return int(d), int(k)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a synthetic law D:K such as 576:5000") from None
+_cell = _int_pair("a cell BLOCK:POSITION such as 29:7")
+_synthetic = _int_pair("a synthetic law D:K such as 576:5000")
 
 
 def run_real_calibration(runs: Sequence[Path], cells: Sequence[tuple[int, int]], synthetic: Sequence[tuple[int, int]],
