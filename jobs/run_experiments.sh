@@ -26,6 +26,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=${HF_HUB_OFF
 RUNS=(
   "natural-kjv-start8-all|paper-natural-kjv-start8-all.yaml|variance brackets"
   "icl-country-20k-seed1|paper-icl-country-20k-seed1.yaml|variance brackets"
+  "convention-icl-country-20k-seed1-total|convention-icl-country-20k-seed1-total.yaml|variance brackets|icl-country-20k-seed1"
   "icl-country-20k-seed2|paper-icl-country-20k-seed2.yaml|variance brackets"
   "icl-country-20k|paper-icl-country-20k.yaml|variance brackets"
   "convention-natural-kjv-start8-total|convention-natural-kjv-start8-total.yaml|variance brackets|natural-kjv-start8-all"
