@@ -319,6 +319,62 @@ def conventions() -> list[str]:
             _md(pd.DataFrame(rows)), ""]
 
 
+#: The country task at 20,000 12-shot lists: one run per corpus seed (different sampled lists), and seed 1 again
+#: under the second scale rule (read from its kept states). Run directory -> (corpus seed, scale rule).
+ICL_SEED_RUNS = {"icl-country-20k": (0, "pooled_no_sink"), "icl-country-20k-seed1": (1, "pooled_no_sink"),
+                 "icl-country-20k-seed2": (2, "pooled_no_sink"),
+                 "convention-icl-country-20k-seed1-total": (1, "total_no_sink")}
+
+
+def stored_taus(run: str) -> list[float]:
+    """The noise fractions a run's smoothed readings were computed at (every tau is stored, reported or not)."""
+    mi = _mi(run)
+    return sorted(float(t) for t in mi[mi.reading == "smoothed"].tau.dropna().unique())
+
+
+def icl_seeds() -> list[str]:
+    """Claims 2a, 2b and 3 per corpus seed and under each scale rule (issue 25 item 1, issue 24 item 3): the block
+    mean at every shot end, the saturation shot (significance rule and broken-stick knee), the std peak with its
+    interval; then the spread of those over the corpus seeds under the default rule."""
+    rows = []
+    for run, (seed, rule) in ICL_SEED_RUNS.items():
+        if not (RESULTS / run / "mi.parquet").is_file():
+            continue
+        for tau in stored_taus(run):
+            for end in ("plugin", "loo"):
+                ie = ie_at(run, tau, end)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = analyse_variance(ie, shot_length=2)
+                curve, f = result.summary.sort_values("shot"), result.findings.iloc[0]
+                rows.append(dict(seed=seed, rule=rule, tau=tau, end=end, blocks=ie.layer.nunique(),
+                                 block_mean_at_shots=", ".join(f"{v:.2f}" for v in curve.ie_mean_bits),
+                                 saturation=int(f.saturation_shot), knee=f.broken_stick_k0,
+                                 fall_after_max=curve.ie_mean_bits.iloc[-1] - curve.ie_mean_bits.max(),
+                                 std_peak=f.peak_std_layers,
+                                 std_peak_ci=f"[{f.peak_std_layers_ci_low:g}, {f.peak_std_layers_ci_high:g}]",
+                                 near_share=f.peak_std_layers_near_saturation_share))
+    if not rows:
+        return ["## ICL seeds and conventions: no run of ICL_SEED_RUNS is committed yet", ""]
+    frame = pd.DataFrame(rows)
+    default = frame[frame.rule == "pooled_no_sink"]
+    spread = (default.groupby(["tau", "end"])
+              .agg(seeds=("seed", lambda s: ", ".join(map(str, s))),
+                   saturation=("saturation", lambda s: ", ".join(map(str, s))),
+                   knee=("knee", lambda s: ", ".join(f"{v:g}" for v in s)),
+                   std_peak=("std_peak", lambda s: ", ".join(f"{v:g}" for v in s)),
+                   fall_after_max_mean=("fall_after_max", "mean"), fall_after_max_sd=("fall_after_max", "std"))
+              .reset_index())
+    return ["## ICL seeds and conventions: the country task at 20,000 lists, per corpus seed and scale rule", "",
+            "Every block, every stored tau, both ends of the bracket. `block_mean_at_shots`: the mean over blocks at "
+            "shots 1-12; `saturation`: the significance rule of `ie-ray variance`, `knee`: its broken-stick knee; "
+            "`fall_after_max`: the block mean at shot 12 minus its maximum; `std_peak`: the shot where the std across "
+            "blocks peaks, with its bootstrap interval and the share of replicates within one shot of saturation.", "",
+            _md(frame), "",
+            "Spread over the corpus seeds (default rule; the values listed in seed order):", "",
+            _md(spread), ""]
+
+
 def cross_run_tau1() -> list[str]:
     """The block mean at the shot ends at tau 1.0 (the readings every 10k run computed and the report omitted)."""
     rows = []
@@ -335,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, timings,
-                    cross_run_tau1, holds_under, conventions):
+                    cross_run_tau1, holds_under, conventions, icl_seeds):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
