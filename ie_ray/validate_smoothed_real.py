@@ -418,20 +418,33 @@ def _int_pair(what: str) -> Callable[[str], tuple[int, int]]:
 
 
 _cell = _int_pair("a cell BLOCK:POSITION such as 29:7")
+
+
+def _real_run(value: str) -> tuple[Path, list[tuple[int, int]] | None]:
+    """`RUN` (the --cells apply) or `RUN@B:P,B:P` (this run's own cells), for --real."""
+    path, at, cells = value.rpartition("@")
+    if not at:
+        return Path(value), None
+    if not path or not cells:
+        raise argparse.ArgumentTypeError(f"{value!r} is not RUN or RUN@BLOCK:POSITION[,BLOCK:POSITION...]")
+    return Path(path), [_cell(cell) for cell in cells.split(",")]
 _synthetic = _int_pair("a synthetic law D:K such as 576:5000")
 
 
-def run_real_calibration(runs: Sequence[Path], cells: Sequence[tuple[int, int]], synthetic: Sequence[tuple[int, int]],
+def run_real_calibration(runs: Sequence[Path | tuple[Path, list[tuple[int, int]] | None]], cells: Sequence[tuple[int, int]], synthetic: Sequence[tuple[int, int]],
                          out_dir: Path, fractions: Sequence[float] = DEFAULT_FRACTIONS, seeds: int = DEFAULT_SEEDS,
                          taus: Sequence[float] = DEFAULT_TAUS, truth_draws: int = TRUTH_DRAWS,
                          rule: str = DEFAULT_SCALE_RULE, command: str = "",
                          log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Every population (each run's cells, then the synthetic laws), resumable; writes the report."""
+    """Every population (each run's cells, then the synthetic laws), resumable; writes the report. A run given as
+    (path, cells) uses its own cells instead of `cells` (runs of different lengths: natural text has 8 positions,
+    an ICL run 24)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     frames, populations = [], []
-    for run in runs:
-        for block, position in cells:
+    for entry in runs:
+        run, own_cells = entry if isinstance(entry, tuple) else (entry, None)
+        for block, position in own_cells or cells:
             pop = real_population(run, block, position, rule)
             populations.append(pop)
             frames.append(run_population(pop, out_dir, fractions, seeds, taus, truth_draws, log))
@@ -448,8 +461,9 @@ def run_real_calibration(runs: Sequence[Path], cells: Sequence[tuple[int, int]],
 
 def add_arguments(parser) -> None:
     """`ie-ray validate --smoothed --real RUN ...` options."""
-    parser.add_argument("--real", nargs="*", type=Path, metavar="RUN",  # or a cell's states directory
+    parser.add_argument("--real", nargs="*", type=_real_run, metavar="RUN[@B:P,...]",  # or a cell's states directory
                         help="with --smoothed: calibrate on the kept states of these runs (ie_ray/validate_smoothed_real.py); "
+                             "RUN@29:23,14:5 gives a run its own cells instead of --cells; "
                              "no RUN: the synthetic laws alone")
     parser.add_argument("--cells", nargs="+", type=_cell, default=[(29, 7)], metavar="BLOCK:POSITION",
                         help="with --real: the (block, macro position) cells whose states are the populations")

@@ -114,3 +114,36 @@ def test_adoption_needs_both_kinds_at_ninety_percent():
     adopt = adoption(summarise(pd.concat([real, missed]))).set_index("candidate")
     assert not adopt.loc["plugin", "adopted"] and adopt.loc["fit", "adopted"]
     assert adopt.loc["plugin", "worst_synthetic"] == pytest.approx(0.8)
+
+
+def test_real_runs_take_their_own_cells_on_the_command_line():
+    """`--real RUN@B:P,B:P` gives a run its own cells (an ICL run has 24 positions, natural text 8); a bare RUN
+    takes --cells; a malformed value is refused naming the form."""
+    import argparse
+
+    from ie_ray.validate_smoothed_real import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--real", "runs/natural", "runs/icl@29:23,14:5", "--cells", "29:7", "14:3"])
+    from pathlib import Path
+    assert args.real == [(Path("runs/natural"), None), (Path("runs/icl"), [(29, 23), (14, 5)])]
+    assert args.cells == [(29, 7), (14, 3)]
+    for bad in ("runs/icl@", "@29:7", "runs/icl@29"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--real", bad])
+
+
+def test_calibration_reads_each_runs_own_cells(monkeypatch, tmp_path):
+    """run_real_calibration builds the populations (run, block, position) from a run's own cells where given, and
+    from --cells otherwise (population reading and fitting stubbed: only the pairing is under test)."""
+    import ie_ray.validate_smoothed_real as real
+
+    seen: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(real, "real_population", lambda run, b, p, rule: seen.append((str(run), b, p)) or (run, b, p))
+    monkeypatch.setattr(real, "run_population", lambda pop, *a, **k: pd.DataFrame({"x": [1]}))
+    monkeypatch.setattr(real, "write_report", lambda *a, **k: None)
+    from pathlib import Path
+    real.run_real_calibration([Path("nat"), (Path("icl"), [(29, 23)])], [(29, 7), (14, 3)], [], tmp_path,
+                              log=lambda _: None)
+    assert seen == [("nat", 29, 7), ("nat", 14, 3), ("icl", 29, 23)]
