@@ -95,10 +95,12 @@ class Job:
         return [(self.estimator, t, d) for t, d in zip(self.tasks, self.draws)]
 
 
-def concentrated_tasks(dims: tuple[int, ...], mi_bits: tuple[float, ...]) -> list[Task]:
-    """The concentrated families' tasks with the seeds a validation run of exactly these families gives them."""
+def concentrated_tasks(dims: tuple[int, ...], mi_bits: tuple[float, ...],
+                       families: tuple[str, ...] = CONCENTRATED_FAMILIES) -> list[Task]:
+    """The concentrated families' tasks with the seeds a validation run of all of them gives them (`families`
+    only filters, so a task's seed and sample never depend on which families were asked for)."""
     tasks = make_tasks(list(GRID_DIMS), list(GRID_MI), list(CONCENTRATED_FAMILIES))
-    return [t for t in tasks if t.d in dims and t.mi_bits in mi_bits]
+    return [t for t in tasks if t.d in dims and t.mi_bits in mi_bits and t.family in families]
 
 
 def synthetic_jobs(estimators: list[str], tasks: list[Task], n: int, draws: list[int]) -> Iterator[Job]:
@@ -109,6 +111,7 @@ def synthetic_jobs(estimators: list[str], tasks: list[Task], n: int, draws: list
         group = [t for t in tasks if t.d == d]
         for draw in draws:
 
+            @_last_only
             def load(group: list[Task] = group, draw: int = draw) -> list:
                 return [(*t.sample(n, draw), t.mi_bits, (t.seed + draw) % (2**31)) for t in group]
 
@@ -119,7 +122,8 @@ def synthetic_jobs(estimators: list[str], tasks: list[Task], n: int, draws: list
 def bmi_jobs(estimators: list[str], bmi_dir: Path, limit_rows: int | None = None,
              keep: int | None = None) -> Iterator[Job]:
     """bmi's dumped tasks, one job per estimator and shape (dx, dy, n): tasks and seeds of one shape train as one
-    ensemble. `keep`: only the first `keep` tasks (by name)."""
+    ensemble; torch-mist, which trains one task at a time anyway, gets all of them in one job (one start-up of
+    its worker processes), after ours. `keep`: only the first `keep` tasks (by name)."""
     files = sorted(bmi_dir.glob("*.npz")) if bmi_dir.is_dir() else []
     names = sorted({f.stem.rpartition("__seed")[0] for f in files})[:keep]
     by_shape: dict[tuple[int, int, int], list[Path]] = {}
@@ -128,8 +132,14 @@ def bmi_jobs(estimators: list[str], bmi_dir: Path, limit_rows: int | None = None
             with np.load(f) as z:
                 rows = len(z["x"]) if limit_rows is None else min(limit_rows, len(z["x"]))
                 by_shape.setdefault((z["x"].shape[1], z["y"].shape[1], rows), []).append(f)
-    for shape, paths in sorted(by_shape.items()):
+    groups = [paths for _, paths in sorted(by_shape.items(), key=lambda kv: (kv[0][0] + kv[0][1], kv[0]))]
+    ours = [e for e in estimators if e != TORCH_MIST]
+    plan = [(paths, ours) for paths in groups]
+    if TORCH_MIST in estimators and groups:
+        plan.append(([p for ps in groups for p in ps], [TORCH_MIST]))
+    for paths, names_here in plan:
 
+        @_last_only
         def load(paths: list[Path] = paths) -> list:
             out = []
             for p in paths:
@@ -141,8 +151,21 @@ def bmi_jobs(estimators: list[str], bmi_dir: Path, limit_rows: int | None = None
 
         tasks = tuple(f"bmi:{p.stem.rpartition('__seed')[0]}" for p in paths)
         seeds = tuple(int(p.stem.rpartition("__seed")[2]) for p in paths)
-        for est in estimators:
+        for est in names_here:
             yield Job(est, "bmi", tasks, seeds, load)
+
+
+def _last_only(fn: Callable[[], list]) -> Callable[[], list]:
+    """Keep the last loaded group's samples, so the estimators of one group share one draw (and one sampling
+    cost) while only one group is held in memory."""
+    def load() -> list:
+        if _LAST[0] is not fn:
+            _LAST[:] = [fn, fn()]
+        return _LAST[1]
+    return load
+
+
+_LAST: list[Any] = [None, None]
 
 
 def run_ours(name: str, data: list, device: str, overrides: dict[str, Any]) -> list[dict[str, Any]]:
@@ -355,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=ALL, help="estimators to run (default: all)")
     ap.add_argument("--dims", type=int, nargs="+", default=list(DIMS))
     ap.add_argument("--mi", type=float, nargs="+", default=list(MI_BITS))
+    ap.add_argument("--families", nargs="+", choices=CONCENTRATED_FAMILIES, default=list(CONCENTRATED_FAMILIES))
     ap.add_argument("--draws", type=int, nargs="+", default=[0])
     ap.add_argument("--samples", type=int, default=N_SAMPLES)
     ap.add_argument("--bmi-dir", type=Path, default=BMI_DIR, help="bmi task dumps (dump_bmi_tasks.py); none: skip")
@@ -389,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides, limit_rows = QUICK_OVERRIDES, 1000
     if not args.report:
         jobs = [] if args.no_synthetic else list(
-            synthetic_jobs(names, concentrated_tasks(tuple(args.dims), tuple(args.mi)), args.samples, args.draws))
+            synthetic_jobs(names, concentrated_tasks(tuple(args.dims), tuple(args.mi), tuple(args.families)), args.samples,
+                           args.draws))
         bmi = list(bmi_jobs(names, args.bmi_dir, limit_rows, keep=2 if args.quick else None))
         small = [j for j in jobs if int(j.regime[2:]) <= 256]
         ordered = small + bmi + [j for j in jobs if j not in small]  # d <= 256, bmi's tasks, then wider
