@@ -189,8 +189,11 @@ def run_torch_mist(data: list, device: str, peer_python: str, workers: int) -> l
         for k, (x, y, _, seed) in enumerate(data):
             np.savez(dirs[k % len(dirs)] / f"t{k:03d}.npz", x=x, y=y, seed=seed, heldout_fraction=HELDOUT,
                      device=device)
+        # Each worker its own TMPDIR: torch-mist 0.2.17 checkpoints its best model to gettempdir()/model_<iteration>_
+        # <built-in function time>.pyt (`time.time`, not called), a name concurrent runs share and delete.
         procs = [subprocess.Popen([peer_python, str(HERE / "peer_runners" / "run_peer.py"), "torch-mist-smile",
-                                   str(d), str(d / "out.jsonl")]) for d in dirs]
+                                   str(d), str(d / "out.jsonl")], env={**os.environ, "TMPDIR": str(d)})
+                 for d in dirs]
         codes = [p.wait() for p in procs]
         if any(codes):
             raise RuntimeError(f"torch-mist runner exited with {codes} (its output is above)")
