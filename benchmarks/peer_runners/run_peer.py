@@ -1,9 +1,11 @@
 """Run one peer MI toolkit on task files, inside that peer's own venv (never imported by ie_ray).
 
 Called by benchmarks/peers.py as `<peer venv>/bin/python run_peer.py PEER IN_DIR OUT_JSON`: IN_DIR holds one
-`<task>.npz` per task (x, y: float32 (N, d); `heldout_fraction`: the held-out share our estimators use). Each
-peer runs with its documented defaults (see PEERS); the estimate is converted to bits, and the seconds of fit +
-readout per task are measured here, one torch thread, so the numbers compare with ours (also one thread).
+`<task>.npz` per task (x, y: float32 (N, d); `heldout_fraction`: the held-out share our estimators use; optional
+`device`: "cpu" (default) or "cuda", for the peers that take one). Each peer runs with its documented defaults
+(see PEERS); the estimate is converted to bits, and the seconds of fit + readout per task are measured here, on
+one torch thread when on the CPU, so the numbers compare with ours (also one thread). Needs no venv of its own
+where the peer's wheels are on PYTHONPATH (benchmarks/neural_recommendation.py runs it so on a GPU machine).
 Results are appended one JSON line per task as they finish, so an interrupted run keeps what it finished.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 LN2 = math.log(2.0)
 
 
-def torch_mist_smile(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int) -> float:
+def torch_mist_smile(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int, device: str = "cpu") -> float:
     """torch-mist's `estimate_mi` with its default estimator (SMILE, tau 5), default training (up to 5,000
     iterations, batch 128, early stopping on a 10% validation slice of the training split) and the critic of its
     README example (`hidden_dims=[128]`; the argument has no default). Read on our held-out split (test_data),
@@ -34,13 +36,14 @@ def torch_mist_smile(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed
     out = estimate_mi(
         data=(torch.from_numpy(x[:n_train]), torch.from_numpy(y[:n_train])),
         test_data=(torch.from_numpy(x[n_train:]), torch.from_numpy(y[n_train:])),
-        estimator="smile", hidden_dims=[128], verbose=False,
+        estimator="smile", hidden_dims=[128], verbose=False, device=device,
     )
     value = out[0] if isinstance(out, tuple) else out
     return float(value)
 
 
-def torch_mist_smile_readouts(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int) -> tuple[float, dict]:
+def torch_mist_smile_readouts(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int,
+                              device: str = "cpu") -> tuple[float, dict]:
     """`torch_mist_smile` (the same training: same seed, same calls), then its trained critic read out three ways on
     the same held-out pairs: its own SMILE readout (returned, nats), and in `extra` (bits) the plain DV and the
     clipped (tau 5) DV over ALL off-diagonal held-out pairs, the full-sample readout ours uses, and the seconds of
@@ -54,13 +57,14 @@ def torch_mist_smile_readouts(x: np.ndarray, y: np.ndarray, heldout_fraction: fl
     t0 = time.perf_counter()
     value, estimator = estimate_mi(
         data=(torch.from_numpy(x[:n_train]), torch.from_numpy(y[:n_train])), test_data=(xt, yt),
-        estimator="smile", hidden_dims=[128], verbose=False, return_estimator=True,
+        estimator="smile", hidden_dims=[128], verbose=False, return_estimator=True, device=device,
     )[:2]
     fit_s = time.perf_counter() - t0
     layers = estimator.critic.joint_net.layers  # pyro DenseNN: Linear(dx + dy, 128), ReLU, Linear(128, 1)
     assert len(layers) == 2, "the readout swap assumes hidden_dims=[128]"
     w1, b1, w2, b2 = layers[0].weight, layers[0].bias, layers[1].weight, layers[1].bias
     dx = xt.shape[1]
+    xt, yt = xt.to(w1.device), yt.to(w1.device)
     with torch.no_grad():
         xw, yw = xt @ w1[:, :dx].T, yt @ w1[:, dx:].T + b1  # the first layer split: concat[x; y] W = x Wx + y Wy
         rows = []
@@ -76,10 +80,10 @@ def torch_mist_smile_readouts(x: np.ndarray, y: np.ndarray, heldout_fraction: fl
     return float(value), {"full_dv_bits": dv / LN2, "full_dv_clip5_bits": dv_clip / LN2, "fit_wall_s": fit_s}
 
 
-def latentmi_default(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int) -> float:
+def latentmi_default(x: np.ndarray, y: np.ndarray, heldout_fraction: float, seed: int, device: str = "cpu") -> float:
     """latentmi's `lmi.estimate(X, Y)` with every default (8-dim latents from its cross-predictive paired
     autoencoder, 50% validation split, KSG on the validation half): the mean of its pointwise MI over the points
-    it estimates. Returns nats (KSG's digamma form)."""
+    it estimates. Returns nats (KSG's digamma form). `device` is ignored: latentmi picks its own."""
     from latentmi import lmi
 
     np.random.seed(seed)
@@ -95,7 +99,6 @@ PEERS = {
 
 
 def main(peer: str, in_dir: str, out_json: str) -> None:
-    torch.set_num_threads(1)
     package, fn = PEERS[peer]
     done = set()
     out = Path(out_json)
@@ -106,18 +109,21 @@ def main(peer: str, in_dir: str, out_json: str) -> None:
             continue
         data = np.load(path)
         seed = int(data["seed"])
+        device = str(data["device"]) if "device" in data.files else "cpu"
+        if device == "cpu":
+            torch.set_num_threads(1)
         torch.manual_seed(seed)
         t0 = time.perf_counter()
         extra: dict = {}
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # latentmi prints an epoch counter per epoch
-                value, error = fn(data["x"], data["y"], float(data["heldout_fraction"]), seed), ""
+                value, error = fn(data["x"], data["y"], float(data["heldout_fraction"]), seed, device=device), ""
             nats, extra = value if isinstance(value, tuple) else (value, {})  # extra: other readouts, already in bits
         except Exception as exc:  # a peer's failure is a result to report, not a crash of the benchmark
             nats, error = math.nan, f"{type(exc).__name__}: {exc}"[:300]
         row = dict(task_file=path.name, peer=peer, package=package, package_version=version(package),
                    torch_version=torch.__version__, mi_bits=nats / LN2, wall_s=time.perf_counter() - t0,
-                   error=error, **extra)
+                   error=error, device=device, **extra)
         with out.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         print(f"[{peer}] {path.stem}: {row['mi_bits']:.3f} bits in {row['wall_s']:.1f} s {error}", flush=True)

@@ -13,6 +13,17 @@ Three families, each sampled as n float32 pairs (x, y) of d dims each for a requ
   width), the other d - LOWRANK_PAIRS dims independent N(0, 1) noise, then a random rotation of x and another of
   y (MI unchanged): dependence in a few directions of a wide state, as in hidden states (whose covariance is far
   from isotropic), and the case a low-dimensional embedding can find. Opt-in (EXTRA_FAMILIES).
+- "sparse": like "lowrank" but with SPARSE_PAIRS coordinate pairs whose MI shares fall off as 1/j (pair j
+  carries mi / (j H) bits, H the harmonic number), then the random rotations: a few strong directions and a
+  tail of weak ones, as in a state whose dependence is concentrated but not equally so. Opt-in.
+- "halfcube", "asinh": a "lowrank" sample seen through a per-coordinate monotone warp of every rotated
+  coordinate of x and of y, v -> v |v|^0.5 (heavier tails) and v -> asinh(ASINH_GAIN v) (lighter tails).
+  A per-coordinate strictly monotone map is invertible, so MI is unchanged: the truth is the lowrank one,
+  while the warps bend the few informative directions, which a linear or Gaussian reading cannot undo. Opt-in.
+- "resmap": a "lowrank" sample whose y goes through the residual map y -> y + g(y) of the "residual" family
+  (g 0.9-Lipschitz, so the map is invertible and MI is unchanged): concentrated MI behind a residual block
+  (the "residual" family spreads its MI over all d directions, which at d >= 256 reads ~0 for every neural
+  estimator and so cannot rank them). Opt-in.
 - "residual": like a residual block with a noisy input, z = (I + B) x + sigma eps (a random linear residual
   branch B, Gaussian x and eps), then y = z + g(z) with g(z) = 0.9 W2 tanh(W1 z), ||W1||_2 = ||W2||_2 = 1.
   g is 0.9-Lipschitz, so z -> z + g(z) is invertible (a contraction argument, as for invertible ResNets) and
@@ -33,10 +44,15 @@ import numpy as np
 #: The default validation grid's families (their tasks' seeds and cached parts depend on this order).
 FAMILIES: tuple[str, ...] = ("gaussian", "nonlinear", "residual")
 #: Families a grid can ask for by name on top (kept out of FAMILIES so the default grid's parts stay valid).
-EXTRA_FAMILIES: tuple[str, ...] = ("lowrank",)
+#: New families are appended: `make_tasks` seeds a task from its family's position in the list it is given.
+EXTRA_FAMILIES: tuple[str, ...] = ("lowrank", "sparse", "halfcube", "asinh", "resmap")
+#: The opt-in families whose MI sits in a few directions (MI concentrated: what can rank neural estimators).
+CONCENTRATED_FAMILIES: tuple[str, ...] = EXTRA_FAMILIES
 ALL_FAMILIES: tuple[str, ...] = (*FAMILIES, *EXTRA_FAMILIES)
 #: Coordinate pairs that carry all of the MI in the "lowrank" family.
 LOWRANK_PAIRS: int = 4
+#: Coordinate pairs that carry the MI in the "sparse" family (shares falling off as 1/j).
+SPARSE_PAIRS: int = 16
 #: Lipschitz constant of the residual branch g (< 1 keeps z -> z + g(z) invertible).
 RESIDUAL_LIPSCHITZ: float = 0.9
 #: Scale of the random linear residual branch B (entries N(0, RESIDUAL_B_SCALE^2 / d)).
@@ -93,8 +109,8 @@ class Task:
         rng = np.random.default_rng([self.seed, sample_seed])
         if self.family == "residual":
             return self._sample_residual(n, rng)
-        if self.family == "lowrank":
-            return self._sample_lowrank(n, rng)
+        if self.family in EXTRA_FAMILIES:
+            return self._sample_concentrated(n, rng)
         rho = math.sqrt(1.0 - 2.0 ** (-2.0 * self.mi_bits / self.d))
         x = rng.standard_normal((n, self.d))
         y = rho * x + math.sqrt(1.0 - rho**2) * rng.standard_normal((n, self.d))
@@ -111,25 +127,55 @@ class Task:
         if self.family == "nonlinear":
             qx, qy = self._rotations()
             return np.cbrt(x @ qx.T), np.sinh(y @ qy.T) / ASINH_GAIN
-        if self.family == "lowrank":
+        if self.family in EXTRA_FAMILIES:
+            if self.family == "halfcube":
+                x, y = _unwarp_halfcube(x), _unwarp_halfcube(y)
+            elif self.family == "asinh":
+                x, y = np.sinh(x) / ASINH_GAIN, np.sinh(y) / ASINH_GAIN
+            elif self.family == "resmap":
+                y = self._unresidual(y)
             qx, qy = self._rotations()
             return x @ qx.T, y @ qy.T
         if self.family == "residual":
-            _, _, w1, w2 = self._residual_maps()
-            z = y.copy()
-            for _ in range(200):
-                z = y - RESIDUAL_LIPSCHITZ * np.tanh(z @ w1.T) @ w2.T
-            return x, z
+            return x, self._unresidual(y)
         return x, y
 
-    def _sample_lowrank(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        k = min(LOWRANK_PAIRS, self.d)
-        rho = math.sqrt(1.0 - 2.0 ** (-2.0 * self.mi_bits / k))
+    def pair_mi_bits(self) -> np.ndarray:
+        """The MI (bits) each correlated coordinate pair carries before the rotations, for the concentrated
+        families: equal shares over LOWRANK_PAIRS pairs, or shares falling off as 1/j over SPARSE_PAIRS."""
+        if self.family == "sparse":
+            share = 1.0 / np.arange(1, min(SPARSE_PAIRS, self.d) + 1)
+        else:
+            share = np.ones(min(LOWRANK_PAIRS, self.d))
+        return self.mi_bits * share / share.sum()
+
+    def _sample_concentrated(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Correlated pairs (pair_mi_bits) in the first coordinates, independent noise elsewhere, the random
+        rotations, then the family's invertible warp. "lowrank" draws exactly what it drew before the other
+        concentrated families existed (same calls on the same generator)."""
+        rho = np.sqrt(1.0 - 2.0 ** (-2.0 * self.pair_mi_bits()))
+        k = rho.size
         x = rng.standard_normal((n, self.d))
         y = rng.standard_normal((n, self.d))
-        y[:, :k] = rho * x[:, :k] + math.sqrt(1.0 - rho**2) * y[:, :k]
+        y[:, :k] = rho * x[:, :k] + np.sqrt(1.0 - rho**2) * y[:, :k]
         qx, qy = self._rotations()
-        return (x @ qx).astype(np.float32), (y @ qy).astype(np.float32)
+        x, y = x @ qx, y @ qy
+        if self.family == "halfcube":
+            x, y = x * np.sqrt(np.abs(x)), y * np.sqrt(np.abs(y))
+        elif self.family == "asinh":
+            x, y = np.arcsinh(ASINH_GAIN * x), np.arcsinh(ASINH_GAIN * y)
+        elif self.family == "resmap":
+            _, _, w1, w2 = self._residual_maps()
+            y = y + RESIDUAL_LIPSCHITZ * np.tanh(y @ w1.T) @ w2.T
+        return x.astype(np.float32), y.astype(np.float32)
+
+    def _unresidual(self, y: np.ndarray) -> np.ndarray:
+        """z with z + g(z) = y, by fixed-point iteration (converges: g is a contraction)."""
+        _, _, w1, w2 = self._residual_maps()
+        z = y.copy()
+        for _ in range(200):
+            z = y - RESIDUAL_LIPSCHITZ * np.tanh(z @ w1.T) @ w2.T
+        return z
 
     def _rotations(self) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, 0xA11])
@@ -189,6 +235,11 @@ def _orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
     """Haar-random orthogonal matrix (QR of a Gaussian matrix with the sign fix)."""
     q, r = np.linalg.qr(rng.standard_normal((d, d)))
     return q * np.sign(np.diag(r))
+
+
+def _unwarp_halfcube(v: np.ndarray) -> np.ndarray:
+    """The inverse of v -> v |v|^0.5: sign(v) |v|^(2/3)."""
+    return np.sign(v) * np.abs(v) ** (2.0 / 3.0)
 
 
 def _unit_spectral_norm(w: np.ndarray) -> np.ndarray:

@@ -54,8 +54,8 @@ def _add_isotropic_noise(
     states over samples and dims: isotropic, so the noise does not favour any direction of the state space."""
     centred = train - train.mean(dim=1, keepdim=True)
     scale = centred.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() * fraction
-    noise_tr = torch.stack([torch.randn(train.shape[1:], generator=g) for g in gens])
-    noise_ho = torch.stack([torch.randn(heldout.shape[1:], generator=g) for g in gens])
+    noise_tr = torch.stack([torch.randn(train.shape[1:], generator=g) for g in gens]).to(train.device)
+    noise_ho = torch.stack([torch.randn(heldout.shape[1:], generator=g) for g in gens]).to(train.device)
     return train + scale * noise_tr, heldout + scale * noise_ho
 
 
@@ -68,5 +68,6 @@ def _standardize(train: torch.Tensor, heldout: torch.Tensor) -> tuple[torch.Tens
 
 
 def take(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Per-estimator row selection: t (E, n, d), rows (E, m) -> (E, m, d)."""
-    return t[torch.arange(t.shape[0])[:, None], rows]
+    """Per-estimator row selection: t (E, n, d), rows (E, m) -> (E, m, d). The rows may be on the CPU (drawn
+    from the estimators' CPU generators) while t is on an accelerator: they follow t."""
+    return t[torch.arange(t.shape[0], device=t.device)[:, None], rows.to(t.device)]

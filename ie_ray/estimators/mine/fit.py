@@ -83,18 +83,20 @@ def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -
     e, n = xs.shape[:2]
     d = params.max_dims
     # Arrays from Ray's object store are read-only views; torch needs writable memory, so copy once here.
-    x = torch.from_numpy(np.array(xs[..., :d], dtype=np.float32, order="C", copy=True))
-    y = torch.from_numpy(np.array(ys[..., :d], dtype=np.float32, order="C", copy=True))
+    device = _device(params.device)
+    x = torch.from_numpy(np.array(xs[..., :d], dtype=np.float32, order="C", copy=True)).to(device)
+    y = torch.from_numpy(np.array(ys[..., :d], dtype=np.float32, order="C", copy=True)).to(device)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    critic = make_critic(params, x.shape[2], y.shape[2], gens)
+    critic = make_critic(params, x.shape[2], y.shape[2], gens).to(device)
     split, stop_slice = carve_early_stop(split_pairs(x, y, params, gens), params)
     curve, alive, steps_run = train(critic, split, params, gens, stop_slice)
     n_heldout = split.x_heldout.shape[1]
     with torch.no_grad():
         samples = heldout_samples(critic, split, params, gens)
-    heldout = heldout_bound(params, samples) if n_heldout else torch.full((e,), math.nan)
+    heldout = heldout_bound(params, samples).cpu() if n_heldout else torch.full((e,), math.nan)
+    samples = tuple(s.cpu() for s in samples)
     cap = bound_cap_bits(params, split.x_train.shape[1], n_heldout)
-    curve_np = curve.numpy()
+    curve_np = curve.cpu().numpy()
     results = []
     for i, seed in enumerate(seeds):
         # An estimator stopped by early_stop_patience has a shorter curve, not a NaN tail (NaN means non-finite).
@@ -139,6 +141,14 @@ def _fit(xs: np.ndarray, ys: np.ndarray, params: MINEParams, seeds: list[int]) -
             )
         )
     return results
+
+
+def _device(name: str) -> torch.device:
+    """The torch device of `MINEParams.device`; a clear error where CUDA was asked for and is not there."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"MINEParams.device={name!r} but torch {torch.__version__} sees no CUDA device; "
+                           "use device='cpu'")
+    return torch.device(name)
 
 
 @contextmanager

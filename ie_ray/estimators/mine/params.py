@@ -6,6 +6,7 @@ a cache key and a benchmark row all describe an estimate by the same object.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
@@ -144,6 +145,10 @@ DEFAULT_READOUT_CLIP: float | None = None
 #: biased upward for DV (Jensen), so this reads higher than the full-sample readout of the same critic. None =
 #: the full-sample readout over `marginal_shifts` shifts. Objectives of the DV family only.
 DEFAULT_READOUT_BATCH: int | None = None
+#: Where the critic trains and reads out: "cpu", "cuda" or "cuda:N". The random draws (splits, minibatches,
+#: initialisation) still come from each estimator's CPU generator, so a seed picks the same rows and the same
+#: starting critic on every device; only float rounding differs. Not part of the cache key while "cpu".
+DEFAULT_DEVICE: str = "cpu"
 #: Marginal shifts when reading the early-stopping slice: a cheap, noisier version of the held-out readout.
 EARLY_STOP_SHIFTS: int = 32
 #: Parameters that joined MINEParams after estimates were cached: left out of cache keys while they are at
@@ -151,7 +156,7 @@ EARLY_STOP_SHIFTS: int = 32
 _KEY_OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "early_stop_fraction", "critic", "embed_dim", "embed_layers", "embed_width", "joint_width",
     "early_stop_every", "early_stop_patience", "sampling", "init", "activation", "hidden_width", "readout_clip",
-    "readout_batch",
+    "readout_batch", "device",
 )
 #: Objectives whose held-out bound is DV (readout_clip and readout_batch apply to these only).
 DV_FAMILY: tuple[str, ...] = ("dv", "smile", "mine_ema", "js")
@@ -195,6 +200,7 @@ class MINEParams:
     hidden_width: int | None = DEFAULT_HIDDEN_WIDTH
     readout_clip: float | None = DEFAULT_READOUT_CLIP
     readout_batch: int | None = DEFAULT_READOUT_BATCH
+    device: str = DEFAULT_DEVICE
 
     @classmethod
     def paper(cls) -> MINEParams:
@@ -289,6 +295,10 @@ class MINEParams:
             self.marginal_shifts >= 1, f"marginal_shifts must be >= 1, got {self.marginal_shifts}"
         )
         _require(self.n_bootstrap >= 1, f"n_bootstrap must be >= 1, got {self.n_bootstrap}")
+        _require(
+            self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None,
+            f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}",
+        )
         _require(
             self.threads is None or self.threads >= 1,
             f"threads must be >= 1 or None, got {self.threads}",

@@ -56,10 +56,11 @@ def train(
     # on the tensor's size, i.e. on E, which broke ensemble == one-by-one for the paper's tiny last layers.
     optimizer = torch.optim.Adam(plist, lr=params.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: poly_decay_with_warmup(s, params))
-    alive = torch.ones(e, dtype=torch.bool)
-    running = torch.ones(e, dtype=torch.bool)  # not yet stopped by early_stop_patience
-    steps_run = torch.zeros(e, dtype=torch.long)
-    curve = torch.full((params.steps, e), math.nan)
+    device = split.x_train.device
+    alive = torch.ones(e, dtype=torch.bool, device=device)
+    running = torch.ones(e, dtype=torch.bool, device=device)  # not yet stopped by early_stop_patience
+    steps_run = torch.zeros(e, dtype=torch.long, device=device)
+    curve = torch.full((params.steps, e), math.nan, device=device)
     ema = EMADenominator(params.ema_rate)
     best: _Best | None = None
     epoch_order: torch.Tensor | None = None
@@ -104,7 +105,7 @@ def train(
         with torch.no_grad():
             for p, kept in zip(plist, best.params):
                 p.copy_(kept)
-    return curve, alive, steps_run
+    return curve.cpu(), alive.cpu(), steps_run.cpu()
 
 
 @dataclass
@@ -133,7 +134,8 @@ def _keep_best_checkpoint(
         value = heldout_bound(params, samples)
     value = torch.where(active & torch.isfinite(value), value, -math.inf)
     if best is None:
-        return _Best(value, [p.detach().clone() for p in plist], torch.zeros(value.shape[0], dtype=torch.long))
+        return _Best(value, [p.detach().clone() for p in plist],
+                     torch.zeros(value.shape[0], dtype=torch.long, device=value.device))
     better = value > best.value
     with torch.no_grad():
         for kept, p in zip(best.params, plist):
@@ -167,7 +169,7 @@ def _mask_and_clip(plist: list[torch.Tensor], alive: torch.Tensor, max_norm: flo
     NaN * 0 is still NaN.
     """
     all_alive = bool(alive.all())
-    sq = torch.zeros(alive.shape[0])
+    sq = torch.zeros(alive.shape[0], device=alive.device)
     for p in plist:
         assert p.grad is not None  # every critic parameter takes part in the loss, so backward gave it a gradient
         if not all_alive:
