@@ -295,6 +295,10 @@ def common_keys(rows: list[dict[str, Any]], regime: str, names: list[str]) -> se
     return set.intersection(*sets) if sets else set()
 
 
+#: A median relative error at or above this means the estimates are near 0 (or negative): the regime ranks nothing.
+NO_SIGNAL_ERROR = 0.9
+
+
 def recommendation(rows: list[dict[str, Any]], regime: str) -> str:
     """One paragraph for `regime`, from the numbers: the best of ours by median error on the tasks all finished,
     against torch-mist on those tasks, with the issue's criteria (error <= torch-mist's at <= 2x its seconds on
@@ -315,6 +319,11 @@ def recommendation(rows: list[dict[str, Any]], regime: str) -> str:
     sec = {n: stat(n, "wall_s") for n in present}
     ranked = sorted(ours, key=lambda n: err[n] if math.isfinite(err[n]) else math.inf)
     best = ranked[0]
+    if err[best] >= NO_SIGNAL_ERROR:
+        peer = (f" torch-mist SMILE reads no better ({_fmt(err[TORCH_MIST])})." if TORCH_MIST in present else "")
+        return (f"- **{regime}** ({len(keys)} tasks finished by all): **no estimator tracks the MI here**; the best "
+                f"of ours, `{best}`, has a median error of {_fmt(err[best])} (its estimates are near 0 or below), so "
+                f"none is recommended and issue 26's bar cannot be decided by this regime.{peer}")
     text = (f"- **{regime}** ({len(keys)} tasks finished by all): recommend `{best}`, median error "
             f"{_fmt(err[best])} at {_fmt(sec[best], '.1f')} s per estimate; then "
             + ", ".join(f"`{n}` {_fmt(err[n])}" for n in ranked[1:]) + ".")
@@ -333,7 +342,7 @@ def recommendation(rows: list[dict[str, Any]], regime: str) -> str:
     return text
 
 
-def report(raw: Path, out: Path, machine: dict[str, Any]) -> str:
+def report(raw: Path, out: Path, machine: dict[str, Any], machine_text: str | None = None) -> str:
     rows = read_rows(raw)
     names = [n for n in ALL if any(r["estimator"] == n for r in rows)]
     devices = sorted({r.get("device", "cpu") for r in rows})
@@ -345,7 +354,8 @@ def report(raw: Path, out: Path, machine: dict[str, Any]) -> str:
              "Seconds per estimate: a job's wall time / its estimates, for ours an ensemble of every task of one d "
              f"(or one bmi shape) with {N_BOOTSTRAP} bootstrap replicates (the value does not depend on them), for "
              "torch-mist its worker processes side by side (`--peer-workers`); on the CPU, one torch thread each.",
-             "", machine_line(machine) + (f", GPU: {machine['gpu']}" if machine.get("gpu") else ""), ""]
+             "", machine_text or (machine_line(machine) + (f", GPU: {machine['gpu']}" if machine.get("gpu") else "")),
+             ""]
     if not rows:
         lines.append("No finished estimates yet.")
         md = "\n".join(lines) + "\n"
@@ -401,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw", type=Path, default=RESULTS / "neural_recommendation_raw.jsonl")
     ap.add_argument("--out", type=Path, default=RESULTS / "neural_recommendation.md")
     ap.add_argument("--report", action="store_true", help="only write the table from what is finished")
+    ap.add_argument("--machine-text", help="with --report: the machine line to print (the machine the rows ran on, "
+                                           "when the table is written elsewhere)")
     ap.add_argument("--quick", action="store_true",
                     help="d = 16, N = 1,000, MI 2 bits, 60 steps for ours, 2 bmi tasks cut to 1,000 rows; "
                          "raw and table into a temp dir unless --raw/--out are given")
@@ -431,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         run(ordered, args.raw, args.device, args.peer_python or default_peer_python(args.venvs), args.budget_s,
             overrides, peer_workers=args.peer_workers)
     machine["loadavg_at_end"] = list(os.getloadavg())
-    print(report(args.raw, args.out, machine))
+    print(report(args.raw, args.out, machine, args.machine_text if args.report else None))
     print(f"raw: {args.raw}\ntable: {args.out}")
     return 0
 

@@ -134,3 +134,25 @@ def test_a_failing_job_is_recorded_and_the_run_goes_on(tmp_path) -> None:
     (row,) = nr.read_rows(raw)
     assert row["flag"] == "error" and "sees no CUDA device" in row["error"] and math.isnan(row["mi_bits"])
     assert "1 estimates failed" in nr.report(raw, tmp_path / "t.md", nr.machine_info(threads=1))
+
+
+def _row(estimator: str, regime: str, task: str, rel_error: float, wall_s: float = 1.0) -> dict:
+    return dict(estimator=estimator, regime=regime, task=task, draw=0, n=100, mi_true=2.0, rel_error=rel_error,
+                device="cpu", mi_bits=2.0 * (1 - rel_error), wall_s=wall_s, flag="ok", steps_run=10)
+
+
+def test_recommendation_ranks_by_median_error_and_applies_the_issues_bars() -> None:
+    """Medians over the tasks every estimator finished, the best of ours against torch-mist (<= its error at <= 2x
+    its seconds); a regime where even the best reads ~nothing (median error >= 0.9) recommends none."""
+    tasks = ("a", "b", "c")
+    rows = ([_row("dv", "d=64", t, e, 1.0) for t, e in zip(tasks, (0.5, 0.6, 0.7))]
+            + [_row("smile-tm", "d=64", t, e, 3.0) for t, e in zip(tasks, (0.1, 0.3, 0.2))]
+            + [_row(nr.TORCH_MIST, "d=64", t, e, 2.0) for t, e in zip(tasks, (0.25, 0.2, 0.4))])
+    text = nr.recommendation(rows, "d=64")
+    assert "recommend `smile-tm`, median error 0.200" in text and "`dv` 0.600" in text
+    assert "torch-mist SMILE: 0.250" in text and "1.50x its seconds" in text and ": met)" in text
+    slow = [dict(r, wall_s=5.0) if r["estimator"] == "smile-tm" else r for r in rows]
+    assert ": not met)" in nr.recommendation(slow, "d=64")  # 2.5x torch-mist's seconds
+    flat = [dict(r, rel_error=1.0 - 0.01 * i) for i, r in enumerate(rows)]
+    text = nr.recommendation(flat, "d=64")
+    assert "no estimator tracks the MI here" in text and "recommend `" not in text
