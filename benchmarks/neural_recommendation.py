@@ -68,6 +68,8 @@ ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "infonce-sep": ("infonce-sep", {}),
     "smile-tm": ("smile-tm", {}),
     "smile-tm-wide": ("smile-tm", dict(hidden_width=None, activation="leaky_relu", init="xavier")),
+    "smile-tm-rank": ("smile-tm-rank", {}),
+    "js-es-rank": ("js-es", dict(marginals="rank_gauss")),
 }
 ALL = (*ESTIMATORS, TORCH_MIST)
 #: The validation grid's dims and MI lists (ie_ray.validate.ValidationConfig's defaults, which derive the task

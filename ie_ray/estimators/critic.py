@@ -64,6 +64,10 @@ class EnsembleCritic(Protocol):
 
     def parameters(self): ...
 
+    def to(self, device: torch.device | str) -> EnsembleCritic:
+        """The critic on `device` (every critic is an nn.Module; MINEParams.device)."""
+        ...
+
 
 def funnel_widths(d_in: int, n_layers: int, min_width: int) -> list[int]:
     """Output widths of the `n_layers` Linear layers of the funnel on a `d_in`-dim input.

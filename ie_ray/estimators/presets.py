@@ -42,6 +42,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "smile-sep": dict(objective="smile", **_SEP),
     "nwj-sep": dict(objective="nwj", **_SEP),
     "smile-tm": dict(_SMILE_TM),
+    # torch-mist's recipe on Gaussianised marginals (MINEParams.marginals): for low-d data with warped or
+    # heavy-tailed coordinates (bmi's tasks)
+    "smile-tm-rank": dict(_SMILE_TM, marginals="rank_gauss"),
 }
 PRESETS: tuple[str, ...] = ("default", "paper", *OBJECTIVES, *VARIANTS)
 

@@ -29,6 +29,9 @@ def split_pairs(x: torch.Tensor, y: torch.Tensor, params: MINEParams, gens: list
     if params.noise_fraction > 0:
         x_tr, x_ho = _add_isotropic_noise(x_tr, x_ho, params.noise_fraction, gens)
         y_tr, y_ho = _add_isotropic_noise(y_tr, y_ho, params.noise_fraction, gens)
+    if params.marginals == "rank_gauss":
+        x_tr, x_ho = rank_gauss(x_tr, x_ho)
+        y_tr, y_ho = rank_gauss(y_tr, y_ho)
     if params.standardize:
         x_tr, x_ho = _standardize(x_tr, x_ho)
         y_tr, y_ho = _standardize(y_tr, y_ho)
@@ -57,6 +60,24 @@ def _add_isotropic_noise(
     noise_tr = torch.stack([torch.randn(train.shape[1:], generator=g) for g in gens]).to(train.device)
     noise_ho = torch.stack([torch.randn(heldout.shape[1:], generator=g) for g in gens]).to(train.device)
     return train + scale * noise_tr, heldout + scale * noise_ho
+
+
+def rank_gauss(train: torch.Tensor, heldout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per estimator and coordinate, the train split's empirical CDF at mid-ranks, (#below + #equal / 2) / n, then
+    the standard normal quantile; held-out values go through the same (train) CDF, so they stay unseen, and values
+    beyond the train range are clamped to its ends (u in [1/2n, 1 - 1/2n]). An invertible map per coordinate on
+    the train support: MI is unchanged, every marginal becomes ~N(0, 1)."""
+    n = train.shape[1]
+    ordered = train.transpose(1, 2).contiguous().sort(dim=-1).values  # (E, d, n)
+
+    def through_cdf(values: torch.Tensor) -> torch.Tensor:
+        v = values.transpose(1, 2).contiguous()
+        below = torch.searchsorted(ordered, v, side="left")
+        upto = torch.searchsorted(ordered, v, side="right")
+        u = ((below + upto).to(values.dtype) / (2 * n)).clamp(0.5 / n, 1 - 0.5 / n)
+        return torch.special.ndtri(u).transpose(1, 2)
+
+    return through_cdf(train), through_cdf(heldout)
 
 
 def _standardize(train: torch.Tensor, heldout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -149,6 +149,12 @@ DEFAULT_READOUT_BATCH: int | None = None
 #: initialisation) still come from each estimator's CPU generator, so a seed picks the same rows and the same
 #: starting critic on every device; only float rounding differs. Not part of the cache key while "cpu".
 DEFAULT_DEVICE: str = "cpu"
+#: How each coordinate is presented to the critic: "raw" (as given; then `standardize`) or "rank_gauss" (each
+#: coordinate through the train split's empirical CDF and the normal quantile, so every marginal is ~N(0, 1)).
+#: MI is unchanged by an invertible map of each coordinate, but a critic is not: heavy tails and warps (bmi's
+#: Student-t, half-cube, asinh and wiggly tasks) hide dependence from an MLP that the Gaussianised marginals show.
+MARGINALS: tuple[str, ...] = ("raw", "rank_gauss")
+DEFAULT_MARGINALS: str = "raw"
 #: Marginal shifts when reading the early-stopping slice: a cheap, noisier version of the held-out readout.
 EARLY_STOP_SHIFTS: int = 32
 #: Parameters that joined MINEParams after estimates were cached: left out of cache keys while they are at
@@ -156,7 +162,7 @@ EARLY_STOP_SHIFTS: int = 32
 _KEY_OMITTED_AT_DEFAULT: tuple[str, ...] = (
     "early_stop_fraction", "critic", "embed_dim", "embed_layers", "embed_width", "joint_width",
     "early_stop_every", "early_stop_patience", "sampling", "init", "activation", "hidden_width", "readout_clip",
-    "readout_batch", "device",
+    "readout_batch", "device", "marginals",
 )
 #: Objectives whose held-out bound is DV (readout_clip and readout_batch apply to these only).
 DV_FAMILY: tuple[str, ...] = ("dv", "smile", "mine_ema", "js")
@@ -201,6 +207,7 @@ class MINEParams:
     readout_clip: float | None = DEFAULT_READOUT_CLIP
     readout_batch: int | None = DEFAULT_READOUT_BATCH
     device: str = DEFAULT_DEVICE
+    marginals: str = DEFAULT_MARGINALS
 
     @classmethod
     def paper(cls) -> MINEParams:
@@ -329,6 +336,7 @@ class MINEParams:
         for name in ("early_stop_every", "early_stop_patience", "hidden_width"):
             value = getattr(self, name)
             _require(value is None or _positive_int(value), f"{name} must be an integer >= 1 or None, got {value!r}")
+        _require(self.marginals in MARGINALS, f"marginals must be one of {MARGINALS}, got {self.marginals!r}")
         _require(self.readout_batch is None or (_positive_int(self.readout_batch) and self.readout_batch >= 2),
                  f"readout_batch must be an integer >= 2 (a batch scores each row against another) or None, got "
                  f"{self.readout_batch!r}")
