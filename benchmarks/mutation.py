@@ -7,9 +7,13 @@
     python benchmarks/mutation.py --report-only                       # rewrite the Markdown after editing EQUIVALENT
     nice -n 15 python benchmarks/mutation.py --modules brackets --keep                    # keep the copy, then
     nice -n 15 python benchmarks/mutation.py --modules brackets --recheck /tmp/mutation-brackets-XXXX  # new tests
+    nice -n 15 python benchmarks/mutation.py --modules variance --finish /tmp/mutation-variance-XXXX  # unchecked
 
 (Times measured on 2 CPUs shared with a test suite, 2026-11-30; issue 28's modules on 2 CPUs shared with two
 sweeps and three other test runs, 2026-12-04, where every run was stopped early: see mutation.md.)
+
+`--finish DIR` runs the mutants a stopped run (kept with --keep) never reached, the same way, against the module's
+whole selection: each gets a verdict without a fresh pytest per mutant.
 
 `--recheck DIR` runs the survivors of a kept copy against the current tests/test_mutants_killed.py in one process
 (mutmut reruns every test mapped to a mutant's function in a fresh pytest, minutes per mutant on a loaded machine):
@@ -138,6 +142,9 @@ _SORTED = "sort=True is pandas' default."
 _ASTYPE = "astype(None) converts to numpy's default dtype, float64, as astype(float) does."
 _MERGE_ON = ("the only columns both tables hold are the join keys (every other column carries the reading's "
              "prefix), and those are what pandas merges on by default.")
+_VARIANCE = "ie_ray/variance.py"
+_TO_CSV_INDEX = "to_csv tests `index` for truth: None writes no index, as False does."
+_TO_STRING_FLAGS = "to_string tests `index` and `header` for truth: None prints neither, as False does."
 EQUIVALENT: tuple[Equivalent, ...] = (
     *(Equivalent(_IE, "if symbols.ndim == 1:", m, "np.unique(axis=0) counts distinct sub-arrays along axis 0 "
                  "whatever their shape: a 1-D array left as it is, or a 2-D one given an extra axis (n, 1, k), has "
@@ -244,6 +251,51 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                  "`keep` is never empty.") for m in ("or list(None)", "or list(range(None))")),
     Equivalent("ie_ray/noise_scale.py", "axis=-1).mean()", "axis=+1).mean()", "states[:, j] is (N, d): axis +1 is "
                "axis -1."),
+    *(Equivalent(_VARIANCE, o, m, r) for o, m, r in (
+        ("rng.integers(0, n_layers, size=", "rng.integers(n_layers, size=", "Generator.integers(high) draws from "
+         "[0, high) with the same stream as integers(0, high)."),
+        ("[np.argmax(replicates[:, usable], axis=1)].astype(float)", ".astype(None)", _ASTYPE),
+        ("grouped = curve.groupby(keys, sort=True)", "curve.groupby(keys, )", _SORTED),
+        ('else float("nan")),', 'else float("NAN")),', "float() reads 'nan' in any case."),
+        ("if seeds is not None and seeds.seed.nunique() > 1:", "nunique() >= 1", "analyse_variance passes seeds "
+         "only when the MI table holds more than one seed, so the test reads the same."),
+        ("seeds = per_seed_ie(mi) if mi is not None and mi.seed.nunique() > 1", "nunique() >= 1", "with one seed "
+         "per_seed_ie now runs, but _summary uses the seeds only when they hold more than one: the same summary."),
+        ('warnings.simplefilter("ignore", RuntimeWarning)', 'warnings.simplefilter("ignore", )', "np.nanpercentile "
+         "warns only with RuntimeWarnings here (all-NaN slices): ignoring every category ignores the same ones."),
+        ("keep = np.isin(shots, x)", "keep = None", "a shot left out of x has a non-finite E(l) in some layer (the "
+         "strict mean), so each replicate that picks that layer is NaN there and _peak_shots drops the shot anyway "
+         "(all 2000 replicates miss a given layer with probability below 4^-2000); shots[None] and reps[:, None] "
+         "then pick the same usable shots."),
+        ("result.summary.to_csv(index=False)", "to_csv(index=None)", _TO_CSV_INDEX),
+        ("result.findings.to_csv(index=False)", "to_csv(index=None)", _TO_CSV_INDEX),
+        ('"--shot-length", type=int, default=None', '"--shot-length", type=int, help=', "argparse's default is "
+         "None."),
+        ("to_string(index=False, float_format", "to_string(index=None, float_format", _TO_STRING_FLAGS),
+        ("findings.T.to_string(header=False)", "to_string(header=None)", _TO_STRING_FLAGS),
+    )),
+    *(Equivalent(_VARIANCE, 'merge(spread, on=keys, how="left")', m, "spread holds the keys, std_seeds and n_seeds, "
+                 "and the summary dropped the last two before the merge: the keys are the only columns both hold.")
+      for m in ('merge(spread, how="left")', 'merge(spread, on=None, how="left")')),
+    *(Equivalent(_VARIANCE, "in curve.groupby(CURVE_KEYS, sort=True)}", m, "the replicates are looked up by (model, "
+                 "corpus), each drawn with its own seed-0 generator: the order the groups come in changes nothing.")
+      for m in ("sort=None)}", "CURVE_KEYS, )}", "sort=False)}")),
+    *(Equivalent(_VARIANCE, "summary.merge(pd.concat(bounds, ignore_index=True)", m, r) for m, r in (
+        *((m, "bounds holds model, corpus, shot and the two interval columns, which the summary lacks: the shared "
+              "columns are the keys.") for m in ('on=None, how="left")', 'ignore_index=True), how="left")')),
+        ('on=CURVE_KEYS + ["shot"], )', "bounds has a row for every (model, corpus, shot) of the summary (both come "
+         "from the same curve), and an inner merge keeps the left table's order: the same rows in the same order."),
+        *((m, "the merge on columns drops the index of the concatenated bounds.")
+          for m in ("concat(bounds, ignore_index=None)", "concat(bounds, )", "concat(bounds, ignore_index=False)")))),
+    *(Equivalent(_VARIANCE, "for (model, corpus), group in summary.groupby(CURVE_KEYS, sort=True):", m, "the summary "
+                 "comes out of a sorted groupby and a left merge that keeps its order: its (model, corpus) groups "
+                 "come in sorted order, sorted again or not.")
+      for m in ("sort=None):", "CURVE_KEYS, ):", "sort=False):")),
+    *(Equivalent(_VARIANCE, 'pd.option_context("display.width", 200, "display.max_columns", 30)', m,
+                 "DataFrame.to_string neither wraps nor truncates by the display options (its line_width and "
+                 "max_cols default to None), and pandas matches option names in any case: the same printed tables.")
+      for m in ('"display.width", None,', '"display.max_columns", None)', '"DISPLAY.WIDTH"', '"display.width", 201',
+                '"DISPLAY.MAX_COLUMNS"', '"display.max_columns", 31)')),
     Equivalent("ie_ray/estimators/smoothed.py", "min(params.n_draws, params.memory_mb * 2**20 // per_draw)",
                "2**20 / per_draw", "int() of a positive float quotient truncates as // floors, and a correctly "
                "rounded a / b reaches the integer k only if a >= k * b when k * b is a float (all integers below "
@@ -556,37 +608,46 @@ for name in names:
 '''
 
 
-def recheck(work: Path, key: str, tests: list[str], filters: list[str]) -> dict[str, int]:
+def recheck(work: Path, key: str, tests: list[str], filters: list[str], *, unchecked: bool = False
+            ) -> dict[str, int]:
     """Run the survivors and unreached mutants of the kept copy `work` against the current `tests` (copied in),
     all in one process (a `mutmut run` per mutant restarts pytest and reruns every test mapped to the function:
     minutes per mutant on 2 shared cores). A mutant the recheck's tests fail on is killed (exit code 1 in mutmut's
     records, so `--collect` counts it); one they pass on keeps its verdict, since these tests are a subset of the
-    selection. Returns {mutant: pytest exit code}."""
+    selection.
+
+    `unchecked`: run instead the mutants a stopped run never reached (`--finish`), against `tests`, which must then
+    be the module's whole selection: a mutant they pass on survives (exit code 0), one they fail on is killed.
+    Returns {mutant: pytest exit code}."""
     target = TARGETS[key]
     for test in tests:
         for dest in (work / test, work / "mutants" / test):
             shutil.copy2(ROOT / test, dest)
     metas = {path: work / "mutants" / (path + ".meta") for path in target.paths}
+    wanted = ("not checked",) if unchecked else ("survived", "no tests")
     names = [name for meta in metas.values() if meta.exists()
              for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
-             if STATUS.get(code) in ("survived", "no tests")]
-    (work / "recheck_names.json").write_text(json.dumps(names))
-    (work / "recheck_args.json").write_text(json.dumps([*tests, *filters, "-q", "-p", "no:cacheprovider"]))
+             if STATUS.get(code) in wanted]
+    mode = "finish" if unchecked else "recheck"
+    plugins = ["-p", "mutation_hypothesis"] if unchecked else []  # the run's own settings: derandomised examples
+    (work / f"{mode}_names.json").write_text(json.dumps(names))
+    (work / f"{mode}_args.json").write_text(json.dumps([*tests, *filters, "-q", "-p", "no:cacheprovider", *plugins]))
     (work / "mutants" / "mutation_recheck.py").write_text(RECHECK_DRIVER)
-    verdicts_path = work / "recheck.json"
-    with (work / "recheck.log").open("w") as log:
+    verdicts_path = work / f"{mode}.json"
+    with (work / f"{mode}.log").open("w") as log:
         # check=False: a recheck stopped (killed) on the way keeps the verdicts it reached
-        subprocess.run([sys.executable, "mutation_recheck.py", str(work / "recheck_names.json"),
-                        str(work / "recheck_args.json"), str(verdicts_path)], cwd=work / "mutants", stdout=log,
+        subprocess.run([sys.executable, "mutation_recheck.py", str(work / f"{mode}_names.json"),
+                        str(work / f"{mode}_args.json"), str(verdicts_path)], cwd=work / "mutants", stdout=log,
                        stderr=subprocess.STDOUT, check=False)
     verdicts = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {}
+    recorded = (0, 1) if unchecked else (1,)  # pytest's exit codes: 0 all passed, 1 some test failed
     for meta in metas.values():
         if not meta.exists():
             continue
         data = json.loads(meta.read_text())
         for name, code in verdicts.items():
-            if name in data["exit_code_by_key"] and code == 1:
-                data["exit_code_by_key"][name] = 1
+            if name in data["exit_code_by_key"] and code in recorded:
+                data["exit_code_by_key"][name] = code
         meta.write_text(json.dumps(data))
     return verdicts
 
@@ -610,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
                              "tests/test_mutants_killed.py "
                              "in one process, then record it (as --collect); -k filters with --recheck-k")
     parser.add_argument("--recheck-k", default=None, help="pytest -k expression for --recheck")
+    parser.add_argument("--finish", type=Path, metavar="DIR",
+                        help="run the mutants that the stopped run kept in DIR never reached against the module's "
+                             "whole selection in one process, then record it (as --collect)")
     parser.add_argument("--collect", type=Path, metavar="DIR",
                         help="record the run kept (--keep) or stopped in DIR, for the one module named by --modules")
     args = parser.parse_args(argv)
@@ -624,8 +688,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 15:  # other jobs share the machine: mutants only get the CPU they leave idle
         os.nice(15 - os.nice(0))
     json_path = OUT.with_suffix(".json")
-    if (args.collect or args.recheck) and len(args.modules) != 1:
-        parser.error("--collect and --recheck record one module: name it with --modules")
+    if (args.collect or args.recheck or args.finish) and len(args.modules) != 1:
+        parser.error("--collect, --recheck and --finish record one module: name it with --modules")
     for key in args.modules:
         print(f"mutating {', '.join(TARGETS[key].paths)} ...", file=sys.stderr, flush=True)
         if args.recheck:
@@ -634,6 +698,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  recheck: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} rechecked killed",
                   file=sys.stderr)
             runs = collect(args.recheck, key, baseline=args.baseline)
+        elif args.finish:
+            target = TARGETS[key]
+            verdicts = recheck(args.finish, key, _tests(target, args.baseline), list(target.filters), unchecked=True)
+            print(f"  finish: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} unchecked killed, "
+                  f"{sum(c == 0 for c in verdicts.values())} survived", file=sys.stderr)
+            runs = collect(args.finish, key, baseline=args.baseline)
         elif args.collect:
             runs = collect(args.collect, key, baseline=args.baseline)
         else:
