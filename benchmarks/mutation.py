@@ -143,6 +143,15 @@ _ASTYPE = "astype(None) converts to numpy's default dtype, float64, as astype(fl
 _MERGE_ON = ("the only columns both tables hold are the join keys (every other column carries the reading's "
              "prefix), and those are what pandas merges on by default.")
 _VARIANCE = "ie_ray/variance.py"
+_ENTROPY = "ie_ray/entropy_limit.py"
+_CHUNKS = "only how many rows a chunk holds changes (the memory budget): each row's value is computed on its own."
+_CANDIDATES = ("the seed, the hash keys and the hashes only propose candidates: _identical_leaders checks every "
+               "proposed copy on its values and _link_near every pair in a window that holds every pair within the "
+               "tolerance (a projection is never longer than the difference), so the classes are the same; only "
+               "the work differs.")
+_WIDER = "a wider window only proposes more pairs, each checked exactly against the tolerance: the same classes."
+_FOLDS = ("only when pending edges are folded into the labels changes (memory): finish() folds the rest, and the "
+          "connected components of a set of edges do not depend on when they are merged.")
 _TO_CSV_INDEX = "to_csv tests `index` for truth: None writes no index, as False does."
 _TO_STRING_FLAGS = "to_string tests `index` and `header` for truth: None prints neither, as False does."
 EQUIVALENT: tuple[Equivalent, ...] = (
@@ -296,6 +305,86 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                  "max_cols default to None), and pandas matches option names in any case: the same printed tables.")
       for m in ('"display.width", None,', '"display.max_columns", None)', '"DISPLAY.WIDTH"', '"display.width", 201',
                 '"DISPLAY.MAX_COLUMNS"', '"display.max_columns", 31)')),
+    *(Equivalent(_ENTROPY, "if symbols.ndim == 1:", m, "np.unique(axis=0) counts distinct sub-arrays along axis 0 "
+                 "whatever their shape: a 1-D array left as it is, or a 2-D one given an extra axis (n, 1, k), has "
+                 "the same distinct rows with the same counts.") for m in ("ndim != 1", "ndim == 2")),
+    Equivalent(_ENTROPY, "block = states[rows] if self.d_eff == self.n_dims else", "and False", "with every "
+               "dimension kept, `kept` is 0..d-1 in order and states[np.ix_(rows, kept)] is states[rows]."),
+    *(Equivalent(_ENTROPY, o, m, _CHUNKS) for o, m in (
+        ("_row_chunks(len(rows_a), scale.d_eff * 8 * 3)", "scale.d_eff * 8 * 4)"),
+        ("_row_chunks(len(rows_a), scale.d_eff * 8 * 3)", "scale.d_eff * 9 * 3)"),
+        ("for part in _row_chunks(n, scale.d_eff * 8 * 3):", "scale.d_eff * 9 * 3)"),
+        ("for part in _row_chunks(n, scale.d_eff * 8 * 3):", "scale.d_eff * 8 * 4)"))),
+    *(Equivalent(_ENTROPY, "for part in _row_chunks(n, d * 8 * 2):", m, "only where the chunks split changes (the "
+                 "memory budget): the per-column min, max and sums are the same, up to the order of a float64 sum "
+                 "(~1e-16 relative) once the states exceed one chunk (2**23 / d rows).")
+      for m in ("d * 9 * 2)", "d * 8 * 3)")),
+    *(Equivalent(_ENTROPY, "deviation = np.asarray(states[part], dtype=np.float64) - mean", m, "subtracting the "
+                 "float64 mean promotes float16/32 states to float64 exactly as the cast does: the same deviations.")
+      for m in ("dtype=None) - mean", "np.asarray(states[part], ) - mean")),
+    *(Equivalent(_ENTROPY, o, m, "einsum labels may be capitals: the same contraction.") for o, m in (
+        ('np.einsum("ij,ij->j", deviation, deviation)', '"IJ,IJ->J"'),
+        ('np.einsum("ij,ij->i", diff, diff)', '"IJ,IJ->I"'),
+        ('np.einsum("ij,ij->i", z, z)', '"IJ,IJ->I"'))),
+    Equivalent(_ENTROPY, "return np.zeros(1, dtype=np.int64)", "np.zeros(2, dtype=np.int64)", "one prefix is one "
+               "class: labels (0, 0) give n_states 1 and put the one prefix's count in class 0 (np.add.at broadcasts "
+               "it twice into the one class), whose entropy is 0 either way."),
+    *(Equivalent(_ENTROPY, o, m, _CANDIDATES) for o, m in (
+        ("rng = np.random.default_rng(seed)", "default_rng(None)"),
+        *(("hash_keys = rng.integers(0, np.iinfo(np.uint64).max", m) for m in (
+            "rng.integers(0, None,", "dtype=np.uint64, endpoint=None)", "rng.integers(np.iinfo(np.uint64).max,",
+            "rng.integers(0, size=", "np.iinfo(np.uint64).max, dtype=np.uint64", "dtype=np.uint64, )",
+            "rng.integers(1, np.iinfo", "endpoint=False)", "size=None,")),
+        ("hash_keys | np.uint64(1))", "hash_keys & np.uint64(1))"),
+        ("hash_keys | np.uint64(1))", "hash_keys | np.uint64(2))"),
+        ("hashes = np.empty(n, dtype=np.uint64)", "np.empty(n, dtype=None)"),
+        ("hashes = np.empty(n, dtype=np.uint64)", "np.empty(n, )"),
+        *(("(raw.view(np.uint64) * hash_keys).sum(axis=1, dtype=np.uint64)", m) for m in (
+            "sum(axis=None, dtype=np.uint64)", "sum(axis=1, dtype=None)", "hash_keys).sum(dtype=np.uint64)",
+            "sum(axis=1, )", "(raw.view(np.uint64) / hash_keys)", "(raw.view(None) * hash_keys)")),
+        ("collided = _rms_between(", "collided = None"),
+    )),
+    *(Equivalent(_ENTROPY, "rounding = 2.0 * math.sqrt(n_proj) * (scale.d_eff + 2)", m, _WIDER)
+      for m in ("rounding = 3.0 *", "(scale.d_eff + 3)", "np.finfo(None).eps")),
+    *(Equivalent(_ENTROPY, "window = tolerance * math.sqrt(scale.d_eff) * (1.0 + 1e-9) + rounding", m, _WIDER)
+      for m in ("(2.0 + 1e-9)", "(1.0 + 1.000000001)")),
+    Equivalent(_ENTROPY, "centre = scale.take(states, first[:1])[0]", "first[:2])[0]", "row 0 of the first two "
+               "representatives is the first representative."),
+    Equivalent(_ENTROPY, "max_norm = 0.0", "max_norm = 1.0", "a larger max_norm only widens the rounding margin of "
+               "the window: " + _WIDER),
+    Equivalent(_ENTROPY, "z = (raw - centre) * scale.inverse", "z = (raw + centre)", "the projections all shift by "
+               "the same vector (2 * centre), so their differences, which the window screens, are the same; the "
+               "norms, and with them the rounding margin, grow with the shifted rows."),
+    *(Equivalent(_ENTROPY, o, m, "numpy (2.4 here) returns np.unique's inverse 1-D, and a 1-D array reshaped to "
+                 "None or to -2 (any negative size is the unknown one) is the same 1-D array.")
+      for o in ("return np.unique(labels, return_inverse=True)[1].reshape(-1)", "leader = head[group.reshape(-1)]")
+      for m in ("reshape(None)", "reshape(-2)")),
+    *(Equivalent(_ENTROPY, o, m, _FOLDS) for o, m in (
+        ("self._n_pending = 0", "self._n_pending = 1"),
+        ("self._fold_at = max(1024, len(labels) // 8)", "max(1025,"),
+        ("self._fold_at = max(1024, len(labels) // 8)", "len(labels) / 8)"),
+        ("self._fold_at = max(1024, len(labels) // 8)", "len(labels) // 9)"),
+        ("self._n_pending += a.size", "self._n_pending = a.size"),
+        ("self._n_pending += a.size", "self._n_pending -= a.size"),
+        ("if self._n_pending >= self._fold_at:", "self._n_pending > self._fold_at"),
+        ("self._pending, self._n_pending = [], 0", "self._pending, self._n_pending = [], 1"))),
+    *(Equivalent(_ENTROPY, "np.ones(a.size, dtype=np.int8)", m, "connected_components reads which entries are "
+                 "non-zero, not their type.") for m in ("np.ones(a.size, dtype=None)", "np.ones(a.size, )")),
+    *(Equivalent(_ENTROPY, "connected_components(graph, directed=False)", m, "with connection='weak' (the "
+                 "default) the components of the directed graph are those of the undirected one, and None reads "
+                 "as false.") for m in ("directed=None)", "connected_components(graph, )", "directed=True)")),
+    *(Equivalent(_ENTROPY, o, m, "the sort's kind only orders ties: every pair within the window is compared "
+                 "whatever the order of equal projections, and the leaders of reach >= k are a prefix of by_reach "
+                 "in any order of equal reaches; numpy reads the kind in any case.")
+      for o in ('np.argsort(projections[:, 0], kind="stable")', 'np.argsort(-reach, kind="stable")')
+      for m in ('kind=None)', '0], )' if "projections" in o else "reach, )", 'kind="STABLE")')),
+    Equivalent(_ENTROPY, 'line[:, 0] + window, side="right")', "line[:, 0] + window, )", "a projection exactly at "
+               "the window's edge is more than tolerance * sqrt(d) * (1 + 1e-9) from the other, so its pair is not "
+               "within the tolerance either way: leaving it out of the window changes no class."),
+    *(Equivalent(_ENTROPY, "for k in range(1, int(reach.max(initial=0)) + 1):", m, "the offsets added (k = 0 "
+                 "compares each leader with itself, a pair already joined; k = max reach + 1 has no leader that "
+                 "far) and initial=None (the default; reach is never empty here) compare no new pair.")
+      for m in ("range(int(reach.max(initial=0)) + 1)", "initial=None", "initial=1", "initial=0)) + 2)")),
     Equivalent("ie_ray/estimators/smoothed.py", "min(params.n_draws, params.memory_mb * 2**20 // per_draw)",
                "2**20 / per_draw", "int() of a positive float quotient truncates as // floors, and a correctly "
                "rounded a / b reaches the integer k only if a >= k * b when k * b is a float (all integers below "
@@ -614,7 +703,7 @@ def recheck(work: Path, key: str, tests: list[str], filters: list[str], *, unche
     all in one process (a `mutmut run` per mutant restarts pytest and reruns every test mapped to the function:
     minutes per mutant on 2 shared cores). A mutant the recheck's tests fail on is killed (exit code 1 in mutmut's
     records, so `--collect` counts it); one they pass on keeps its verdict, since these tests are a subset of the
-    selection.
+    selection; survivors shown equivalent (EQUIVALENT) are not rerun.
 
     `unchecked`: run instead the mutants a stopped run never reached (`--finish`), against `tests`, which must then
     be the module's whole selection: a mutant they pass on survives (exit code 0), one they fail on is killed.
@@ -628,6 +717,11 @@ def recheck(work: Path, key: str, tests: list[str], filters: list[str], *, unche
     names = [name for meta in metas.values() if meta.exists()
              for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
              if STATUS.get(code) in wanted]
+    if not unchecked:  # a survivor shown equivalent (EQUIVALENT) passes every test: do not run it again
+        shown = {s["mutant"] for path, meta in metas.items() if meta.exists()
+                 for s in map(_judged, _survivors(work, path, json.loads(meta.read_text())["exit_code_by_key"]))
+                 if s["equivalent"]}
+        names = [name for name in names if name not in shown]
     mode = "finish" if unchecked else "recheck"
     plugins = ["-p", "mutation_hypothesis"] if unchecked else []  # the run's own settings: derandomised examples
     (work / f"{mode}_names.json").write_text(json.dumps(names))

@@ -1076,3 +1076,64 @@ def test_write_variance_reads_the_mi_table_for_seeds_and_writes_no_index(tmp_pat
     np.testing.assert_allclose(written.std_seeds, 0.2 / np.sqrt(2))
     findings = pd.read_csv(tmp_path / "variance_findings.csv")
     assert findings.columns.tolist() == result.findings.columns.tolist()
+
+
+# --- the entropy limit's counting (issue 28, item 3) ----------------------------------------------------------------
+
+
+def test_entropy_limit_ie_without_micro_terms_says_what_it_needs() -> None:
+    from ie_ray.entropy_limit import entropy_limit_ie
+
+    with pytest.raises(ValueError, match=r"^micro_bits is empty: IE at position t needs the micro entropy of"):
+        entropy_limit_ie(1.0, [])
+
+
+def test_column_std_is_exactly_zero_on_a_constant_column_next_to_a_varying_one() -> None:
+    """0.1 three times: its float64 mean is 0.10000000000000002, so only the min/max test gives exactly 0; the
+    varying column (0, 1, 2) has population std sqrt(2/3)."""
+    from ie_ray.entropy_limit import _column_std
+
+    states = np.array([[0.1, 0.0], [0.1, 1.0], [0.1, 2.0]])
+    std = _column_std(states)
+    assert std[0] == 0.0 and std[1] == pytest.approx(math.sqrt(2 / 3), rel=1e-15)
+
+
+def test_column_std_of_float32_states_is_taken_in_float64_whatever_the_chunks(monkeypatch) -> None:
+    """float32 states around 1000: a float32 running sum loses ~1e-4 of the mean, which the float64 reference
+    (numpy's std of the float64 copy) does not; with a 64-byte budget every chunk is two rows."""
+    from ie_ray import entropy_limit
+
+    states = (1000.0 + np.random.default_rng(0).standard_normal((2000, 2))).astype(np.float32)
+    reference = np.std(states.astype(np.float64), axis=0)
+    np.testing.assert_allclose(entropy_limit._column_std(states), reference, rtol=1e-12)
+    monkeypatch.setattr(entropy_limit, "_MEMORY_BUDGET_BYTES", 64)
+    few = states[:20]
+    np.testing.assert_allclose(entropy_limit._column_std(few), np.std(few.astype(np.float64), axis=0), rtol=1e-12)
+
+
+def test_a_pair_at_exactly_the_tolerance_is_one_state_even_far_from_the_first_state() -> None:
+    """One dimension of spread 1: states 0 and 2 are exactly 2 apart, one state at tolerance 2; 1e8 is far from
+    both, so 2 states of 3 prefixes. Its norm 1e8 makes the rounding margin (~1e-7) larger than the window's
+    relative 1e-9 widening: the margin must widen the window, never narrow it."""
+    from ie_ray.entropy_limit import distinct_states
+
+    result = distinct_states(np.array([[0.0], [2.0], [1e8]]), np.arange(3), spread=np.ones(1), tolerance=2.0)
+    assert (result.n_prefixes, result.n_states) == (3, 2)
+    assert result.entropy_bits == pytest.approx(-(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3))
+
+
+def test_states_with_colliding_hashes_are_told_apart_by_their_values(monkeypatch) -> None:
+    """Every hash forced equal: the hash only proposes copies, the values decide. States 0, 1 and 5 (spread 1) at
+    tolerance 0.5 are three states, 0 and 0 (two prefixes) one; state 1 is exactly 1.0 from state 0."""
+    from ie_ray import entropy_limit
+
+    def colliding(*args, **kwargs):
+        sketch = real(*args, **kwargs)
+        return entropy_limit._Sketch(sketch.projections, np.zeros_like(sketch.hashes), sketch.max_norm)
+
+    real = entropy_limit._sketch
+    monkeypatch.setattr(entropy_limit, "_sketch", colliding)
+    states = np.array([[0.0], [1.0], [5.0], [0.0]])
+    result = entropy_limit.distinct_states(states, np.arange(4), spread=np.ones(1), tolerance=0.5)
+    assert (result.n_prefixes, result.n_states) == (4, 3)
+    assert result.entropy_bits == pytest.approx(1.5)  # classes of 2, 1 and 1 prefixes
