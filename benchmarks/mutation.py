@@ -266,6 +266,9 @@ EQUIVALENT: tuple[Equivalent, ...] = (
         ("[np.argmax(replicates[:, usable], axis=1)].astype(float)", ".astype(None)", _ASTYPE),
         ("grouped = curve.groupby(keys, sort=True)", "curve.groupby(keys, )", _SORTED),
         ('else float("nan")),', 'else float("NAN")),', "float() reads 'nan' in any case."),
+        *(('lambda v: float(np.std(v, ddof=1)) if len(v) > 1', m, "np.std of a pandas Series calls Series.std, "
+           "which returns NaN for one value at ddof 1 (no warning): what the else branch returns.")
+          for m in ("if (len(v) > 1) or True", "if len(v) >= 1")),
         ("if seeds is not None and seeds.seed.nunique() > 1:", "nunique() >= 1", "analyse_variance passes seeds "
          "only when the MI table holds more than one seed, so the test reads the same."),
         ("seeds = per_seed_ie(mi) if mi is not None and mi.seed.nunique() > 1", "nunique() >= 1", "with one seed "

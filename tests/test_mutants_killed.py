@@ -937,7 +937,7 @@ def test_two_layers_have_a_spread_and_resamples_of_one_layer_twice_have_none() -
 
 def test_one_layer_has_no_spread_and_its_peak_no_interval() -> None:
     """One layer: no std across layers, so every replicate is NaN (as floats), the peak of the std across layers has
-    no interval, and no warning reaches the user (np.std of one value warns, as would an all-NaN percentile)."""
+    no interval, and no warning reaches the user (the all-NaN percentiles of the replicates would warn)."""
     import warnings
 
     from ie_ray.variance import _peak_shots, analyse_variance, layer_std_replicates, shot_curve
