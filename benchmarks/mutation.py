@@ -625,7 +625,7 @@ def _markdown(results: dict) -> str:
         f"({', '.join(NEW_TESTS)}). The issue-28 rows (2026-12-04) ran on 2 cores shared with two sweeps and other "
         "test runs: most were stopped early (their unchecked mutants have no verdict and are not in the score), and "
         "their survivors were then rechecked in one process against the tests written for them (`--recheck`): a "
-        "recheck only turns survivors into kills.", "",
+        "recheck only turns survivors into kills (`--finish` gives the unchecked ones a verdict the same way).", "",
         "| module | run | mutants | killed | timeout | survived | no tests | score | score without equivalent "
         "| wall | date |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -652,9 +652,9 @@ def _markdown(results: dict) -> str:
                 unreached[s["function"]] = unreached.get(s["function"], 0) + 1
         lines += ["", f"## Surviving mutants of `{run['module']}` ({len(run['survivors'])})", ""]
         if not run["complete"]:
-            lines += [f"The run was stopped after {run['checked']} of {run['total']} mutants: its survivors are not "
-                      "classified yet (each reads as a gap until a test kills it or a reason shows it equivalent).",
-                      ""]
+            lines += [f"The run was stopped after {run['checked']} of {run['total']} mutants: the others have no "
+                      "verdict and are not in the score. Each survivor below is equivalent (with the reason) or reads "
+                      "as a gap until a test kills it.", ""]
         if unreached:
             lines += [f"{sum(unreached.values())} mutants are in functions that no test of the selection calls "
                       f"({NOT_REACHED.get(run['module'], 'no fast test reaches them')}):", "",

@@ -1114,12 +1114,15 @@ def test_column_std_of_float32_states_is_taken_in_float64_whatever_the_chunks(mo
 def test_a_pair_at_exactly_the_tolerance_is_one_state_even_far_from_the_first_state() -> None:
     """One dimension of spread 1: states 0 and 2 are exactly 2 apart, one state at tolerance 2; 1e8 is far from
     both, so 2 states of 3 prefixes. Its norm 1e8 makes the rounding margin (~1e-7) larger than the window's
-    relative 1e-9 widening: the margin must widen the window, never narrow it."""
+    relative 1e-9 widening: the margin must widen the window, never narrow it. States 0 and 2 alone are one state."""
     from ie_ray.entropy_limit import distinct_states
 
     result = distinct_states(np.array([[0.0], [2.0], [1e8]]), np.arange(3), spread=np.ones(1), tolerance=2.0)
     assert (result.n_prefixes, result.n_states) == (3, 2)
     assert result.entropy_bits == pytest.approx(-(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3))
+    # without the far state the margin is ~3e-15: only the window's own widening keeps the pair at 2
+    pair = distinct_states(np.array([[0.0], [2.0]]), np.arange(2), spread=np.ones(1), tolerance=2.0)
+    assert (pair.n_prefixes, pair.n_states) == (2, 1)
 
 
 def test_states_with_colliding_hashes_are_told_apart_by_their_values(monkeypatch) -> None:
