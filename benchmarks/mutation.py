@@ -7,9 +7,13 @@
     python benchmarks/mutation.py --report-only                       # rewrite the Markdown after editing EQUIVALENT
     nice -n 15 python benchmarks/mutation.py --modules brackets --keep                    # keep the copy, then
     nice -n 15 python benchmarks/mutation.py --modules brackets --recheck /tmp/mutation-brackets-XXXX  # new tests
+    nice -n 15 python benchmarks/mutation.py --modules variance --finish /tmp/mutation-variance-XXXX  # unchecked
 
 (Times measured on 2 CPUs shared with a test suite, 2026-11-30; issue 28's modules on 2 CPUs shared with two
 sweeps and three other test runs, 2026-12-04, where every run was stopped early: see mutation.md.)
+
+`--finish DIR` runs the mutants a stopped run (kept with --keep) never reached, the same way, against the module's
+whole selection: each gets a verdict without a fresh pytest per mutant.
 
 `--recheck DIR` runs the survivors of a kept copy against the current tests/test_mutants_killed.py in one process
 (mutmut reruns every test mapped to a mutant's function in a fresh pytest, minutes per mutant on a loaded machine):
@@ -138,6 +142,18 @@ _SORTED = "sort=True is pandas' default."
 _ASTYPE = "astype(None) converts to numpy's default dtype, float64, as astype(float) does."
 _MERGE_ON = ("the only columns both tables hold are the join keys (every other column carries the reading's "
              "prefix), and those are what pandas merges on by default.")
+_VARIANCE = "ie_ray/variance.py"
+_ENTROPY = "ie_ray/entropy_limit.py"
+_CHUNKS = "only how many rows a chunk holds changes (the memory budget): each row's value is computed on its own."
+_CANDIDATES = ("the seed, the hash keys and the hashes only propose candidates: _identical_leaders checks every "
+               "proposed copy on its values and _link_near every pair in a window that holds every pair within the "
+               "tolerance (a projection is never longer than the difference), so the classes are the same; only "
+               "the work differs.")
+_WIDER = "a wider window only proposes more pairs, each checked exactly against the tolerance: the same classes."
+_FOLDS = ("only when pending edges are folded into the labels changes (memory): finish() folds the rest, and the "
+          "connected components of a set of edges do not depend on when they are merged.")
+_TO_CSV_INDEX = "to_csv tests `index` for truth: None writes no index, as False does."
+_TO_STRING_FLAGS = "to_string tests `index` and `header` for truth: None prints neither, as False does."
 EQUIVALENT: tuple[Equivalent, ...] = (
     *(Equivalent(_IE, "if symbols.ndim == 1:", m, "np.unique(axis=0) counts distinct sub-arrays along axis 0 "
                  "whatever their shape: a 1-D array left as it is, or a 2-D one given an extra axis (n, 1, k), has "
@@ -244,6 +260,134 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                  "`keep` is never empty.") for m in ("or list(None)", "or list(range(None))")),
     Equivalent("ie_ray/noise_scale.py", "axis=-1).mean()", "axis=+1).mean()", "states[:, j] is (N, d): axis +1 is "
                "axis -1."),
+    *(Equivalent(_VARIANCE, o, m, r) for o, m, r in (
+        ("rng.integers(0, n_layers, size=", "rng.integers(n_layers, size=", "Generator.integers(high) draws from "
+         "[0, high) with the same stream as integers(0, high)."),
+        ("[np.argmax(replicates[:, usable], axis=1)].astype(float)", ".astype(None)", _ASTYPE),
+        ("grouped = curve.groupby(keys, sort=True)", "curve.groupby(keys, )", _SORTED),
+        ('else float("nan")),', 'else float("NAN")),', "float() reads 'nan' in any case."),
+        *(('lambda v: float(np.std(v, ddof=1)) if len(v) > 1', m, "np.std of a pandas Series calls Series.std, "
+           "which returns NaN for one value at ddof 1 (no warning): what the else branch returns.")
+          for m in ("if (len(v) > 1) or True", "if len(v) >= 1")),
+        ("if seeds is not None and seeds.seed.nunique() > 1:", "nunique() >= 1", "analyse_variance passes seeds "
+         "only when the MI table holds more than one seed, so the test reads the same."),
+        ("seeds = per_seed_ie(mi) if mi is not None and mi.seed.nunique() > 1", "nunique() >= 1", "with one seed "
+         "per_seed_ie now runs, but _summary uses the seeds only when they hold more than one: the same summary."),
+        ('warnings.simplefilter("ignore", RuntimeWarning)', 'warnings.simplefilter("ignore", )', "np.nanpercentile "
+         "warns only with RuntimeWarnings here (all-NaN slices): ignoring every category ignores the same ones."),
+        ("keep = np.isin(shots, x)", "keep = None", "a shot left out of x has a non-finite E(l) in some layer (the "
+         "strict mean), so each replicate that picks that layer is NaN there and _peak_shots drops the shot anyway "
+         "(all 2000 replicates miss a given layer with probability below 4^-2000); shots[None] and reps[:, None] "
+         "then pick the same usable shots."),
+        ("result.summary.to_csv(index=False)", "to_csv(index=None)", _TO_CSV_INDEX),
+        ("result.findings.to_csv(index=False)", "to_csv(index=None)", _TO_CSV_INDEX),
+        ('"--shot-length", type=int, default=None', '"--shot-length", type=int, help=', "argparse's default is "
+         "None."),
+        ("to_string(index=False, float_format", "to_string(index=None, float_format", _TO_STRING_FLAGS),
+        ("findings.T.to_string(header=False)", "to_string(header=None)", _TO_STRING_FLAGS),
+    )),
+    *(Equivalent(_VARIANCE, 'merge(spread, on=keys, how="left")', m, "spread holds the keys, std_seeds and n_seeds, "
+                 "and the summary dropped the last two before the merge: the keys are the only columns both hold.")
+      for m in ('merge(spread, how="left")', 'merge(spread, on=None, how="left")')),
+    *(Equivalent(_VARIANCE, "in curve.groupby(CURVE_KEYS, sort=True)}", m, "the replicates are looked up by (model, "
+                 "corpus), each drawn with its own seed-0 generator: the order the groups come in changes nothing.")
+      for m in ("sort=None)}", "CURVE_KEYS, )}", "sort=False)}")),
+    *(Equivalent(_VARIANCE, "summary.merge(pd.concat(bounds, ignore_index=True)", m, r) for m, r in (
+        *((m, "bounds holds model, corpus, shot and the two interval columns, which the summary lacks: the shared "
+              "columns are the keys.") for m in ('on=None, how="left")', 'ignore_index=True), how="left")')),
+        ('on=CURVE_KEYS + ["shot"], )', "bounds has a row for every (model, corpus, shot) of the summary (both come "
+         "from the same curve), and an inner merge keeps the left table's order: the same rows in the same order."),
+        *((m, "the merge on columns drops the index of the concatenated bounds.")
+          for m in ("concat(bounds, ignore_index=None)", "concat(bounds, )", "concat(bounds, ignore_index=False)")))),
+    *(Equivalent(_VARIANCE, "for (model, corpus), group in summary.groupby(CURVE_KEYS, sort=True):", m, "the summary "
+                 "comes out of a sorted groupby and a left merge that keeps its order: its (model, corpus) groups "
+                 "come in sorted order, sorted again or not.")
+      for m in ("sort=None):", "CURVE_KEYS, ):", "sort=False):")),
+    *(Equivalent(_VARIANCE, 'pd.option_context("display.width", 200, "display.max_columns", 30)', m,
+                 "DataFrame.to_string neither wraps nor truncates by the display options (its line_width and "
+                 "max_cols default to None), and pandas matches option names in any case: the same printed tables.")
+      for m in ('"display.width", None,', '"display.max_columns", None)', '"DISPLAY.WIDTH"', '"display.width", 201',
+                '"DISPLAY.MAX_COLUMNS"', '"display.max_columns", 31)')),
+    *(Equivalent(_ENTROPY, "if symbols.ndim == 1:", m, "np.unique(axis=0) counts distinct sub-arrays along axis 0 "
+                 "whatever their shape: a 1-D array left as it is, or a 2-D one given an extra axis (n, 1, k), has "
+                 "the same distinct rows with the same counts.") for m in ("ndim != 1", "ndim == 2")),
+    Equivalent(_ENTROPY, "block = states[rows] if self.d_eff == self.n_dims else", "and False", "with every "
+               "dimension kept, `kept` is 0..d-1 in order and states[np.ix_(rows, kept)] is states[rows]."),
+    *(Equivalent(_ENTROPY, o, m, _CHUNKS) for o, m in (
+        ("_row_chunks(len(rows_a), scale.d_eff * 8 * 3)", "scale.d_eff * 8 * 4)"),
+        ("_row_chunks(len(rows_a), scale.d_eff * 8 * 3)", "scale.d_eff * 9 * 3)"),
+        ("for part in _row_chunks(n, scale.d_eff * 8 * 3):", "scale.d_eff * 9 * 3)"),
+        ("for part in _row_chunks(n, scale.d_eff * 8 * 3):", "scale.d_eff * 8 * 4)"))),
+    *(Equivalent(_ENTROPY, "for part in _row_chunks(n, d * 8 * 2):", m, "only where the chunks split changes (the "
+                 "memory budget): the per-column min, max and sums are the same, up to the order of a float64 sum "
+                 "(~1e-16 relative) once the states exceed one chunk (2**23 / d rows).")
+      for m in ("d * 9 * 2)", "d * 8 * 3)")),
+    *(Equivalent(_ENTROPY, "deviation = np.asarray(states[part], dtype=np.float64) - mean", m, "subtracting the "
+                 "float64 mean promotes float16/32 states to float64 exactly as the cast does: the same deviations.")
+      for m in ("dtype=None) - mean", "np.asarray(states[part], ) - mean")),
+    *(Equivalent(_ENTROPY, o, m, "einsum labels may be capitals: the same contraction.") for o, m in (
+        ('np.einsum("ij,ij->j", deviation, deviation)', '"IJ,IJ->J"'),
+        ('np.einsum("ij,ij->i", diff, diff)', '"IJ,IJ->I"'),
+        ('np.einsum("ij,ij->i", z, z)', '"IJ,IJ->I"'))),
+    Equivalent(_ENTROPY, "return np.zeros(1, dtype=np.int64)", "np.zeros(2, dtype=np.int64)", "one prefix is one "
+               "class: labels (0, 0) give n_states 1 and put the one prefix's count in class 0 (np.add.at broadcasts "
+               "it twice into the one class), whose entropy is 0 either way."),
+    *(Equivalent(_ENTROPY, o, m, _CANDIDATES) for o, m in (
+        ("rng = np.random.default_rng(seed)", "default_rng(None)"),
+        *(("hash_keys = rng.integers(0, np.iinfo(np.uint64).max", m) for m in (
+            "rng.integers(0, None,", "dtype=np.uint64, endpoint=None)", "rng.integers(np.iinfo(np.uint64).max,",
+            "rng.integers(0, size=", "np.iinfo(np.uint64).max, dtype=np.uint64", "dtype=np.uint64, )",
+            "rng.integers(1, np.iinfo", "endpoint=False)", "size=None,")),
+        ("hash_keys | np.uint64(1))", "hash_keys & np.uint64(1))"),
+        ("hash_keys | np.uint64(1))", "hash_keys | np.uint64(2))"),
+        ("hashes = np.empty(n, dtype=np.uint64)", "np.empty(n, dtype=None)"),
+        ("hashes = np.empty(n, dtype=np.uint64)", "np.empty(n, )"),
+        *(("(raw.view(np.uint64) * hash_keys).sum(axis=1, dtype=np.uint64)", m) for m in (
+            "sum(axis=None, dtype=np.uint64)", "sum(axis=1, dtype=None)", "hash_keys).sum(dtype=np.uint64)",
+            "sum(axis=1, )", "(raw.view(np.uint64) / hash_keys)", "(raw.view(None) * hash_keys)")),
+        ("collided = _rms_between(", "collided = None"),
+    )),
+    *(Equivalent(_ENTROPY, "rounding = 2.0 * math.sqrt(n_proj) * (scale.d_eff + 2)", m, _WIDER)
+      for m in ("rounding = 3.0 *", "(scale.d_eff + 3)", "np.finfo(None).eps")),
+    *(Equivalent(_ENTROPY, "window = tolerance * math.sqrt(scale.d_eff) * (1.0 + 1e-9) + rounding", m, _WIDER)
+      for m in ("(2.0 + 1e-9)", "(1.0 + 1.000000001)")),
+    Equivalent(_ENTROPY, "centre = scale.take(states, first[:1])[0]", "first[:2])[0]", "row 0 of the first two "
+               "representatives is the first representative."),
+    Equivalent(_ENTROPY, "max_norm = 0.0", "max_norm = 1.0", "a larger max_norm only widens the rounding margin of "
+               "the window: " + _WIDER),
+    Equivalent(_ENTROPY, "z = (raw - centre) * scale.inverse", "z = (raw + centre)", "the projections all shift by "
+               "the same vector (2 * centre), so their differences, which the window screens, are the same; the "
+               "norms, and with them the rounding margin, grow with the shifted rows."),
+    *(Equivalent(_ENTROPY, o, m, "numpy (2.4 here) returns np.unique's inverse 1-D, and a 1-D array reshaped to "
+                 "None or to -2 (any negative size is the unknown one) is the same 1-D array.")
+      for o in ("return np.unique(labels, return_inverse=True)[1].reshape(-1)", "leader = head[group.reshape(-1)]")
+      for m in ("reshape(None)", "reshape(-2)")),
+    *(Equivalent(_ENTROPY, o, m, _FOLDS) for o, m in (
+        ("self._n_pending = 0", "self._n_pending = 1"),
+        ("self._fold_at = max(1024, len(labels) // 8)", "max(1025,"),
+        ("self._fold_at = max(1024, len(labels) // 8)", "len(labels) / 8)"),
+        ("self._fold_at = max(1024, len(labels) // 8)", "len(labels) // 9)"),
+        ("self._n_pending += a.size", "self._n_pending = a.size"),
+        ("self._n_pending += a.size", "self._n_pending -= a.size"),
+        ("if self._n_pending >= self._fold_at:", "self._n_pending > self._fold_at"),
+        ("self._pending, self._n_pending = [], 0", "self._pending, self._n_pending = [], 1"))),
+    *(Equivalent(_ENTROPY, "np.ones(a.size, dtype=np.int8)", m, "connected_components reads which entries are "
+                 "non-zero, not their type.") for m in ("np.ones(a.size, dtype=None)", "np.ones(a.size, )")),
+    *(Equivalent(_ENTROPY, "connected_components(graph, directed=False)", m, "with connection='weak' (the "
+                 "default) the components of the directed graph are those of the undirected one, and None reads "
+                 "as false.") for m in ("directed=None)", "connected_components(graph, )", "directed=True)")),
+    *(Equivalent(_ENTROPY, o, m, "the sort's kind only orders ties: every pair within the window is compared "
+                 "whatever the order of equal projections, and the leaders of reach >= k are a prefix of by_reach "
+                 "in any order of equal reaches; numpy reads the kind in any case.")
+      for o in ('np.argsort(projections[:, 0], kind="stable")', 'np.argsort(-reach, kind="stable")')
+      for m in ('kind=None)', '0], )' if "projections" in o else "reach, )", 'kind="STABLE")')),
+    Equivalent(_ENTROPY, 'line[:, 0] + window, side="right")', "line[:, 0] + window, )", "a projection exactly at "
+               "the window's edge is more than tolerance * sqrt(d) * (1 + 1e-9) from the other, so its pair is not "
+               "within the tolerance either way: leaving it out of the window changes no class."),
+    *(Equivalent(_ENTROPY, "for k in range(1, int(reach.max(initial=0)) + 1):", m, "the offsets added (k = 0 "
+                 "compares each leader with itself, a pair already joined; k = max reach + 1 has no leader that "
+                 "far) and initial=None (the default; reach is never empty here) compare no new pair.")
+      for m in ("range(int(reach.max(initial=0)) + 1)", "initial=None", "initial=1", "initial=0)) + 2)")),
     Equivalent("ie_ray/estimators/smoothed.py", "min(params.n_draws, params.memory_mb * 2**20 // per_draw)",
                "2**20 / per_draw", "int() of a positive float quotient truncates as // floors, and a correctly "
                "rounded a / b reaches the integer k only if a >= k * b when k * b is a float (all integers below "
@@ -481,7 +625,7 @@ def _markdown(results: dict) -> str:
         f"({', '.join(NEW_TESTS)}). The issue-28 rows (2026-12-04) ran on 2 cores shared with two sweeps and other "
         "test runs: most were stopped early (their unchecked mutants have no verdict and are not in the score), and "
         "their survivors were then rechecked in one process against the tests written for them (`--recheck`): a "
-        "recheck only turns survivors into kills.", "",
+        "recheck only turns survivors into kills (`--finish` gives the unchecked ones a verdict the same way).", "",
         "| module | run | mutants | killed | timeout | survived | no tests | score | score without equivalent "
         "| wall | date |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -508,9 +652,9 @@ def _markdown(results: dict) -> str:
                 unreached[s["function"]] = unreached.get(s["function"], 0) + 1
         lines += ["", f"## Surviving mutants of `{run['module']}` ({len(run['survivors'])})", ""]
         if not run["complete"]:
-            lines += [f"The run was stopped after {run['checked']} of {run['total']} mutants: its survivors are not "
-                      "classified yet (each reads as a gap until a test kills it or a reason shows it equivalent).",
-                      ""]
+            lines += [f"The run was stopped after {run['checked']} of {run['total']} mutants: the others have no "
+                      "verdict and are not in the score. Each survivor below is equivalent (with the reason) or reads "
+                      "as a gap until a test kills it.", ""]
         if unreached:
             lines += [f"{sum(unreached.values())} mutants are in functions that no test of the selection calls "
                       f"({NOT_REACHED.get(run['module'], 'no fast test reaches them')}):", "",
@@ -556,37 +700,51 @@ for name in names:
 '''
 
 
-def recheck(work: Path, key: str, tests: list[str], filters: list[str]) -> dict[str, int]:
+def recheck(work: Path, key: str, tests: list[str], filters: list[str], *, unchecked: bool = False
+            ) -> dict[str, int]:
     """Run the survivors and unreached mutants of the kept copy `work` against the current `tests` (copied in),
     all in one process (a `mutmut run` per mutant restarts pytest and reruns every test mapped to the function:
     minutes per mutant on 2 shared cores). A mutant the recheck's tests fail on is killed (exit code 1 in mutmut's
     records, so `--collect` counts it); one they pass on keeps its verdict, since these tests are a subset of the
-    selection. Returns {mutant: pytest exit code}."""
+    selection; survivors shown equivalent (EQUIVALENT) are not rerun.
+
+    `unchecked`: run instead the mutants a stopped run never reached (`--finish`), against `tests`, which must then
+    be the module's whole selection: a mutant they pass on survives (exit code 0), one they fail on is killed.
+    Returns {mutant: pytest exit code}."""
     target = TARGETS[key]
     for test in tests:
         for dest in (work / test, work / "mutants" / test):
             shutil.copy2(ROOT / test, dest)
     metas = {path: work / "mutants" / (path + ".meta") for path in target.paths}
+    wanted = ("not checked",) if unchecked else ("survived", "no tests")
     names = [name for meta in metas.values() if meta.exists()
              for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
-             if STATUS.get(code) in ("survived", "no tests")]
-    (work / "recheck_names.json").write_text(json.dumps(names))
-    (work / "recheck_args.json").write_text(json.dumps([*tests, *filters, "-q", "-p", "no:cacheprovider"]))
+             if STATUS.get(code) in wanted]
+    if not unchecked:  # a survivor shown equivalent (EQUIVALENT) passes every test: do not run it again
+        shown = {s["mutant"] for path, meta in metas.items() if meta.exists()
+                 for s in map(_judged, _survivors(work, path, json.loads(meta.read_text())["exit_code_by_key"]))
+                 if s["equivalent"]}
+        names = [name for name in names if name not in shown]
+    mode = "finish" if unchecked else "recheck"
+    plugins = ["-p", "mutation_hypothesis"] if unchecked else []  # the run's own settings: derandomised examples
+    (work / f"{mode}_names.json").write_text(json.dumps(names))
+    (work / f"{mode}_args.json").write_text(json.dumps([*tests, *filters, "-q", "-p", "no:cacheprovider", *plugins]))
     (work / "mutants" / "mutation_recheck.py").write_text(RECHECK_DRIVER)
-    verdicts_path = work / "recheck.json"
-    with (work / "recheck.log").open("w") as log:
+    verdicts_path = work / f"{mode}.json"
+    with (work / f"{mode}.log").open("w") as log:
         # check=False: a recheck stopped (killed) on the way keeps the verdicts it reached
-        subprocess.run([sys.executable, "mutation_recheck.py", str(work / "recheck_names.json"),
-                        str(work / "recheck_args.json"), str(verdicts_path)], cwd=work / "mutants", stdout=log,
+        subprocess.run([sys.executable, "mutation_recheck.py", str(work / f"{mode}_names.json"),
+                        str(work / f"{mode}_args.json"), str(verdicts_path)], cwd=work / "mutants", stdout=log,
                        stderr=subprocess.STDOUT, check=False)
     verdicts = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {}
+    recorded = (0, 1) if unchecked else (1,)  # pytest's exit codes: 0 all passed, 1 some test failed
     for meta in metas.values():
         if not meta.exists():
             continue
         data = json.loads(meta.read_text())
         for name, code in verdicts.items():
-            if name in data["exit_code_by_key"] and code == 1:
-                data["exit_code_by_key"][name] = 1
+            if name in data["exit_code_by_key"] and code in recorded:
+                data["exit_code_by_key"][name] = code
         meta.write_text(json.dumps(data))
     return verdicts
 
@@ -610,6 +768,9 @@ def main(argv: list[str] | None = None) -> int:
                              "tests/test_mutants_killed.py "
                              "in one process, then record it (as --collect); -k filters with --recheck-k")
     parser.add_argument("--recheck-k", default=None, help="pytest -k expression for --recheck")
+    parser.add_argument("--finish", type=Path, metavar="DIR",
+                        help="run the mutants that the stopped run kept in DIR never reached against the module's "
+                             "whole selection in one process, then record it (as --collect)")
     parser.add_argument("--collect", type=Path, metavar="DIR",
                         help="record the run kept (--keep) or stopped in DIR, for the one module named by --modules")
     args = parser.parse_args(argv)
@@ -624,8 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 15:  # other jobs share the machine: mutants only get the CPU they leave idle
         os.nice(15 - os.nice(0))
     json_path = OUT.with_suffix(".json")
-    if (args.collect or args.recheck) and len(args.modules) != 1:
-        parser.error("--collect and --recheck record one module: name it with --modules")
+    if (args.collect or args.recheck or args.finish) and len(args.modules) != 1:
+        parser.error("--collect, --recheck and --finish record one module: name it with --modules")
     for key in args.modules:
         print(f"mutating {', '.join(TARGETS[key].paths)} ...", file=sys.stderr, flush=True)
         if args.recheck:
@@ -634,6 +795,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  recheck: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} rechecked killed",
                   file=sys.stderr)
             runs = collect(args.recheck, key, baseline=args.baseline)
+        elif args.finish:
+            target = TARGETS[key]
+            verdicts = recheck(args.finish, key, _tests(target, args.baseline), list(target.filters), unchecked=True)
+            print(f"  finish: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} unchecked killed, "
+                  f"{sum(c == 0 for c in verdicts.values())} survived", file=sys.stderr)
+            runs = collect(args.finish, key, baseline=args.baseline)
         elif args.collect:
             runs = collect(args.collect, key, baseline=args.baseline)
         else:

@@ -861,3 +861,282 @@ def test_entropy_limit_reading_merges_states_within_its_own_tolerance() -> None:
     (loose,) = EntropyLimitReading(0.5, "per_position").fit_layer(states, [job])
     (strict,) = EntropyLimitReading(1e-4, "per_position").fit_layer(states, [job])
     assert (loose.n_states, strict.n_states) == (2, 12) and loose.wall_s > 0.0
+
+
+# --- variance against the number of shots (issue 28, item 3) --------------------------------------------------------
+
+
+def _variance_table(values: np.ndarray, se: np.ndarray | float, corpus: str = "icl-country") -> pd.DataFrame:
+    """One long K-shot corpus of one token per shot: values[layer, k - 1] is E(l) at shot k (position k - 1), with
+    standard error se (an array like values, or one number)."""
+    from ie_ray.variance import Z_95
+
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    se = np.broadcast_to(np.asarray(se, dtype=float), values.shape)
+    rows = [dict(model="m", corpus=corpus, shots=values.shape[1], layer=layer, position=k, ie_bits=values[layer, k],
+                 ci_low=values[layer, k] - Z_95 * se[layer, k], ci_high=values[layer, k] + Z_95 * se[layer, k],
+                 n_seeds=1, flag="ok")
+            for layer in range(values.shape[0]) for k in range(values.shape[1])]
+    return pd.DataFrame(rows)
+
+
+def _variance_mi(n_seeds: int = 2, delta: float = 0.2) -> pd.DataFrame:
+    """A 2-shot long corpus (4 positions), 2 layers; macro MI t + 1 + seed * delta, micro 0.5: the layer-mean IE
+    of seed s at shot 2 (position 3) is 3.5 + s * delta."""
+    return pd.DataFrame([dict(model="m", corpus="icl-color", shots=2, layer=layer, position=t, level=level, seed=seed,
+                              mi_bits=value, ceiling_bits=10.0, flag="ok",
+                              bootstrap_bits=value + np.linspace(-0.01, 0.01, 20))
+                         for seed in range(n_seeds) for layer in (0, 1) for t in range(4)
+                         for level, value in (("macro", t + 1 + seed * delta), ("micro", 0.5))])
+
+
+def _reference_std_replicates(values: np.ndarray, se: np.ndarray, n_boot: int = 2000) -> np.ndarray:
+    """The bootstrap of the module docstring, written out: seed 0, layers drawn with replacement, each picked
+    estimate redrawn from N(E(l), se(l)), the sample std (ddof 1) across the picked layers."""
+    rng = np.random.default_rng(0)
+    n_layers = values.shape[0]
+    pick = rng.integers(0, n_layers, size=(n_boot, n_layers))
+    draws = values[pick] + rng.standard_normal((n_boot, n_layers, values.shape[1])) * se[pick]
+    return draws.std(axis=1, ddof=1)
+
+
+def test_variance_bootstrap_is_the_documented_one_with_seed_zero() -> None:
+    """Five layers spread by 0.64, 1 and 0.6 bits per layer at shots 1-3, each estimate with se 0.3: the peak is
+    shot 2 in ~95% of the replicates, shot 1 in 2.6% and shot 3 in 2%, so the peak's 95% interval is [1, 3]
+    ... at 2.5 and 97.5 percent exactly [1, 2] (2.6% of shot 1 passes the 2.5th percentile, 2% of shot 3 does
+    not reach the 97.5th)."""
+    from ie_ray.variance import analyse_variance, layer_std_replicates, shot_curve
+
+    values = np.arange(5.0)[:, None] * np.array([0.64, 1.0, 0.6])
+    se = np.full(values.shape, 0.3)
+    table = _variance_table(values, se)
+    reference = _reference_std_replicates(values, se)
+    shots, replicates = layer_std_replicates(shot_curve(table))
+    assert list(shots) == [1, 2, 3]
+    np.testing.assert_allclose(replicates, reference, rtol=1e-9)
+    result = analyse_variance(table)
+    np.testing.assert_allclose(result.summary.std_layers_ci_low, np.percentile(reference, 2.5, axis=0), rtol=1e-9)
+    np.testing.assert_allclose(result.summary.std_layers_ci_high, np.percentile(reference, 97.5, axis=0), rtol=1e-9)
+    peaks = np.array([1.0, 2.0, 3.0])[np.argmax(reference, axis=1)]
+    assert (np.mean(peaks == 1), np.mean(peaks == 3)) == (pytest.approx(0.026), pytest.approx(0.0195))
+    finding = result.findings.iloc[0]
+    assert (finding.peak_std_layers_ci_low, finding.peak_std_layers_ci_high) == (1.0, 2.0)
+
+
+def test_two_layers_have_a_spread_and_resamples_of_one_layer_twice_have_none() -> None:
+    """Layers 0 and 3 without estimate noise: std_layers = 3 / sqrt(2); a resample is both layers (std 3 / sqrt(2))
+    or one layer twice (std 0), each with probability 1/2."""
+    from ie_ray.variance import analyse_variance, layer_std_replicates, shot_curve
+
+    table = _variance_table(np.array([[0.0, 0.0], [3.0, 3.0]]), 0.0)
+    _, replicates = layer_std_replicates(shot_curve(table))
+    assert set(np.round(replicates.ravel(), 12)) == {0.0, round(3 / np.sqrt(2), 12)}
+    assert np.mean(replicates[:, 0] == 0) == pytest.approx(0.5, abs=0.04)  # 2000 draws: sd 0.011
+    np.testing.assert_allclose(analyse_variance(table).summary.std_layers, 3 / np.sqrt(2))
+
+
+def test_one_layer_has_no_spread_and_its_peak_no_interval() -> None:
+    """One layer: no std across layers, so every replicate is NaN (as floats), the peak of the std across layers has
+    no interval, and no warning reaches the user (the all-NaN percentiles of the replicates would warn)."""
+    import warnings
+
+    from ie_ray.variance import _peak_shots, analyse_variance, layer_std_replicates, shot_curve
+
+    table = _variance_table(np.array([[1.0, 2.0, 2.0]]), 0.01)
+    shots, replicates = layer_std_replicates(shot_curve(table), n_boot=7)
+    assert replicates.shape == (7, 3) and np.isnan(replicates).all()
+    peaks = _peak_shots(shots, replicates)
+    assert peaks.shape == (7,) and np.isnan(peaks).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = analyse_variance(table)
+    summary, finding = result.summary, result.findings.iloc[0]
+    assert np.isnan(summary.std_layers.to_numpy()).all() and np.isnan(summary.std_seeds.to_numpy()).all()
+    assert (summary.n_seeds == 1).all()
+    assert np.isnan(finding.peak_std_layers_ci_low) and np.isnan(finding.peak_std_layers_ci_high)
+    assert np.isnan(finding.peak_std_layers_near_saturation_share)
+
+
+def test_variance_findings_of_a_curve_built_to_saturate_at_three() -> None:
+    """Two layers, shots 1-6, layer mean (1, 2, 3, 3, 3, 3) with se 0.01 (0.05 at shot 4), the layers +-0.5 apart at
+    shot 5 (+-0.01 elsewhere): IE grows significantly twice and saturates at 3 (3 bits there), the broken stick
+    breaks at 3 with slope 1, the estimates' spread peaks at 4 (one shot from saturation) and the layers' at 5 (two
+    shots away: not near). With z = 200 no step of 1 bit is significant (200 x 0.01 = 2 bits)."""
+    from ie_ray.variance import analyse_variance
+
+    mean = np.array([1.0, 2.0, 3.0, 3.0, 3.0, 3.0])
+    half = np.where(np.arange(1, 7) == 5, 0.5, 0.01)
+    se = np.where(np.arange(1, 7) == 4, 0.05, 0.01)
+    table = _variance_table(np.stack([mean - half, mean + half]), np.stack([se, se]))
+    finding = analyse_variance(table).findings.iloc[0]
+    assert (finding.model, finding.corpus, finding.unit) == ("m", "icl-country", "shots")
+    assert (finding.saturation_shot, finding.saturated, finding.n_significant_increments) == (3.0, True, 2)
+    assert (finding.broken_stick_k0, finding.broken_stick_slope_bits) == (3.0, pytest.approx(1.0))
+    assert finding.ie_at_saturation_bits == pytest.approx(3.0)
+    assert (finding.peak_std_bootstrap, finding.peak_std_bootstrap_near_saturation) == (4.0, True)
+    assert (finding.peak_std_layers, finding.peak_std_layers_near_saturation) == (5.0, False)
+    assert not finding.peak_std_seeds_near_saturation
+    strict = analyse_variance(table, z=200.0).findings.iloc[0]
+    assert (strict.saturation_shot, strict.n_significant_increments) == (1.0, 0)
+
+
+def _patience_table() -> pd.DataFrame:
+    """Layer mean (1, 2, 2, 2, 3, 3, 3, 3), se 0.01: significant steps 1->2 and 4->5 only; two flat steps in a row
+    first follow shot 2, three first follow shot 5."""
+    return _variance_table(np.array([[1.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]]), 0.01)
+
+
+def test_variance_patience_defaults_to_two_and_is_passed_on(tmp_path) -> None:
+    from ie_ray.variance import analyse_variance, write_variance
+
+    table = _patience_table()
+    assert analyse_variance(table).findings.saturation_shot.tolist() == [2.0]
+    assert analyse_variance(table, patience=3).findings.saturation_shot.tolist() == [5.0]
+    table.to_parquet(tmp_path / "ie.parquet")
+    assert write_variance(tmp_path).findings.saturation_shot.tolist() == [2.0]
+    assert write_variance(tmp_path, patience=3).findings.saturation_shot.tolist() == [5.0]
+
+
+def test_variance_broken_stick_weights_each_shot_by_its_standard_error() -> None:
+    """(0, 1, 2, 3, 3, 3) at se 0.01 then 10 bits at se 100: weighted, the stick breaks at 4 with slope 1 (the
+    outlier weighs 1e-8 of the others); unweighted, the outlier pulls the break to the last shot."""
+    from ie_ray.variance import analyse_variance
+
+    table = _variance_table(np.array([[0.0, 1.0, 2.0, 3.0, 3.0, 3.0, 10.0]]), np.r_[np.full(6, 0.01), 100.0])
+    finding = analyse_variance(table).findings.iloc[0]
+    assert (finding.broken_stick_k0, finding.broken_stick_slope_bits) == (4.0, pytest.approx(1.0, abs=1e-6))
+
+
+def test_variance_shot_length_is_passed_on(tmp_path) -> None:
+    """A 4-shot corpus of 3 tokens per shot analysed at positions 0-9 only: 10 positions do not divide into 4 shots,
+    so only shot_length = 3 reads shots 1-3 (positions 2, 5, 8)."""
+    from ie_ray.variance import analyse_variance, write_variance
+
+    table = _variance_table(np.arange(10.0)[None, :], 0.01)
+    table["shots"] = 4
+    assert analyse_variance(table, shot_length=3).summary.ie_mean_bits.tolist() == [2.0, 5.0, 8.0]
+    table.to_parquet(tmp_path / "ie.parquet")
+    assert write_variance(tmp_path, shot_length=3).summary.ie_mean_bits.tolist() == [2.0, 5.0, 8.0]
+
+
+def test_variance_of_a_corpus_whose_estimates_all_failed_leaves_the_next_corpus_its_findings() -> None:
+    from ie_ray.variance import analyse_variance
+
+    failed = _variance_table(np.full((1, 3), np.nan), 0.01, corpus="a-failed")
+    fine = _variance_table(np.array([[1.0, 2.0, 2.0]]), 0.01, corpus="b-fine")
+    findings = analyse_variance(pd.concat([failed, fine], ignore_index=True)).findings
+    assert findings.corpus.tolist() == ["b-fine"] and findings.saturation_shot.tolist() == [2.0]
+
+
+def test_variance_of_a_single_shot_curve_has_findings() -> None:
+    """One shot: nothing to compare, so no saturation in range and the broken stick at that shot."""
+    from ie_ray.variance import analyse_variance
+
+    finding = analyse_variance(_variance_table(np.array([[1.5]]), 0.01)).findings.iloc[0]
+    assert (finding.unit, finding.saturation_shot, finding.saturated, finding.broken_stick_k0) == ("shots", 1.0,
+                                                                                                   False, 1.0)
+    assert finding.ie_at_saturation_bits == 1.5
+
+
+def test_variance_summary_is_sorted_by_shot_when_a_layer_misses_one() -> None:
+    from ie_ray.variance import analyse_variance
+
+    table = _variance_table(np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]]), 0.01)
+    table = table[~((table.layer == 0) & (table.position == 1))]  # layer 0 has no estimate at shot 2
+    summary = analyse_variance(table).summary
+    assert summary.shot.tolist() == [1, 2, 3, 4] and summary.n_layers.tolist() == [2, 1, 2, 2]
+
+
+def test_variance_keeps_corpora_the_mi_table_has_no_seeds_for() -> None:
+    """The MI table's corpus has two seeds (std 0.2 / sqrt(2)); an IE row of another corpus stays, without one."""
+    from ie_ray.ie import information_emergence
+    from ie_ray.variance import analyse_variance, per_seed_ie
+
+    mi = _variance_mi()
+    seeds = per_seed_ie(mi)
+    assert seeds.index.tolist() == list(range(len(seeds)))
+    other = _variance_table(np.array([[1.0, 2.0]]), 0.01, corpus="icl-other")
+    summary = analyse_variance(pd.concat([information_emergence(mi), other], ignore_index=True), mi).summary
+    assert summary.corpus.tolist() == ["icl-color", "icl-color", "icl-other", "icl-other"]
+    np.testing.assert_allclose(summary.std_seeds[:2], 0.2 / np.sqrt(2))
+    assert summary.std_seeds[2:].isna().all()
+
+
+def test_write_variance_reads_the_mi_table_for_seeds_and_writes_no_index(tmp_path) -> None:
+    from ie_ray.ie import information_emergence
+    from ie_ray.variance import write_variance
+
+    mi = _variance_mi()
+    information_emergence(mi).to_parquet(tmp_path / "ie.parquet")
+    mi.to_parquet(tmp_path / "mi.parquet")
+    result = write_variance(tmp_path)
+    written = pd.read_csv(tmp_path / "variance.csv")
+    assert written.columns.tolist() == result.summary.columns.tolist()
+    assert written.n_seeds.tolist() == [2, 2]
+    np.testing.assert_allclose(written.std_seeds, 0.2 / np.sqrt(2))
+    findings = pd.read_csv(tmp_path / "variance_findings.csv")
+    assert findings.columns.tolist() == result.findings.columns.tolist()
+
+
+# --- the entropy limit's counting (issue 28, item 3) ----------------------------------------------------------------
+
+
+def test_entropy_limit_ie_without_micro_terms_says_what_it_needs() -> None:
+    from ie_ray.entropy_limit import entropy_limit_ie
+
+    with pytest.raises(ValueError, match=r"^micro_bits is empty: IE at position t needs the micro entropy of"):
+        entropy_limit_ie(1.0, [])
+
+
+def test_column_std_is_exactly_zero_on_a_constant_column_next_to_a_varying_one() -> None:
+    """0.1 three times: its float64 mean is 0.10000000000000002, so only the min/max test gives exactly 0; the
+    varying column (0, 1, 2) has population std sqrt(2/3)."""
+    from ie_ray.entropy_limit import _column_std
+
+    states = np.array([[0.1, 0.0], [0.1, 1.0], [0.1, 2.0]])
+    std = _column_std(states)
+    assert std[0] == 0.0 and std[1] == pytest.approx(math.sqrt(2 / 3), rel=1e-15)
+
+
+def test_column_std_of_float32_states_is_taken_in_float64_whatever_the_chunks(monkeypatch) -> None:
+    """float32 states around 1000: a float32 running sum loses ~1e-4 of the mean, which the float64 reference
+    (numpy's std of the float64 copy) does not; with a 64-byte budget every chunk is two rows."""
+    from ie_ray import entropy_limit
+
+    states = (1000.0 + np.random.default_rng(0).standard_normal((2000, 2))).astype(np.float32)
+    reference = np.std(states.astype(np.float64), axis=0)
+    np.testing.assert_allclose(entropy_limit._column_std(states), reference, rtol=1e-12)
+    monkeypatch.setattr(entropy_limit, "_MEMORY_BUDGET_BYTES", 64)
+    few = states[:20]
+    np.testing.assert_allclose(entropy_limit._column_std(few), np.std(few.astype(np.float64), axis=0), rtol=1e-12)
+
+
+def test_a_pair_at_exactly_the_tolerance_is_one_state_even_far_from_the_first_state() -> None:
+    """One dimension of spread 1: states 0 and 2 are exactly 2 apart, one state at tolerance 2; 1e8 is far from
+    both, so 2 states of 3 prefixes. Its norm 1e8 makes the rounding margin (~1e-7) larger than the window's
+    relative 1e-9 widening: the margin must widen the window, never narrow it. States 0 and 2 alone are one state."""
+    from ie_ray.entropy_limit import distinct_states
+
+    result = distinct_states(np.array([[0.0], [2.0], [1e8]]), np.arange(3), spread=np.ones(1), tolerance=2.0)
+    assert (result.n_prefixes, result.n_states) == (3, 2)
+    assert result.entropy_bits == pytest.approx(-(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3))
+    # without the far state the margin is ~3e-15: only the window's own widening keeps the pair at 2
+    pair = distinct_states(np.array([[0.0], [2.0]]), np.arange(2), spread=np.ones(1), tolerance=2.0)
+    assert (pair.n_prefixes, pair.n_states) == (2, 1)
+
+
+def test_states_with_colliding_hashes_are_told_apart_by_their_values(monkeypatch) -> None:
+    """Every hash forced equal: the hash only proposes copies, the values decide. States 0, 1 and 5 (spread 1) at
+    tolerance 0.5 are three states, 0 and 0 (two prefixes) one; state 1 is exactly 1.0 from state 0."""
+    from ie_ray import entropy_limit
+
+    def colliding(*args, **kwargs):
+        sketch = real(*args, **kwargs)
+        return entropy_limit._Sketch(sketch.projections, np.zeros_like(sketch.hashes), sketch.max_norm)
+
+    real = entropy_limit._sketch
+    monkeypatch.setattr(entropy_limit, "_sketch", colliding)
+    states = np.array([[0.0], [1.0], [5.0], [0.0]])
+    result = entropy_limit.distinct_states(states, np.arange(4), spread=np.ones(1), tolerance=0.5)
+    assert (result.n_prefixes, result.n_states) == (4, 3)
+    assert result.entropy_bits == pytest.approx(1.5)  # classes of 2, 1 and 1 prefixes
