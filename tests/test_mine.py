@@ -133,7 +133,7 @@ def test_cache_keys_ignore_options_added_later_while_they_are_off() -> None:
     # the key of the defaults is the key from before these options existed
     added_later = {"early_stop_fraction", "critic", "embed_dim", "embed_layers", "embed_width", "joint_width",
                    "early_stop_every", "early_stop_patience", "sampling", "init", "activation", "hidden_width",
-                   "readout_clip", "readout_batch", "device"}
+                   "readout_clip", "readout_batch", "device", "marginals"}
     assert MINEParams().key_dict() == {k: v for k, v in MINEParams().to_dict().items() if k not in added_later}
 
 
