@@ -49,6 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine_info, machine_line
+from peers import peer_flag  # a negative or failed peer reading is never `ok`, as in benchmarks/peers.py
 
 from ie_ray.estimators import fit_mine_ensemble
 from ie_ray.estimators.benchmark import CONCENTRATED_FAMILIES, Task, make_tasks
@@ -212,7 +213,7 @@ def run_torch_mist(data: list, device: str, peer_python: str, workers: int) -> l
     for k in range(len(data)):
         r = by_file[f"t{k:03d}.npz"]
         rows.append(dict(mi_bits=r["mi_bits"], wall_s=wall, task_wall_s=r["wall_s"], workers=len(dirs),
-                         flag="peer_error" if r["error"] else "ok", steps_run=-1, error=r["error"],
+                         flag=peer_flag(r["mi_bits"], r["error"]), steps_run=-1, error=r["error"],
                          version=f"{r['package']}=={r['package_version']}"))
     return rows
 
