@@ -29,6 +29,11 @@ with the interval it would report (measured, not assumed):
 - `plugin_widened`: the plug-in with its interval widened on each side by one halving step's change,
   |I(n) - I_extrapolated| = |I(n/2) - I(n)| (a bias allowance read off the sample's own subsampling curve; derived
   from the stored columns by `with_derived`);
+- `band`: the plug-in minus a bias band (`ie_ray.bias_band`): the range of the relative offset of `undersampled`
+  plug-in readings from the truth, fitted on the *other* populations (leave one population out, so its coverage
+  says how the band transfers to a law it was not measured on); no interval (abstained) for a reading with any
+  other flag, whose remedy is more samples;
+- `band_bracket`: the same, with the band on the truth's position in the bracket, (truth - loo) / (plug-in - loo);
 - `kt`: the Kolchinsky-Tracey pairwise-distance bracket of the sample mixture's MI (Entropy 19, 361, 2017: the
   KL-based upper and Bhattacharyya-based lower bounds of each Gaussian-mixture entropy, exact for equal isotropic
   components: KL = ||dx||^2 / 2 sigma^2, BD = ||dx||^2 / 8 sigma^2), deterministic, beside the Monte Carlo value.
@@ -54,6 +59,7 @@ import pandas as pd
 import torch
 
 from ie_ray import store
+from ie_ray.bias_band import KINDS, fit_bands, leave_one_population_out, save_bands
 from ie_ray.estimators.smoothed import Scale, SmoothedParams, smoothed_mi
 from ie_ray.noise_scale import DEFAULT_SCALE_RULE, block_scale
 
@@ -72,7 +78,10 @@ FIT_CHI2_95 = 5.991
 #: An interval is adopted only if it covers at least this share of the population values (issue 24).
 ADOPT_COVERAGE = 0.90
 LN2 = math.log(2.0)
-CANDIDATES = ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "fit_checked", "plugin_widened", "kt")
+CANDIDATES = ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "fit_checked", "plugin_widened", "kt",
+              "band", "band_bracket")
+#: The bias bands fitted on every population, written beside the tables (read by `ie-ray brackets --band`).
+BANDS_FILE = "bias_bands.json"
 
 
 @dataclass(frozen=True)
@@ -310,49 +319,63 @@ def _covered(low: np.ndarray, high: np.ndarray, truth: np.ndarray, truth_se: np.
 def with_derived(table: pd.DataFrame) -> pd.DataFrame:
     """The candidates computed from other columns (so parts written before they existed still have them)."""
     step = (table.plugin - table.extrapolate).abs()
-    return table.assign(plugin_widened=table.plugin, plugin_widened_low=table.plugin_low - step,
-                        plugin_widened_high=table.plugin_high + step)
+    table = table.drop(columns=[f"{name}{suffix}" for name in ("band", "band_bracket")
+                                for suffix in ("", "_low", "_high", "_abstained") if f"{name}{suffix}" in table])
+    table = table.assign(plugin_widened=table.plugin, plugin_widened_low=table.plugin_low - step,
+                         plugin_widened_high=table.plugin_high + step)
+    return leave_one_population_out(leave_one_population_out(table, "relative", "band"), "bracket", "band_bracket")
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Per (kind, tau, fraction) and candidate: bias (bits, % of truth), coverage of its interval (the truth's
-    Monte Carlo error allowed for; `coverage_strict` without), how many samples, and its mean width."""
+    Monte Carlo error allowed for; `coverage_strict` without) over the samples it gave an interval for
+    (`answered`; a candidate may abstain, as `band` does off its regime), how many samples, its mean width."""
     rows = []
     table = with_derived(table)
     for (kind, tau, fraction), part in table.groupby(["kind", "tau", "fraction"]):
         truth, truth_se = part.truth_bits.to_numpy(), part.truth_se_bits.to_numpy()
         for c in CANDIDATES:
             value, low, high = part[c].to_numpy(), part[f"{c}_low"].to_numpy(), part[f"{c}_high"].to_numpy()
-            has = bool((np.isfinite(low) & np.isfinite(high)).all())
-            covered = _covered(low, high, truth, truth_se) if has else np.zeros(len(part), dtype=bool)
+            answered = np.isfinite(low) & np.isfinite(high)
+            has = bool(answered.any())
+            covered = _covered(low, high, truth, truth_se) & answered
+            given = answered.sum()
             rows.append(dict(kind=kind, tau=tau, fraction=round(float(fraction), 3), candidate=c, samples=len(part),
-                             bias_bits=float(np.mean(value - truth)),
-                             bias_pct=float(np.mean((value - truth) / np.maximum(np.abs(truth), 1e-9)) * 100),
-                             covered=int(covered.sum()) if has else -1,
-                             coverage=float(covered.mean()) if has else math.nan,
-                             coverage_strict=float(np.mean((low <= truth) & (truth <= high))) if has else math.nan,
-                             width_bits=float(np.mean(high - low)) if has else math.nan))
+                             bias_bits=float(np.nanmean(value - truth)) if np.isfinite(value).any() else math.nan,
+                             bias_pct=float(np.nanmean((value - truth) / np.maximum(np.abs(truth), 1e-9)) * 100)
+                             if np.isfinite(value).any() else math.nan,
+                             answered=int(given), covered=int(covered.sum()) if has else -1,
+                             coverage=float(covered.sum() / given) if has else math.nan,
+                             coverage_strict=float(np.mean(((low <= truth) & (truth <= high))[answered]))
+                             if has else math.nan,
+                             width_bits=float(np.mean((high - low)[answered])) if has else math.nan))
     return pd.DataFrame(rows)
 
 
 def adoption(summary: pd.DataFrame, fraction_range: tuple[float, float] = (0.02, 0.5)) -> pd.DataFrame:
-    """Per candidate with an interval: coverage pooled over the samples of every n/K in the range, per (kind, tau);
-    its worst (kind, tau) and where; adopted when both kinds were measured and every (kind, tau) pools to
-    >= ADOPT_COVERAGE. Pooled, because a few seeds per n/K make a per-cell share too coarse to decide on."""
+    """Per candidate with an interval: coverage pooled over the samples of every n/K in the range, per (kind, tau),
+    over the samples it answered; its worst (kind, tau) and where; adopted when both kinds were measured and every
+    (kind, tau) pools to >= ADOPT_COVERAGE, and `adopted_at_taus` the taus where both kinds do. Pooled, because a
+    few seeds per n/K make a per-cell share too coarse to decide on."""
     inside = summary[(summary.fraction >= fraction_range[0] - 1e-9) & (summary.fraction <= fraction_range[1] + 1e-9)
                      & summary.coverage.notna()]
     rows = []
     for c, part in inside.groupby("candidate", sort=False):
-        pooled = part.groupby(["kind", "tau"]).apply(lambda g: g.covered.sum() / g.samples.sum(),
+        pooled = part.groupby(["kind", "tau"]).apply(lambda g: g.covered.sum() / max(g.answered.sum(), 1),
                                                      include_groups=False)
         worst = pooled.idxmin()
         per_kind = pooled.groupby(level="kind").min()
+        by_tau = pooled.unstack("kind")
+        taus_ok = [float(t) for t, r in by_tau.iterrows()
+                   if {"real", "synthetic"} <= set(r.dropna().index) and r.min() >= ADOPT_COVERAGE]
         rows.append(dict(candidate=c, worst_coverage=float(pooled.min()), worst_at=f"{worst[0]} tau {worst[1]:g}",
                          worst_real=float(per_kind.get("real", math.nan)),
                          worst_synthetic=float(per_kind.get("synthetic", math.nan)),
-                         samples=int(part.samples.sum()), mean_width_bits=float(part.width_bits.mean()),
+                         samples=int(part.samples.sum()), answered=int(part.answered.sum()),
+                         mean_width_bits=float(part.width_bits.mean()),
                          adopted=bool({"real", "synthetic"} <= set(per_kind.index)
-                                      and pooled.min() >= ADOPT_COVERAGE)))
+                                      and pooled.min() >= ADOPT_COVERAGE),
+                         adopted_at_taus=" ".join(f"{t:g}" for t in taus_ok) or "-"))
     return pd.DataFrame(rows)
 
 
@@ -372,6 +395,8 @@ def write_report(out_dir: Path, table: pd.DataFrame, populations: Sequence[Popul
     store.write_table(out_dir / "calibration.parquet", with_derived(table), csv=True)
     store.write_table(out_dir / "calibration_summary.parquet", summary, csv=True)
     store.write_table(out_dir / "adoption.parquet", adopt, csv=True)
+    bands = {(b.kind, tau): b for kind in KINDS for tau, b in fit_bands(table, kind).items()}
+    save_bands(bands, out_dir / BANDS_FILE, source=f"{command} (every population; {out_dir}/calibration.parquet)")
     truths = table.groupby(["population", "kind", "atoms", "tau"], as_index=False)[
         ["truth_bits", "truth_se_bits"]].first()
     pivot_bias = summary.pivot_table(index=["kind", "tau", "fraction"], columns="candidate", values="bias_pct")

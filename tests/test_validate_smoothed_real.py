@@ -72,7 +72,8 @@ def test_fit_intercept_recovers_the_limit_and_propagates_errors():
 
 def _table(values, lows, highs, truth):
     n = len(values)
-    frame = pd.DataFrame(dict(kind=["real"] * n, tau=0.25, fraction=0.1, truth_bits=truth, truth_se_bits=0.0))
+    frame = pd.DataFrame(dict(kind=["real"] * n, tau=0.25, fraction=0.1, truth_bits=truth, truth_se_bits=0.0,
+                              population="p", flag="ok"))
     for c in ("plugin", "extrapolate", "loo", "bracket", "bracket_ci", "fit", "fit_checked", "kt"):
         frame[c], frame[f"{c}_low"], frame[f"{c}_high"] = values, lows, highs
     return frame
