@@ -9,7 +9,14 @@ leave-one-out reading falls is a trend the sample cannot decide. This module ass
 the one IE formula (`ie_ray.ie.information_emergence`) and writes both, so a claim can be checked against the
 lower bracket as well as the headline.
 
-    ie-ray brackets RUN_DIR [--tau 0.25]     # writes RUN_DIR/ie_brackets.csv
+With the bias bands of the calibration on laws of known truth (`ie_ray.bias_band`, written by
+`ie-ray validate --smoothed --real` to results/validation/smoothed-real/bias_bands.json), each row also gets the
+calibrated interval of IE (`ie_band_low`, `ie_band_high`, and `ie_bandb_*` for the bracket-position band): every
+MI reading behind it as an interval (its calibrated band where it is `undersampled`, its own 95% interval where
+`ok`, none otherwise), IE's low end = the macro low end minus the mean of the micro high ends, and its high end the
+other way round. NaN where any reading behind the row has no interval (it is still moving with the sample size).
+
+    ie-ray brackets RUN_DIR [--tau 0.25] [--bands FILE]     # writes RUN_DIR/ie_brackets.csv
 """
 from __future__ import annotations
 
@@ -20,16 +27,52 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ie_ray.bias_band import BAND_FLAG, BiasBand, band_interval, load_bands
 from ie_ray.ie import information_emergence
 
-__all__ = ["ie_brackets", "write_brackets"]
+__all__ = ["ie_brackets", "reading_intervals", "write_brackets"]
 
 KEYS = ["model", "corpus", "shots", "layer", "position"]
+#: Where `ie-ray validate --smoothed --real` writes the bands (relative to the repository root, the usual cwd).
+DEFAULT_BANDS = Path("results/validation/smoothed-real/bias_bands.json")
+#: Column prefix of IE's calibrated interval per band kind.
+BAND_COLUMNS = {"relative": "ie_band", "bracket": "ie_bandb"}
 
 
-def ie_brackets(mi: pd.DataFrame, tau: float) -> pd.DataFrame:
+def reading_intervals(smoothed: pd.DataFrame, band: BiasBand) -> tuple[np.ndarray, np.ndarray]:
+    """Per smoothed reading: its calibrated interval where flagged `undersampled` (the band with its own 95%
+    interval), its own 95% interval where `ok`, NaN otherwise (a reading still moving with the sample size)."""
+    plugin = smoothed.mi_bits.to_numpy(dtype=float)
+    nan = np.full(len(smoothed), np.nan)
+    ci_low = smoothed.ci_low.to_numpy(dtype=float) if "ci_low" in smoothed else nan
+    ci_high = smoothed.ci_high.to_numpy(dtype=float) if "ci_high" in smoothed else nan
+    low, high = nan.copy(), nan.copy()
+    ok = (smoothed.flag == "ok").to_numpy()
+    low[ok], high[ok] = ci_low[ok], ci_high[ok]
+    under = (smoothed.flag == BAND_FLAG).to_numpy()
+    lo, hi = band_interval(plugin[under], band, smoothed.loo_bits.to_numpy(dtype=float)[under], ci_low[under],
+                           ci_high[under])
+    low[under], high[under] = lo, hi
+    return low, high
+
+
+def _ie_band(smoothed: pd.DataFrame, band: BiasBand, prefix: str) -> pd.DataFrame:
+    """IE's calibrated interval: macro low - mean micro high, macro high - mean micro low (one IE formula)."""
+    low, high = reading_intervals(smoothed, band)
+    macro = (smoothed.level == "macro").to_numpy()
+    ends = {}
+    for end, (macro_end, micro_end) in {"low": (low, high), "high": (high, low)}.items():
+        values = np.where(macro, macro_end, micro_end)
+        frame = information_emergence(smoothed.assign(mi_bits=values, bootstrap_bits=[np.zeros(0)] * len(values)))
+        ends[end] = frame.set_index(KEYS).ie_bits.rename(f"{prefix}_{end}")
+    return pd.concat(ends.values(), axis=1).reset_index()
+
+
+def ie_brackets(mi: pd.DataFrame, tau: float,
+                bands: dict[tuple[str, float], BiasBand] | None = None) -> pd.DataFrame:
     """Per (model, corpus, shots, layer, position): IE from the plug-in (`ie_plugin_bits`) and from the
-    leave-one-out readings (`ie_loo_bits`) of the smoothed MI at `tau`, and the macro readings behind them."""
+    leave-one-out readings (`ie_loo_bits`) of the smoothed MI at `tau`, the macro readings behind them, and
+    IE's calibrated interval per band kind where `bands` has one at this tau."""
     smoothed = mi[(mi.reading == "smoothed") & np.isclose(mi.tau.astype(float), tau)]
     if smoothed.empty:
         taus = sorted(mi.loc[mi.reading == "smoothed", "tau"].dropna().unique().tolist())
@@ -45,14 +88,20 @@ def ie_brackets(mi: pd.DataFrame, tau: float) -> pd.DataFrame:
         macro_plugin_bits=("mi_bits", "mean"), macro_loo_bits=("loo_bits", "mean"), macro_flag=("flag", "first"))
     table = plugin.merge(loo, on=KEYS).merge(macro, on=KEYS, how="left")
     table["gap_bits"] = table.ie_plugin_bits - table.ie_loo_bits
+    for (kind, band_tau), band in (bands or {}).items():
+        if np.isclose(band_tau, tau):
+            table = table.merge(_ie_band(smoothed, band, BAND_COLUMNS[kind]), on=KEYS, how="left")
     return table.sort_values(KEYS).reset_index(drop=True)
 
 
-def write_brackets(run_dir: Path, tau: float) -> pd.DataFrame:
+def write_brackets(run_dir: Path, tau: float, bands_path: Path | None = DEFAULT_BANDS) -> pd.DataFrame:
+    """ie_brackets of a run, written to RUN_DIR/ie_brackets.csv; with the bands at `bands_path` when the file
+    exists (None: without bands)."""
     from ie_ray import store
 
     run_dir = Path(run_dir)
-    table = ie_brackets(pd.read_parquet(run_dir / "mi.parquet"), tau)
+    bands = load_bands(bands_path) if bands_path is not None and Path(bands_path).is_file() else None
+    table = ie_brackets(pd.read_parquet(run_dir / "mi.parquet"), tau, bands)
     store.write_text(run_dir / "ie_brackets.csv", table.to_csv(index=False, float_format="%.4f"))
     return table
 
@@ -61,10 +110,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `ie-ray brackets` options (kept here so cli.py only wires the subcommand)."""
     parser.add_argument("run_dir", help="a finished sweep's run directory (holds mi.parquet)")
     parser.add_argument("--tau", type=float, default=0.25, help="the noise fraction to bracket (the headline's)")
+    parser.add_argument("--bands", type=Path, default=DEFAULT_BANDS,
+                        help="bias bands of the calibration (default: %(default)s, used when it exists); the "
+                             "calibrated interval of IE is added per band kind")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    table = write_brackets(Path(args.run_dir), args.tau)
+    if args.bands != DEFAULT_BANDS and not args.bands.is_file():
+        raise SystemExit(f"--bands {args.bands}: no such file (ie-ray validate --smoothed --real writes it)")
+    table = write_brackets(Path(args.run_dir), args.tau, args.bands)
     means = table.groupby(["model", "corpus", "shots", "position"])[["ie_plugin_bits", "ie_loo_bits"]].mean()
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print("mean over the analysed blocks (bits):")

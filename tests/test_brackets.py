@@ -46,3 +46,38 @@ def test_a_secondary_tau_without_leave_one_out_says_how_to_report_it() -> None:
     secondary = _mi().assign(loo_bits=np.nan)  # the lean pass computes no leave-one-out at a secondary tau
     with pytest.raises(ValueError, match=r"tau = 0.25 .*reported_taus"):
         ie_brackets(secondary, tau=0.25)
+
+
+def test_calibrated_interval_of_ie_by_hand(tmp_path) -> None:
+    """Relative band [-0.1, 0.2] and bracket band [0.5, 1.0] at tau 0.25. Readings (plug-in, loo, ci): macro(0)
+    1.0 ok [0.9, 1.1]; macro(1) 4.0 undersampled (loo 2.5, ci [3.8, 4.1]); micro(0) 0.5 undersampled (loo 0.4,
+    ci [0.45, 0.55]); micro(1) 1.5 ok [1.4, 1.6]. IE low = macro low - mean micro high; high the other way."""
+    from ie_ray.bias_band import BiasBand, save_bands
+
+    mi = _mi()
+    ci = {("macro", 0): (0.9, 1.1), ("macro", 1): (3.8, 4.1), ("micro", 0): (0.45, 0.55), ("micro", 1): (1.4, 1.6)}
+    mi["ci_low"] = [ci.get((r.level, r.position), (np.nan, np.nan))[0] for r in mi.itertuples()]
+    mi["ci_high"] = [ci.get((r.level, r.position), (np.nan, np.nan))[1] for r in mi.itertuples()]
+    bands = {("relative", 0.25): BiasBand(0.25, -0.1, 0.2, 9, 3),
+             ("bracket", 0.25): BiasBand(0.25, 0.5, 1.0, 9, 3, "bracket"),
+             ("relative", 1.0): BiasBand(1.0, -5.0, 5.0, 9, 3)}  # another tau: not used at 0.25
+    table = ie_brackets(mi, 0.25, bands).set_index("position")
+    # relative: undersampled p -> [p - 0.2 p - (p - ci_low), p + 0.1 p + (ci_high - p)]
+    macro1 = (4.0 - 0.8 - 0.2, 4.0 + 0.4 + 0.1)
+    micro0 = (0.5 - 0.1 - 0.05, 0.5 + 0.05 + 0.05)   # the 0.1-bit floor: s = max(0.5, 0.1) = 0.5
+    assert table.loc[0, "ie_band_low"] == pytest.approx(0.9 - micro0[1])
+    assert table.loc[0, "ie_band_high"] == pytest.approx(1.1 - micro0[0])
+    assert table.loc[1, "ie_band_low"] == pytest.approx(macro1[0] - (micro0[1] + 1.6) / 2)
+    assert table.loc[1, "ie_band_high"] == pytest.approx(macro1[1] - (micro0[0] + 1.4) / 2)
+    # bracket: [loo + 0.5 gap, loo + gap] widened by the ci: macro(1) [3.25 - 0.2, 4.0 + 0.1]
+    micro0_b = (0.45 - 0.05, 0.5 + 0.05)
+    assert table.loc[1, "ie_bandb_low"] == pytest.approx(3.05 - (micro0_b[1] + 1.6) / 2)
+    assert table.loc[1, "ie_bandb_high"] == pytest.approx(4.1 - (micro0_b[0] + 1.4) / 2)
+    # a reading still moving with n has no interval, and neither has its IE
+    moving = mi.assign(flag=np.where((mi.level == "micro") & (mi.position == 0), "not_converged", mi.flag))
+    assert ie_brackets(moving, 0.25, bands).ie_band_low.isna().all()
+    # write_brackets reads the bands from a file, and runs without one
+    mi.to_parquet(tmp_path / "mi.parquet")
+    save_bands(bands, tmp_path / "bands.json", "test")
+    assert "ie_band_low" in write_brackets(tmp_path, 0.25, tmp_path / "bands.json")
+    assert "ie_band_low" not in write_brackets(tmp_path, 0.25, tmp_path / "nothing.json")
