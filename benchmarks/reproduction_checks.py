@@ -250,29 +250,31 @@ def family(tau: float) -> dict:
     return dict(tau=tau, highest_of_xs_l=", ".join(highest), proxy_a_r=", ".join(f"{k} {v:.2f}" for k, v in r.items()))
 
 
+def gen_rows(run: str, tau: float, end: str) -> list[dict]:
+    """Claims 1 and 5 from a generated-vs-human run: per measuring model, the human text's model-level IE and
+    each source's difference from it."""
+    levels = model_level(run, tau, end)
+    table = levels.pivot_table(index="model", columns="corpus", values="ie_mean_bits")
+    human = levels[levels.corpus == "human-kjv"]
+    cis = {r.model: f"[{r.ie_mean_ci_low:.2f}, {r.ie_mean_ci_high:.2f}]" for r in human.itertuples()}
+    return [dict(tau=tau, end=end, measuring=model, human=row["human-kjv"], human_ci=cis[model],
+                 own_minus_human=row[f"generated-{'smollm2' if 'smollm2' in model else 'gemma3'}"] - row["human-kjv"],
+                 smollm2_text_minus_human=row["generated-smollm2"] - row["human-kjv"],
+                 gemma_text_minus_human=row["generated-gemma3"] - row["human-kjv"])
+            for model, row in table.iterrows()]
+
+
 def holds_under() -> list[str]:
     icl = pd.DataFrame([icl_shape(run, m, tau, end) for run, m in ICL_RUNS.items() for tau in TAUS
                         for end in ("plugin", "loo")])
     natural = pd.DataFrame([natural_shape(tau, end) for tau in TAUS for end in ("plugin", "loo")])
-    gen = []
-    for tau in TAUS:
-        for end in ("plugin", "loo"):
-            levels = model_level("gen-vs-human-1500", tau, end)
-            table = levels.pivot_table(index="model", columns="corpus", values="ie_mean_bits")
-            human = levels[levels.corpus == "human-kjv"]
-            cis = {r.model: f"[{r.ie_mean_ci_low:.2f}, {r.ie_mean_ci_high:.2f}]" for r in human.itertuples()}
-            for model, row in table.iterrows():
-                gen.append(dict(tau=tau, end=end, measuring=model, human=row["human-kjv"], human_ci=cis[model],
-                                own_minus_human=row[f"generated-{'smollm2' if 'smollm2' in model else 'gemma3'}"]
-                                - row["human-kjv"],
-                                smollm2_text_minus_human=row["generated-smollm2"] - row["human-kjv"],
-                                gemma_text_minus_human=row["generated-gemma3"] - row["human-kjv"]))
+    gen = [row for tau in TAUS for end in ("plugin", "loo") for row in gen_rows("gen-vs-human-1500", tau, end)]
     fam = pd.DataFrame([family(tau) for tau in TAUS])
     proxy_b = pd.read_csv(RESULTS / "family-kjv" / "ie" / "compare" / "proxy_b_loo.csv")
     width = (proxy_b.pi_high - proxy_b.pi_low)
     return ["## Holds under: each verdict's statistic at every stored tau, at both ends of the bracket", "",
-            "Scale rule: every run stored only `pooled_no_sink` (mi.parquet `scale_rule`); the second rule is "
-            "pending (REPRODUCTION.md).", "",
+            "Scale rule: these runs stored `pooled_no_sink` (mi.parquet `scale_rule`); the second rule is read in "
+            "the sections \"Conventions\", \"ICL seeds and conventions\" and \"Second scale rule\" below.", "",
             "### Claims 2a, 2b, 3 (block mean and block 29 at the shot ends; std across blocks)", "", _md(icl), "",
             "### Claim 4 (natural-10k)", "", _md(natural), "",
             "### Claims 1 and 5 (gen-vs-human-1500, model-level mean over 5 blocks)", "", _md(pd.DataFrame(gen)), "",
@@ -384,6 +386,33 @@ def cross_run_tau1() -> list[str]:
     return ["## Block mean at the shot ends, tau 1.0 (plug-in)", "", _md(pd.DataFrame(rows)), ""]
 
 
+#: The smaller runs re-run under the second scale rule (issue 24): original -> its re-run.
+SECOND_RULE_RUNS = {"icl-2token-10k": "convention-icl-2token-10k-total",
+                    "gen-vs-human-1500": "convention-gen-vs-human-1500-total"}
+
+
+def second_rule_small_runs() -> list[str]:
+    """Claims 2c, 5 and 1 (SmolLM2 vs Gemma on human text) under both scale rules, every stored tau, both ends."""
+    have = {k: v for k, v in SECOND_RULE_RUNS.items() if (RESULTS / v / "mi.parquet").is_file()}
+    if not have:
+        return ["## Second scale rule, claims 2c, 5, 1: no re-run committed yet", ""]
+    out = ["## Second scale rule, claims 2c, 5 and 1: the 10k and 1,500-window runs under both rules", "",
+           "Same configs except `scale_rule` (`pooled_no_sink` = the default, `total_no_sink` = between-position "
+           "spread in); states re-extracted.", ""]
+    if "icl-2token-10k" in have:
+        icl = pd.DataFrame([dict(rule=rule, **icl_shape(run, ICL_RUNS["icl-2token-10k"], tau, end))
+                            for rule, run in (("pooled_no_sink", "icl-2token-10k"),
+                                              ("total_no_sink", have["icl-2token-10k"]))
+                            for tau in TAUS for end in ("plugin", "loo")])
+        out += ["### Claim 2c (icl-2token-10k: block mean and block 29 at the shot ends)", "", _md(icl), ""]
+    if "gen-vs-human-1500" in have:
+        gen = pd.DataFrame([dict(rule=rule, **row) for rule, run in (("pooled_no_sink", "gen-vs-human-1500"),
+                                                                    ("total_no_sink", have["gen-vs-human-1500"]))
+                            for tau in TAUS for end in ("plugin", "loo") for row in gen_rows(run, tau, end)])
+        out += ["### Claims 5 and 1 (gen-vs-human-1500, model-level mean over 5 blocks)", "", _md(gen), ""]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(RESULTS / "reproduction_checks.md"))
@@ -391,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, timings,
-                    cross_run_tau1, holds_under, conventions, icl_seeds):
+                    cross_run_tau1, holds_under, conventions, icl_seeds, second_rule_small_runs):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
