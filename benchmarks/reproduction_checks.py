@@ -413,6 +413,64 @@ def second_rule_small_runs() -> list[str]:
     return out
 
 
+#: The bias bands of the calibration on laws of known truth (issue 24; `ie-ray validate --smoothed --real`).
+BANDS = RESULTS / "validation" / "smoothed-real" / "bias_bands.json"
+#: Claims read with the calibrated interval: run -> (claim, label of a step, the two steps compared, positions of
+#: each step: a step is a token (natural text) or a shot end (ICL, shot k at position 2k - 1)).
+BAND_CLAIMS = {"natural-kjv-start8-all": ("4", "token", (3, 8), lambda k: k - 1),
+               "icl-country-20k": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               "icl-country-20k-seed1": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               "convention-natural-kjv-start8-total": ("4", "token", (3, 8), lambda k: k - 1),
+               "convention-icl-country-20k-seed1-total": ("2b", "shot", (3, 12), lambda k: 2 * k - 1)}
+
+
+def _verdict(first: tuple[float, float], second: tuple[float, float]) -> str:
+    """rises / falls when the two intervals are disjoint, else undetermined (NaN ends: no interval)."""
+    if not all(np.isfinite(first + second)):
+        return "no interval"
+    return "rises" if second[0] > first[1] else "falls" if second[1] < first[0] else "undetermined"
+
+
+def band_verdicts() -> list[str]:
+    """Claims 2b and 4 re-read with the calibrated interval (issue 24): IE's band interval (`ie_ray.brackets`) of
+    block 29 and of the mean over blocks at two steps, and whether the two are disjoint. The block mean's interval
+    is the mean of the blocks' low ends to the mean of their high ends: every block's error may take any value in
+    its band, and a systematic error moves them together, so no independence is assumed."""
+    from ie_ray.bias_band import load_bands
+
+    if not BANDS.is_file():
+        return ["## Calibrated interval: no bias bands committed yet", ""]
+    bands = load_bands(BANDS)
+    rows = []
+    for run, (claim, step, (a, b), position) in BAND_CLAIMS.items():
+        if not (RESULTS / run / "mi.parquet").is_file():
+            continue
+        table = ie_brackets(_mi(run), 0.25, bands)
+        for kind, prefix in (("relative", "ie_band"), ("bracket", "ie_bandb")):
+            if f"{prefix}_low" not in table:
+                continue
+            for what, part in (("block 29", table[table.layer == 29]), ("mean of blocks", table)):
+                cells = {k: part[part.position == position(k)][[f"{prefix}_low", f"{prefix}_high", "ie_plugin_bits"]]
+                         for k in (a, b)}
+                # a block without an interval leaves the mean without one (skipping it would bias the mean)
+                lo_a, hi_a, p_a = cells[a].mean(skipna=False).to_numpy()
+                lo_b, hi_b, p_b = cells[b].mean(skipna=False).to_numpy()
+                lacking = sum(int(c[f"{prefix}_low"].isna().sum()) for c in cells.values())
+                rows.append(dict(claim=claim, run=run, band=kind, what=what, steps=f"{step}s {a} -> {b}",
+                                 lacking=lacking,
+                                 first=f"{p_a:.2f} [{lo_a:.2f}, {hi_a:.2f}]",
+                                 second=f"{p_b:.2f} [{lo_b:.2f}, {hi_b:.2f}]",
+                                 verdict=_verdict((lo_a, hi_a), (lo_b, hi_b))))
+    bands_text = ", ".join(f"{b.kind} tau {b.tau:g}: [{b.low:.3f}, {b.high:.3f}] ({b.populations} laws)"
+                           for b in bands.values())
+    return ["## Calibrated interval: claims 2b and 4 read with the bias band (tau 0.25)", "",
+            f"Bands (`results/validation/smoothed-real/{BANDS.name}`): {bands_text}. Plug-in IE and its calibrated interval "
+            "at each step; `verdict`: rises / falls when the two intervals are disjoint; `lacking`: readings (block x "
+            "step) without an interval (a reading flagged `not_converged`, `imprecise` or `below_zero`), which leave "
+            "the mean without one. Natural text: token k is position k - 1; ICL: shot k ends at position 2k - 1.", "",
+            _md(pd.DataFrame(rows)) if rows else "(no run committed)", ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(RESULTS / "reproduction_checks.md"))
@@ -420,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, timings,
-                    cross_run_tau1, holds_under, conventions, icl_seeds, second_rule_small_runs):
+                    cross_run_tau1, holds_under, conventions, icl_seeds, second_rule_small_runs,
+                    band_verdicts):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

@@ -41,7 +41,8 @@ BAND_COLUMNS = {"relative": "ie_band", "bracket": "ie_bandb"}
 
 def reading_intervals(smoothed: pd.DataFrame, band: BiasBand) -> tuple[np.ndarray, np.ndarray]:
     """Per smoothed reading: its calibrated interval where flagged `undersampled` (the band with its own 95%
-    interval), its own 95% interval where `ok`, NaN otherwise (a reading still moving with the sample size)."""
+    interval), its own 95% interval where `ok`, its value where `constant` (exact), NaN otherwise (a reading still
+    moving with the sample size, or imprecise)."""
     plugin = smoothed.mi_bits.to_numpy(dtype=float)
     nan = np.full(len(smoothed), np.nan)
     ci_low = smoothed.ci_low.to_numpy(dtype=float) if "ci_low" in smoothed else nan
@@ -49,6 +50,8 @@ def reading_intervals(smoothed: pd.DataFrame, band: BiasBand) -> tuple[np.ndarra
     low, high = nan.copy(), nan.copy()
     ok = (smoothed.flag == "ok").to_numpy()
     low[ok], high[ok] = ci_low[ok], ci_high[ok]
+    constant = (smoothed.flag == "constant").to_numpy()  # a state that never varies: its MI is exactly its value
+    low[constant], high[constant] = plugin[constant], plugin[constant]
     under = (smoothed.flag == BAND_FLAG).to_numpy()
     lo, hi = band_interval(plugin[under], band, smoothed.loo_bits.to_numpy(dtype=float)[under], ci_low[under],
                            ci_high[under])

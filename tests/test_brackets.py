@@ -73,6 +73,10 @@ def test_calibrated_interval_of_ie_by_hand(tmp_path) -> None:
     micro0_b = (0.45 - 0.05, 0.5 + 0.05)
     assert table.loc[1, "ie_bandb_low"] == pytest.approx(3.05 - (micro0_b[1] + 1.6) / 2)
     assert table.loc[1, "ie_bandb_high"] == pytest.approx(4.1 - (micro0_b[0] + 1.4) / 2)
+    # a constant reading (a state that never varies) is exact: its value is its interval
+    constant = mi.assign(flag=np.where((mi.level == "micro") & (mi.position == 1), "constant", mi.flag))
+    assert ie_brackets(constant, 0.25, bands).set_index("position").loc[1, "ie_band_low"] == pytest.approx(
+        macro1[0] - (micro0[1] + 1.5) / 2)
     # a reading still moving with n has no interval, and neither has its IE
     moving = mi.assign(flag=np.where((mi.level == "micro") & (mi.position == 0), "not_converged", mi.flag))
     assert ie_brackets(moving, 0.25, bands).ie_band_low.isna().all()
