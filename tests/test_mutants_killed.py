@@ -434,7 +434,8 @@ def test_brackets_command_line_help_names_its_inputs(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert out.startswith("usage: ie-ray brackets [-h] [--tau TAU] run_dir")
+    assert out.startswith("usage: ie-ray brackets [-h] [--tau TAU] [--bands BANDS] run_dir")
+    assert "--bands BANDS bias bands of the calibration (default: results/validation/smoothed-real/bias_bands.json" in out
     assert "The bracket around IE_sigma: its plug-in reading and its leave-one-out reading, side by side." in out
     assert "run_dir a finished sweep's run directory (holds mi.parquet)" in out
     assert "--tau TAU the noise fraction to bracket (the headline's)" in out
