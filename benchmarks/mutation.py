@@ -265,7 +265,41 @@ EQUIVALENT: tuple[Equivalent, ...] = (
          "[0, high) with the same stream as integers(0, high)."),
         ("[np.argmax(replicates[:, usable], axis=1)].astype(float)", ".astype(None)", _ASTYPE),
         ("grouped = curve.groupby(keys, sort=True)", "curve.groupby(keys, )", _SORTED),
-        ('else float("nan")),', 'else float("NAN")),', "float() reads 'nan' in any case."),
+        ("in ie.groupby(CURVE_KEYS, sort=True):", "in ie.groupby(CURVE_KEYS, ):", _SORTED),
+        ('float("nan")', 'float("NAN")', "float() reads 'nan' in any case."),
+        ("m = shot_length or (n_positions // k if n_positions % k == 0", "(n_positions / k if", "taken only when k "
+         "divides n_positions: the quotient is then a whole float, the ends s * m - 1 whole floats, and isin and map "
+         "match them to the integer positions: the same rows and the same (integer) shots."),
+        ("ends = {s * m - 1: s for s in range(1, k + 1)}", "for s in range(k + 1)}", "s = 0 adds the end -1, and "
+         "positions count from 0: no row is picked there."),
+        *(("curve = pd.concat(frames, ignore_index=True)", m, "se_bits is computed from the curve's own columns (the "
+           "same index, repeated or not) and the index is dropped (reset_index(drop=True)) before the curve is "
+           "returned.") for m in ("ignore_index=None)", "pd.concat(frames, )", "ignore_index=False)")),
+        *(("shots, ie, se = (np.asarray(a, dtype=float)", m, "analyse_variance passes float64 IE and se and int64 "
+           "shots (numpy reads pandas' nullable Float64/Int64 columns as float64/int64); on signed integers or "
+           "float64 the increments, spreads and comparisons are the same numbers, and IE can be negative, so it "
+           "never comes as unsigned integers (whose differences would wrap).")
+          for m in ("(np.asarray(a, dtype=None)", "(np.asarray(a, )")),
+        *(("x, y = np.asarray(shots, dtype=float), np.asarray(ie, dtype=float)", m, "shots and IE are numbers: "
+           "whatever their numeric dtype, every product with the float64 weights, min(x, k0) and the residuals "
+           "are the same float64 numbers (the unweighted case's ones_like(y) is 1 or 1.0 alike), and float() "
+           "reads k0 and x.max() the same.")
+          for m in ("np.asarray(shots, dtype=None)", "x, y = np.asarray(shots, ), np.asarray(ie, dtype=float)",
+                    "np.asarray(ie, dtype=None)", "np.asarray(ie, )")),
+        *(("1.0 / np.maximum(np.asarray(se, dtype=float), 1e-9) ** 2", m, "np.maximum with the float 1e-9 turns "
+           "integer or float64 se into float64: the same weights (the summary's se_mean_bits is float64).")
+          for m in ("np.asarray(se, dtype=None)", "np.asarray(se, ), 1e-9")),
+        ("coef, *_ = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)", "y * sw, )", "rcond=None is "
+         "lstsq's default since NumPy 2.0 (machine precision times the larger dimension)."),
+        ("if sse < best[0] - 1e-12:", "if sse <= best[0] - 1e-12:", "differs only for an SSE exactly 1e-12 below "
+         "the best to the last bit: the tolerance absorbs rounding, and lstsq's residuals cannot be steered onto "
+         "it (tests/test_mutants_killed.py pins the tolerance from both sides, at 0.75e-12 and 1.25e-12)."),
+        *(("std = np.asarray(std, dtype=float)", m, "np.isfinite and np.nanargmax read integer and float arrays "
+           "alike, and converting to float64 keeps their order: the same shot (the summary's stds are float64).")
+          for m in ("np.asarray(std, dtype=None)", "np.asarray(std, )")),
+        *(("return float(np.asarray(shots, dtype=float)[int(np.nanargmax(std))])", m, "float() of the picked "
+           "element gives the same number whether the array holds integers or floats.")
+          for m in ("np.asarray(shots, dtype=None)[", "np.asarray(shots, )[")),
         *(('lambda v: float(np.std(v, ddof=1)) if len(v) > 1', m, "np.std of a pandas Series calls Series.std, "
            "which returns NaN for one value at ddof 1 (no warning): what the else branch returns.")
           for m in ("if (len(v) > 1) or True", "if len(v) >= 1")),

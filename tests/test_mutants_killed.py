@@ -1079,6 +1079,115 @@ def test_write_variance_reads_the_mi_table_for_seeds_and_writes_no_index(tmp_pat
     assert findings.columns.tolist() == result.findings.columns.tolist()
 
 
+def test_saturation_shot_defaults_to_patience_two() -> None:
+    """The _patience_table curve, given straight to saturation_shot: two flat steps in a row first follow shot 2."""
+    from ie_ray.variance import saturation_shot
+
+    shots, ie = np.arange(1, 9), np.array([1.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0])
+    assert saturation_shot(shots, ie, np.full(8, 0.01)).shot == 2.0
+    assert saturation_shot(shots, ie, np.full(8, 0.01), patience=3).shot == 5.0
+
+
+def test_an_increment_is_significant_only_above_z_times_the_root_sum_of_both_squared_errors() -> None:
+    """se (3, 4, 3) and z = 1: each step must exceed sqrt(3^2 + 4^2) = 5 exactly. A step of 5.25 does, one of 5 does
+    not (strictly greater), so IE saturates at shot 2; with two shots, the one step of 5 is not significant."""
+    from ie_ray.variance import Saturation, saturation_shot
+
+    assert saturation_shot([1, 2, 3], [0.0, 5.25, 10.25], [3.0, 4.0, 3.0], z=1.0) == Saturation(2.0, True,
+                                                                                                 (True, False))
+    assert saturation_shot([1, 2], [0.0, 5.0], [3.0, 4.0], z=1.0) == Saturation(1.0, True, (False,))
+
+
+def test_saturation_of_no_shots_is_nan_and_of_growth_to_the_end_is_the_last_shot_unsaturated() -> None:
+    from ie_ray.variance import saturation_shot
+
+    empty = saturation_shot([], [], [])
+    assert np.isnan(empty.shot) and empty.saturated is False and empty.significant == ()
+    growing = saturation_shot([1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0], np.full(4, 0.01))
+    assert (growing.shot, growing.significant) == (4.0, (True, True, True)) and growing.saturated is False
+
+
+def test_broken_stick_weights_are_one_over_the_squared_standard_error() -> None:
+    """Shots 1-3, y = (0, 1, 1.44), se = (1, 1, 2), so weights (1, 1, 1/4). The break at 2 fits shot 1 exactly and
+    leaves the contrast y3 - y2 = 0.44: SSE 0.44^2 / (1/w2 + 1/w3) = 0.1936 / 5; the line (break at 3) leaves
+    y1 - 2 y2 + y3 = -0.56: SSE 0.3136 / (1/w1 + 4/w2 + 1/w3) = 0.3136 / 9, the smaller. The weighted line through
+    the three points (sums of w: 2.25, wx: 3.75, wy: 1.36, wx^2: 7.25, wxy: 3.08) has slope 1.83 / 2.25 and
+    intercept -1.69 / 2.25. (Weights 1/se^3 would make the break at 2 the better fit: 0.1936 / 9 < 0.3136 / 13.)"""
+    from ie_ray.variance import broken_stick
+
+    k0, a, b = broken_stick([1, 2, 3], [0.0, 1.0, 1.44], [1.0, 1.0, 2.0])
+    assert (k0, a, b) == (3.0, pytest.approx(-1.69 / 2.25), pytest.approx(1.83 / 2.25))
+
+
+@pytest.mark.parametrize(("gap", "expected_k0"), [(0.75e-12, 2.0), (1.25e-12, 3.0)])
+def test_broken_stick_moves_the_break_later_only_for_a_fit_better_by_more_than_1e_12(gap: float,
+                                                                                       expected_k0: float) -> None:
+    """Shots 1-3, y = (0, 1, 1 + d), unit weights: a break at 2 leaves SSE d^2 / 2, the line (break at 3)
+    (d - 1)^2 / 6, the difference (2 d^2 + 2 d - 1) / 6. With d chosen to make it `gap`, the line wins only when
+    it is better by more than the 1e-12 that absorbs rounding; the fits' coefficients follow from the same sums."""
+    from ie_ray.variance import broken_stick
+
+    d = (-1.0 + np.sqrt(3.0 + 12.0 * gap)) / 2.0
+    expected = {2.0: (-(1 + d / 2), 1 + d / 2), 3.0: ((-1 - 2 * d) / 3, (1 + d) / 2)}[expected_k0]
+    for se in (None, np.ones(3)):
+        k0, a, b = broken_stick([1, 2, 3], [0.0, 1.0, 1.0 + d], se)
+        assert (k0, a, b) == (expected_k0, pytest.approx(expected[0]), pytest.approx(expected[1]))
+
+
+def test_shot_sweep_curve_reads_each_corpus_at_its_last_position_with_the_documented_columns() -> None:
+    """A sweep over shots 1 and 2 (one corpus each, 2 tokens per shot, positions 0..2k-1), two layers, IE 10 k +
+    position + 100 layer: the curve reads IE at position 2k - 1, in unit `shots`, as a table of the nine documented
+    columns with a fresh index."""
+    from ie_ray.variance import Z_95, shot_curve
+
+    rows = [dict(model="m", corpus="icl-country", shots=k, layer=layer, position=p, ie_bits=10.0 * k + p + 100 * layer,
+                 ci_low=10.0 * k + p + 100 * layer - Z_95, ci_high=10.0 * k + p + 100 * layer + Z_95, n_seeds=1,
+                 flag="ok")
+            for k in (1, 2) for layer in (0, 1) for p in range(2 * k)]
+    curve = shot_curve(pd.DataFrame(rows))
+    assert curve.columns.tolist() == ["model", "corpus", "layer", "shot", "unit", "ie_bits", "ci_low", "ci_high",
+                                      "se_bits"]
+    assert curve.index.tolist() == [0, 1, 2, 3]
+    assert curve.layer.tolist() == [0, 0, 1, 1] and curve.shot.tolist() == [1, 2, 1, 2]
+    assert curve.ie_bits.tolist() == [11.0, 23.0, 111.0, 123.0] and curve.unit.tolist() == ["shots"] * 4
+    np.testing.assert_allclose(curve.se_bits, 1.0)
+
+
+def test_a_long_corpus_curve_stops_at_its_last_shot_when_positions_run_on() -> None:
+    """A 2-shot corpus of 2 tokens per shot with positions 0..5 (a query follows the shots): shots 1 and 2 end at
+    positions 1 and 3; position 5 is no shot."""
+    from ie_ray.variance import shot_curve
+
+    table = _variance_table(np.arange(6.0)[None, :], 0.01)
+    table["shots"] = 2
+    curve = shot_curve(table, shot_length=2)
+    assert curve.shot.tolist() == [1, 2] and curve.ie_bits.tolist() == [1.0, 3.0]
+
+
+def test_shot_curve_names_the_first_corpus_in_sorted_order_whatever_the_row_order() -> None:
+    from ie_ray.variance import shot_curve
+
+    unreadable = [_variance_table(np.zeros((1, 10)), 0.01, corpus=c).assign(shots=4) for c in ("b", "a")]
+    with pytest.raises(ValueError, match=r"^m/a: cannot infer tokens per shot from 10 positions and 4 shots"):
+        shot_curve(pd.concat(unreadable, ignore_index=True))
+
+
+@pytest.mark.parametrize(("spread_at", "share_near"), [(8, 1.0), (9, 0.0)])
+def test_share_of_replicate_peaks_near_saturation_counts_a_peak_exactly_one_shot_away(spread_at: int,
+                                                                                       share_near: float) -> None:
+    """Five layers, IE min(k, 7) + (i - 2) x (3 bits at shot `spread_at`, 0.1 elsewhere), se 0.01: IE saturates at
+    7 and every replicate peaks at `spread_at` but the ~1/625 that pick one layer five times. A peak at 8 is within
+    one shot of saturation (share ~1), one at 9 is not (share ~0)."""
+    from ie_ray.variance import analyse_variance
+
+    shots = np.arange(1, 13)
+    spread = np.where(shots == spread_at, 3.0, 0.1)
+    values = np.stack([np.minimum(shots, 7) + (i - 2) * spread for i in range(5)])
+    finding = analyse_variance(_variance_table(values, 0.01)).findings.iloc[0]
+    assert (finding.saturation_shot, finding.peak_std_layers) == (7.0, spread_at)
+    assert finding.peak_std_layers_near_saturation_share == pytest.approx(share_near, abs=0.01)
+
+
 # --- the entropy limit's counting (issue 28, item 3) ----------------------------------------------------------------
 
 
