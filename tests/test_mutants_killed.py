@@ -1250,3 +1250,149 @@ def test_states_with_colliding_hashes_are_told_apart_by_their_values(monkeypatch
     result = entropy_limit.distinct_states(states, np.arange(4), spread=np.ones(1), tolerance=0.5)
     assert (result.n_prefixes, result.n_states) == (4, 3)
     assert result.entropy_bits == pytest.approx(1.5)  # classes of 2, 1 and 1 prefixes
+
+
+def test_constant_states_count_as_one_state_with_no_difference_within_a_prefix() -> None:
+    """No dimension kept (every one constant, or every spread 0): one state, and no difference within a prefix."""
+    from ie_ray.entropy_limit import distinct_states
+
+    for states, spread in ((np.full((4, 3), 2.5), None), (np.arange(12.0).reshape(4, 3), np.zeros(3))):
+        result = distinct_states(states, np.array([0, 0, 1, 2]), spread=spread)
+        assert (result.n_prefixes, result.n_states, result.entropy_bits) == (3, 1, 0.0)
+        assert result.max_within_prefix_rms == 0.0 and isinstance(result.max_within_prefix_rms, float)
+
+
+def test_integer_states_are_counted_like_float_ones() -> None:
+    """Integer states 0, 3, 0 (three prefixes): the two zeros are one state, so classes of 2 and 1 samples."""
+    from ie_ray.entropy_limit import distinct_states
+
+    result = distinct_states(np.array([[0], [3], [0]]), np.arange(3))
+    assert (result.n_prefixes, result.n_states) == (3, 2)
+    assert result.entropy_bits == pytest.approx(-(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3))
+
+
+@pytest.mark.parametrize(("states", "symbols", "message"), [
+    (np.zeros((2, 3), dtype=np.complex128), np.arange(2),
+     r"^states has dtype complex128; pass real numbers \(float16/32/64\)$"),
+    (np.zeros((2, 3), dtype=bool), np.arange(2), r"^states has dtype bool; pass real numbers \(float16/32/64\)$"),
+    (np.zeros((0, 3)), np.zeros(0, dtype=np.int64), r"^states has no rows: there is nothing to count$"),
+    (np.zeros((4, 3)), np.zeros((4, 0), dtype=np.int64),
+     r"^symbols has shape \(4, 0\); it must be \(N,\) or \(N, k\) token ids, the prefix of each row$"),
+    (np.zeros((4, 3)), np.zeros((4, 2, 1), dtype=np.int64),
+     r"^symbols has shape \(4, 2, 1\); it must be \(N,\) or \(N, k\) token ids, the prefix of each row$"),
+    (np.zeros((4, 3)), np.arange(5),
+     r"^states has 4 rows but symbols has 5: pass the token prefix of every state row, row for row$"),
+])
+def test_distinct_states_error_messages_in_full(states: np.ndarray, symbols: np.ndarray, message: str) -> None:
+    from ie_ray.entropy_limit import distinct_states
+
+    with pytest.raises(ValueError, match=message):
+        distinct_states(states, symbols)
+
+
+_NOT_FINITE = "; block states must be finite: look for fp16 overflow or a masked/padded position in the capture"
+
+
+@pytest.mark.parametrize("budget", [None, 6])
+def test_rows_with_nan_and_inf_are_named_by_their_row_in_the_whole_array(monkeypatch, budget: int | None) -> None:
+    """NaN in row 2, inf in rows 1 and 3 of four rows of 3 values: named by their row in the whole array, first in
+    one chunk and then with a budget of 6 bytes (2 per value), which puts every row in a chunk of its own (as a
+    large capture spreads its rows over many chunks)."""
+    from ie_ray import entropy_limit
+
+    if budget is not None:
+        monkeypatch.setattr(entropy_limit, "_MEMORY_BUDGET_BYTES", budget)
+    states = np.zeros((4, 3))
+    states[2, 1] = np.nan
+    states[1, 0], states[3, 2] = np.inf, -np.inf
+    expected = "states has NaN in 1 rows (first: [2]) and inf in 2 rows (first: [1, 3])" + _NOT_FINITE
+    with pytest.raises(ValueError) as error:
+        entropy_limit.distinct_states(states, np.arange(4))
+    assert str(error.value) == expected
+
+
+def test_a_float32_spread_is_taken_in_float64() -> None:
+    """Two rows of one prefix 1.0 apart with spread 3 (given as float32, as a float32 capture's std comes): the
+    RMS difference is 1/3 to float64 precision, not 1/3 rounded to float32 (off by 3e-8)."""
+    from ie_ray.entropy_limit import distinct_states
+
+    result = distinct_states(np.array([[0.0], [1.0]]), np.array([0, 0]), spread=np.array([3.0], dtype=np.float32))
+    assert result.max_within_prefix_rms == pytest.approx(1 / 3, rel=1e-14)
+
+
+def test_a_bad_spread_error_lists_the_offending_values_in_order() -> None:
+    from ie_ray.entropy_limit import distinct_states
+
+    spread = np.array([2.0, -1.0, np.inf, 0.0, 0.5, np.nan])
+    with pytest.raises(ValueError, match=r"^spread must be finite and >= 0 \(0 ignores a dimension\); got "
+                                         r"\[-1\.0, inf, nan\]$"):
+        distinct_states(np.zeros((2, 6)), np.arange(2), spread=spread)
+
+
+def test_row_chunks_hold_as_many_rows_as_fit_the_budget_and_at_least_one() -> None:
+    """Budget B bytes: rows of B // 4 bytes go 4 to a chunk; rows of 1 byte (or 0: states with no column) B to a
+    chunk; a row larger than B goes alone."""
+    from ie_ray.entropy_limit import _MEMORY_BUDGET_BYTES as B
+    from ie_ray.entropy_limit import _row_chunks
+
+    assert list(_row_chunks(10, B // 4)) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    for row_bytes in (0, 1):
+        assert list(_row_chunks(B + 5, row_bytes)) == [slice(0, B), slice(B, B + 5)]
+    assert list(_row_chunks(3, B + 1)) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert list(_row_chunks(0, 8)) == []
+
+
+def test_a_class_without_samples_adds_nothing_to_the_entropy() -> None:
+    """Counts (2, 0, 2): 0 log 0 = 0, so 1 bit, as for (2, 2)."""
+    from ie_ray.entropy_limit import _entropy_bits
+
+    assert _entropy_bits(np.array([2, 0, 2])) == 1.0
+
+
+def test_prefix_lookup_survives_numpy_2_0_0s_column_shaped_inverse(monkeypatch) -> None:
+    """numpy 2.0.0's np.unique(axis=0) returned the inverse as (N, 1) (numpy>=1.26 is allowed): emulated here, the
+    rows of each prefix must still be compared with their own representative. Prefix 0's rows are 1.0 apart
+    (spread 1), prefix 1's coincide: RMS 1.0, two states."""
+    from ie_ray.entropy_limit import distinct_states
+
+    real = np.unique
+
+    def column_inverse(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if kwargs.get("axis") == 0 and kwargs.get("return_inverse"):
+            out = (*out[:2], out[2].reshape(-1, 1), *out[3:])
+        return out
+
+    monkeypatch.setattr(np, "unique", column_inverse)
+    result = distinct_states(np.array([[0.0], [1.0], [5.0], [5.0]]), np.array([0, 0, 1, 1]), spread=np.ones(1))
+    assert (result.n_prefixes, result.n_states, result.max_within_prefix_rms) == (2, 2, 1.0)
+
+
+def test_projection_rounding_up_to_the_dot_product_bound_never_splits_a_pair_at_the_tolerance(monkeypatch) -> None:
+    """A pair exactly at the tolerance (1, spread 1, every coordinate of 8 differing by 1) far from the first state
+    (coordinates +-2**26, norm ~1.9e8). Each projection is a dot product of length d = 8, whose rounding is at most
+    d * u * ||z|| (u = eps / 2, Higham's bound). Here it is injected at that size in the direction that lengthens
+    the pair's projected gap, by about 7e-7, far beyond the window's own relative widening (1e-9 of 2 sqrt(2)): the
+    window's rounding margin must absorb it, so the pair stays one state whatever the seed. States: the origin
+    alone and the pair, so classes of 1 and 2 samples."""
+    from ie_ray import entropy_limit
+
+    real = entropy_limit._sketch
+    d = 8
+
+    def worst_rounding(*args, **kwargs):
+        sketch = real(*args, **kwargs)
+        p = sketch.projections.copy()
+        lengthen = np.sign(p[2] - p[1])
+        bound = d * np.finfo(np.float64).eps / 2
+        p[1] -= lengthen * bound * np.linalg.norm(far)
+        p[2] += lengthen * bound * np.linalg.norm(far + 1.0)
+        return entropy_limit._Sketch(p, sketch.hashes, sketch.max_norm)
+
+    monkeypatch.setattr(entropy_limit, "_sketch", worst_rounding)
+    far = np.array([1, -1, 1, 1, -1, 1, -1, -1]) * 2.0**26
+    states = np.array([np.zeros(d), far, far + 1.0])
+    for seed in range(4):
+        result = entropy_limit.distinct_states(states, np.arange(3), spread=np.ones(d), tolerance=1.0, seed=seed)
+        assert (result.n_prefixes, result.n_states) == (3, 2)
+        assert result.entropy_bits == pytest.approx(-(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3))
