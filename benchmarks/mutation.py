@@ -345,13 +345,16 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     *(Equivalent(_ENTROPY, "if symbols.ndim == 1:", m, "np.unique(axis=0) counts distinct sub-arrays along axis 0 "
                  "whatever their shape: a 1-D array left as it is, or a 2-D one given an extra axis (n, 1, k), has "
                  "the same distinct rows with the same counts.") for m in ("ndim != 1", "ndim == 2")),
-    Equivalent(_ENTROPY, "block = states[rows] if self.d_eff == self.n_dims else", "and False", "with every "
-               "dimension kept, `kept` is 0..d-1 in order and states[np.ix_(rows, kept)] is states[rows]."),
+    *(Equivalent(_ENTROPY, o, m, "with every dimension kept, `kept` is 0..d-1 in order and "
+                 "states[np.ix_(rows, kept)] is states[rows] (n_dims is read nowhere else).") for o, m in (
+        ("block = states[rows] if self.d_eff == self.n_dims else", "and False"),
+        ("return _Scale(kept=kept, inverse=1.0 / spread[kept], n_dims=n_dims)", "n_dims=None)"))),
     *(Equivalent(_ENTROPY, o, m, _CHUNKS) for o, m in (
         ("_row_chunks(len(rows_a), scale.d_eff * 8 * 3)", "scale.d_eff * 8 * 4)"),
         ("_row_chunks(len(rows_a), scale.d_eff * 8 * 3)", "scale.d_eff * 9 * 3)"),
         ("for part in _row_chunks(n, scale.d_eff * 8 * 3):", "scale.d_eff * 9 * 3)"),
-        ("for part in _row_chunks(n, scale.d_eff * 8 * 3):", "scale.d_eff * 8 * 4)"))),
+        ("for part in _row_chunks(n, scale.d_eff * 8 * 3):", "scale.d_eff * 8 * 4)"),
+        ("for part in _row_chunks(len(states), states.shape[1] * 2):", "states.shape[1] * 3)"))),
     *(Equivalent(_ENTROPY, "for part in _row_chunks(n, d * 8 * 2):", m, "only where the chunks split changes (the "
                  "memory budget): the per-column min, max and sums are the same, up to the order of a float64 sum "
                  "(~1e-16 relative) once the states exceed one chunk (2**23 / d rows).")
@@ -362,12 +365,15 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     *(Equivalent(_ENTROPY, o, m, "einsum labels may be capitals: the same contraction.") for o, m in (
         ('np.einsum("ij,ij->j", deviation, deviation)', '"IJ,IJ->J"'),
         ('np.einsum("ij,ij->i", diff, diff)', '"IJ,IJ->I"'),
-        ('np.einsum("ij,ij->i", z, z)', '"IJ,IJ->I"'))),
+        ('np.einsum("ij,ij->i", z, z)', '"IJ,IJ->I"'),
+        ('np.einsum("ij,ij->i", gap, gap)', '"IJ,IJ->I"'))),
     Equivalent(_ENTROPY, "return np.zeros(1, dtype=np.int64)", "np.zeros(2, dtype=np.int64)", "one prefix is one "
                "class: labels (0, 0) give n_states 1 and put the one prefix's count in class 0 (np.add.at broadcasts "
                "it twice into the one class), whose entropy is 0 either way."),
     *(Equivalent(_ENTROPY, o, m, _CANDIDATES) for o, m in (
         ("rng = np.random.default_rng(seed)", "default_rng(None)"),
+        ("seed: int = 0,", "seed: int = 1,"),
+        ("labels = _state_classes(states, first, scale, tolerance, seed)", "tolerance, None)"),
         *(("hash_keys = rng.integers(0, np.iinfo(np.uint64).max", m) for m in (
             "rng.integers(0, None,", "dtype=np.uint64, endpoint=None)", "rng.integers(np.iinfo(np.uint64).max,",
             "rng.integers(0, size=", "np.iinfo(np.uint64).max, dtype=np.uint64", "dtype=np.uint64, )",
@@ -396,6 +402,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
                  "None or to -2 (any negative size is the unknown one) is the same 1-D array.")
       for o in ("return np.unique(labels, return_inverse=True)[1].reshape(-1)", "leader = head[group.reshape(-1)]")
       for m in ("reshape(None)", "reshape(-2)")),
+    Equivalent(_ENTROPY, "inverse = inverse.reshape(-1)", "reshape(-2)", "any negative size is the unknown one: "
+               "reshape(-2) flattens np.unique's inverse, 1-D or numpy 2.0.0's (N, 1), as reshape(-1) does."),
+    *(Equivalent(_ENTROPY, "class_counts = np.zeros(n_states, dtype=np.int64)", m, "float64 class counts hold the "
+                 "same integers exactly (below 2**53 samples), and counts / counts.sum() is the same float64 "
+                 "division: the same entropy.") for m in ("dtype=None)", "np.zeros(n_states, )")),
     *(Equivalent(_ENTROPY, o, m, _FOLDS) for o, m in (
         ("self._n_pending = 0", "self._n_pending = 1"),
         ("self._fold_at = max(1024, len(labels) // 8)", "max(1025,"),
@@ -418,6 +429,10 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent(_ENTROPY, 'line[:, 0] + window, side="right")', "line[:, 0] + window, )", "a projection exactly at "
                "the window's edge is more than tolerance * sqrt(d) * (1 + 1e-9) from the other, so its pair is not "
                "within the tolerance either way: leaving it out of the window changes no class."),
+    Equivalent(_ENTROPY, 'close = np.einsum("ij,ij->i", gap, gap) <= window * window', "gap) < window * window",
+               "a pair whose projections are exactly `window` apart is at least tolerance * sqrt(d) * (1 + 1e-9) "
+               "apart once the rounding the margin bounds is taken off, so it is not within the tolerance: the "
+               "exact check drops it either way."),
     *(Equivalent(_ENTROPY, "for k in range(1, int(reach.max(initial=0)) + 1):", m, "the offsets added (k = 0 "
                  "compares each leader with itself, a pair already joined; k = max reach + 1 has no leader that "
                  "far) and initial=None (the default; reach is never empty here) compare no new pair.")
