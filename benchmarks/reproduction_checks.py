@@ -456,8 +456,15 @@ def band_verdicts() -> list[str]:
                 lo_a, hi_a, p_a = cells[a].mean(skipna=False).to_numpy()
                 lo_b, hi_b, p_b = cells[b].mean(skipna=False).to_numpy()
                 lacking = sum(int(c[f"{prefix}_low"].isna().sum()) for c in cells.values())
+                per_block = part.pivot_table(index="layer", columns="position",
+                                             values=[f"{prefix}_low", f"{prefix}_high"], dropna=False)
+                said = [_verdict((r[(f"{prefix}_low", position(a))], r[(f"{prefix}_high", position(a))]),
+                                 (r[(f"{prefix}_low", position(b))], r[(f"{prefix}_high", position(b))]))
+                        for _, r in per_block.iterrows()]
+                counts = ", ".join(f"{v} {said.count(v)}" for v in ("rises", "falls", "undetermined", "no interval")
+                                   if said.count(v))
                 rows.append(dict(claim=claim, run=run, band=kind, what=what, steps=f"{step}s {a} -> {b}",
-                                 lacking=lacking,
+                                 lacking=lacking, blocks=counts if what != "block 29" else "",
                                  first=f"{p_a:.2f} [{lo_a:.2f}, {hi_a:.2f}]",
                                  second=f"{p_b:.2f} [{lo_b:.2f}, {hi_b:.2f}]",
                                  verdict=_verdict((lo_a, hi_a), (lo_b, hi_b))))
@@ -467,7 +474,7 @@ def band_verdicts() -> list[str]:
             f"Bands (`results/validation/smoothed-real/{BANDS.name}`): {bands_text}. Plug-in IE and its calibrated interval "
             "at each step; `verdict`: rises / falls when the two intervals are disjoint; `lacking`: readings (block x "
             "step) without an interval (a reading flagged `not_converged`, `imprecise` or `below_zero`), which leave "
-            "the mean without one. Natural text: token k is position k - 1; ICL: shot k ends at position 2k - 1.", "",
+            "the mean without one; `blocks`: the verdict of each block on its own. Natural text: token k is position k - 1; ICL: shot k ends at position 2k - 1.", "",
             _md(pd.DataFrame(rows)) if rows else "(no run committed)", ""]
 
 
