@@ -222,6 +222,22 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     *(Equivalent("ie_ray/brackets.py", "plugin.merge(loo, on=KEYS).merge(macro, on=KEYS", m, _MERGE_ON)
       for m in ("plugin.merge(loo, on=None)", "plugin.merge(loo, ).merge", "merge(macro, on=None, how",
                 "merge(macro, how=")),
+    *(Equivalent("ie_ray/brackets.py", o, o.replace("dtype=float", "dtype=None"), "the MI table's value columns "
+                 "are float64 (the reducer writes them so; pandas' nullable Float64 converts to float64 too when it "
+                 "holds no NA), so to_numpy gives the same float64 array with or without the dtype.")
+      for o in ("smoothed.mi_bits.to_numpy(dtype=float)", "smoothed.ci_low.to_numpy(dtype=float)",
+                "smoothed.ci_high.to_numpy(dtype=float)", "smoothed.loo_bits.to_numpy(dtype=float)")),
+    *(Equivalent("ie_ray/brackets.py", "bootstrap_bits=[np.zeros(0)] * len(values)", m, "`_ie_band` reads only "
+                 "IE's value (`ie_bits`) from information_emergence; the replicates feed its interval columns, which "
+                 "are dropped, and never the value.")
+      for m in ("assign(mi_bits=values, ))", "bootstrap_bits=[np.zeros(1)] * len(values)")),
+    *(Equivalent("ie_ray/brackets.py", "merge(macro, on=KEYS, how=\"left\")", m, "every IE row has its macro "
+                 "reading (information_emergence needs it), so the left and the inner join keep the same rows.")
+      for m in ("merge(macro, on=KEYS, )",)),
+    *(Equivalent("ie_ray/brackets.py", "BAND_COLUMNS[kind]), on=KEYS, how=\"left\")", m, "the band frame has one "
+                 "row per IE key (the same information_emergence over the same readings) and shares only the KEYS "
+                 "columns with the table: on=None joins on exactly those, and the inner join keeps every row.")
+      for m in ("BAND_COLUMNS[kind]), how=", "BAND_COLUMNS[kind]), on=KEYS, )", "BAND_COLUMNS[kind]), on=None, how=")),
     *(Equivalent(path, o, m, "`LayerStates.scale` reads the output states for every side but 'input': a misspelt "
                  "(or None) output side is still the output side.")
       for path, o in (("ie_ray/reduce/smoothed_reading.py", 'states.scale("output", self.scale_rule)'),

@@ -1396,3 +1396,57 @@ def test_projection_rounding_up_to_the_dot_product_bound_never_splits_a_pair_at_
         result = entropy_limit.distinct_states(states, np.arange(3), spread=np.ones(d), tolerance=1.0, seed=seed)
         assert (result.n_prefixes, result.n_states) == (3, 2)
         assert result.entropy_bits == pytest.approx(-(2 / 3) * math.log2(2 / 3) - (1 / 3) * math.log2(1 / 3))
+
+
+# --- IE's calibrated interval in `ie-ray brackets` (issue 24; mutants of the band columns) ----------------------
+
+
+def _band_mi() -> pd.DataFrame:
+    """Two positions of one block: macro 1.0 (ok, [0.9, 1.1]) and 4.0 (undersampled, loo 2.5, [3.8, 4.1]); micro
+    0.5 (undersampled, loo 0.4, [0.45, 0.55]) and 1.5 (ok, [1.4, 1.6])."""
+    rows = []
+    for level, position, value, loo, low, high, flag in (("macro", 0, 1.0, 1.0, 0.9, 1.1, "ok"),
+                                                         ("macro", 1, 4.0, 2.5, 3.8, 4.1, "undersampled"),
+                                                         ("micro", 0, 0.5, 0.4, 0.45, 0.55, "undersampled"),
+                                                         ("micro", 1, 1.5, 1.5, 1.4, 1.6, "ok")):
+        rows.append(dict(model="m", corpus="c", shots=0, layer=3, position=position, level=level, seed=0,
+                         mi_bits=value, loo_bits=loo, ci_low=low, ci_high=high, ceiling_bits=5.0, tau=0.25,
+                         reading="smoothed", flag=flag, bootstrap_bits=np.full(10, value)))
+    return pd.DataFrame(rows)
+
+
+def test_band_columns_accept_nullable_float_columns_and_a_table_without_intervals() -> None:
+    """pandas' nullable Float64 columns (what a table read with dtype_backend gives) convert to float; a table
+    without ci columns gives ok readings no interval instead of failing."""
+    from ie_ray.bias_band import BiasBand
+    from ie_ray.brackets import ie_brackets
+
+    bands = {("relative", 0.25): BiasBand(0.25, -0.1, 0.2, 9, 3)}
+    plain = ie_brackets(_band_mi(), 0.25, bands).set_index("position")
+    nullable = _band_mi().astype({"mi_bits": "Float64", "loo_bits": "Float64", "ci_low": "Float64",
+                                  "ci_high": "Float64"})
+    again = ie_brackets(nullable, 0.25, bands).set_index("position")
+    assert again.ie_band_low.tolist() == pytest.approx(plain.ie_band_low.tolist())
+    # macro(1) low = 4 - 0.2 * 4 - 0.2; micro high: 0.5 + 0.05 + 0.05 and 1.6 -> 3.0 - (0.6 + 1.6) / 2
+    assert plain.loc[1, "ie_band_low"] == pytest.approx(3.0 - 1.1)
+    bare = ie_brackets(_band_mi().drop(columns=["ci_low", "ci_high"]), 0.25, bands)
+    assert bare.ie_band_low.isna().all()
+
+
+def test_brackets_command_reads_the_bands_it_is_given_and_names_a_missing_file(tmp_path, capsys) -> None:
+    from ie_ray.bias_band import BiasBand, save_bands
+    from ie_ray.brackets import main
+
+    _band_mi().to_parquet(tmp_path / "mi.parquet")
+    save_bands({("relative", 0.25): BiasBand(0.25, -0.1, 0.2, 9, 3)}, tmp_path / "bands.json", "test")
+    assert main([str(tmp_path), "--bands", str(tmp_path / "bands.json")]) == 0
+    written = pd.read_csv(tmp_path / "ie_brackets.csv").set_index("position")
+    assert written.loc[1, "ie_band_low"] == pytest.approx(1.9, abs=1e-4)
+    missing = tmp_path / "nothing.json"
+    with pytest.raises(SystemExit, match=r"--bands .*nothing.json: no such file \(ie-ray validate --smoothed --real"):
+        main([str(tmp_path), "--bands", str(missing)])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert ("--bands BANDS bias bands of the calibration (default: results/validation/smoothed-real/bias_bands.json, "
+            "used when it exists); the calibrated interval of IE is added per band kind") in help_text
