@@ -83,7 +83,8 @@ class Design:
     n: int = 600
     short_atoms: int = 300
     long_atoms: int = 3000
-    deltas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    #: the truth's move from the short to the long law (bits): 0.5 and 1 as issue 24 asks, and 2, where a band can decide
+    deltas: tuple[float, ...] = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
     pairs_per_delta: int = 3
     seeds: int = 8
     bisection_draws: int = 4000
@@ -533,18 +534,87 @@ def _calibration_markdown(outcome: Outcome) -> str:
     return laws.reset_index(drop=True).to_markdown(index=False, floatfmt=".3f")
 
 
-def write_report(outcome: Outcome, design: Design, out: Path, command: str, wall_s: float, cpu_s: float) -> None:
+def offsets_table(outcome: Outcome) -> pd.DataFrame:
+    """Per Delta: mean reading minus truth (bits) of each end on each side, and the moves of the two ends against
+    the truth's: why a rule sees what it sees."""
+    readings = outcome.readings[outcome.readings.role != "calibration"]
+    truths = outcome.pairs.set_index("pair")
+    truth = np.where(readings.role == "short", readings.pair.map(truths.truth_short),
+                     readings.pair.map(truths.truth_long))
+    frame = readings.assign(plugin_off=readings.plugin - truth, loo_off=readings.loo - truth,
+                            delta=readings.pair.map(truths.delta_target))
+    means = frame.groupby(["delta", "role"])[["plugin_off", "loo_off", "plugin", "loo"]].mean().unstack("role")
+    delta_true = outcome.pairs.groupby("delta_target").delta_bits.mean()
+    return pd.DataFrame({
+        "Delta (target)": means.index, "Delta (true, mean)": delta_true.reindex(means.index).to_numpy(),
+        "plug-in move": (means["plugin", "long"] - means["plugin", "short"]).to_numpy(),
+        "loo move": (means["loo", "long"] - means["loo", "short"]).to_numpy(),
+        "short plug-in - truth": means["plugin_off", "short"].to_numpy(),
+        "long plug-in - truth": means["plugin_off", "long"].to_numpy(),
+        "short loo - truth": means["loo_off", "short"].to_numpy(),
+        "long loo - truth": means["loo_off", "long"].to_numpy()})
+
+
+def mechanism(outcome: Outcome, offsets: pd.DataFrame) -> list[str]:
+    """Why the rules decide as they do, in numbers: what each end of the bracket does as Delta varies, and where
+    the calibrated intervals are missing or wide."""
+    loo_moves, plugin_moves = offsets["loo move"], offsets["plug-in move"]
+    slope, drift = np.polyfit(offsets["Delta (true, mean)"], plugin_moves, 1)
+    long = outcome.readings[outcome.readings.role == "long"]
+    direction = long.pair.map(outcome.pairs.set_index("pair").delta_target).map(truth_direction)
+    unflagged = {t: _pct(float((long.flag[direction == t] == "not_converged").mean())) for t in (RISE, NULL, FALL)}
+    lines = [
+        f"- The leave-one-out end moves by {loo_moves.min():+.1f} to {loo_moves.max():+.1f} bits from the short to "
+        f"the long sample whatever the truth does (Delta {offsets['Delta (target)'].min():+g} to "
+        f"{offsets['Delta (target)'].max():+g}): the long samples isolate most of their atoms, and their "
+        f"leave-one-out reading lies {-offsets['long loo - truth'].max():.1f}-{-offsets['long loo - truth'].min():.1f}"
+        f" bits below the truth (the short samples' {-offsets['short loo - truth'].mean():.1f}).",
+        f"- The plug-in's move is {slope:.2f} x Delta {drift:+.2f} bits (least squares over the Deltas): it "
+        "shrinks the truth's move and adds a drift, the long samples reading high where the truth is low and low "
+        "where it is high (table above).",
+    ]
+    test = outcome.readings[outcome.readings.role != "calibration"]
+    as_readings = [Reading(**{f.name: _plain(r[f.name]) for f in fields(Reading)}) for _, r in test.iterrows()]
+    for kind, band in outcome.bands.items():
+        if band is None:
+            continue
+        low, high = np.array(band_intervals(as_readings, band)).T
+        width = pd.Series(high - low).groupby(test.role.to_numpy()).mean()
+        what = ("(plug-in - truth) / plug-in between" if kind == "relative" else
+                "the truth between the leave-one-out end and the plug-in, at")
+        lines.append(f"- The `{kind}` band ({band.populations} calibration laws, {band.samples} samples) puts "
+                     f"{what} {band.low:+.2f} and {band.high:+.2f}: a calibrated interval {width['short']:.2f} bits "
+                     f"wide on a short sample, {width['long']:.2f} on a long one (means, own interval included, "
+                     "where there is one).")
+    lines.append(f"- Long samples flagged `not_converged` (no calibrated interval): {unflagged[RISE]} where the truth "
+                 f"rises, {unflagged[NULL]} on null pairs, {unflagged[FALL]} where it falls.")
+    return lines
+
+
+def add_timing(out: Path, wall_s: float, cpu_s: float) -> str:
+    """This invocation's wall and CPU time added to the earlier ones' (OUT/timing.json: a resumed run's cost is
+    the sum), as a sentence."""
+    path = out / "timing.json"
+    total = json.loads(path.read_text()) if path.is_file() else dict(invocations=0, wall_s=0.0, cpu_s=0.0)
+    total = dict(invocations=total["invocations"] + 1, wall_s=total["wall_s"] + wall_s, cpu_s=total["cpu_s"] + cpu_s)
+    store.write_json(path, total)
+    return (f"Wall time {total['wall_s'] / 60:.1f} min, CPU time of the process {total['cpu_s'] / 60:.1f} min "
+            f"(1 torch thread, {total['invocations']} invocation(s) together, the later ones reading the finished "
+            f"parts; on a 2-core machine shared with another job).")
+
+
+def write_report(outcome: Outcome, design: Design, out: Path, command: str, timing: str) -> None:
     for name in ("decisions", "summary", "pairs", "readings", "calibration"):
         store.write_table(out / f"{name}.parquet", getattr(outcome, name), csv=True)
     store.write_json(out / "bands.json", {k: (asdict(b) if b else None) for k, b in outcome.bands.items()})
     bands = pd.DataFrame([asdict(b) for b in outcome.bands.values() if b])
     missing = [k for k, b in outcome.bands.items() if b is None]
     d = design
+    offsets = offsets_table(outcome)
     shorts = outcome.readings[outcome.readings.role == "short"]
     text = [
         "# Does a trend rule favour one direction? Synthetic laws (issue 24, item 5)", "",
-        f"`{command}` (`benchmarks/trend_direction.py`, method in its docstring). Wall time {wall_s / 60:.1f} min, "
-        f"CPU time {cpu_s / 60:.1f} min (1 torch thread).", "",
+        f"`{command}` (`benchmarks/trend_direction.py`, method in its docstring). {timing}", "",
         "## Design", "",
         f"Pairs of uniform K-atom laws (`DiscreteResidualLaw`, d = {d.d}, y = x + tanh(W x)) stand for a prefix "
         f"that grows: a short law of K = {d.short_atoms} atoms at its population scale and a long law of "
@@ -581,6 +651,9 @@ def write_report(outcome: Outcome, design: Design, out: Path, command: str, wall
         f"The short samples (n/K = {d.n / d.short_atoms:g}) lie outside the band's calibrated n/K range; "
         f"{_pct(float((shorts.flag == 'undersampled').mean()))} of them are flagged `undersampled` and get the "
         "band anyway, as `ie-ray brackets` would give it (a run does not know its K).", "",
+        "## What the two ends do (means over the samples, bits)", "",
+        offsets.to_markdown(index=False, floatfmt="+.2f"), "",
+        *mechanism(outcome, offsets), "",
         "## Decisions per rule and true direction", "",
         "Share of decisions in the true direction (`right`), the opposite one (`wrong`; null pairs: either "
         "direction) and undetermined; `right_by_pair`: per law pair, the share right (null: undetermined).", "",
@@ -592,7 +665,16 @@ def write_report(outcome: Outcome, design: Design, out: Path, command: str, wall
         f"its false rises and false falls on the null pairs differ, by more than {_pct(ASYMMETRY)}:", "",
         *verdicts(outcome.summary), "",
     ]
-    store.write_text(out / "README.md", "\n".join(text))
+    store.write_text(out / "README.md", "\n".join(text) + _kept_conclusion(out / "README.md"))
+
+
+#: A section of the README from this heading on is written by hand after a run and kept when the README is rewritten.
+CONCLUSION = "\n## Conclusion"
+
+
+def _kept_conclusion(path: Path) -> str:
+    text = path.read_text() if path.is_file() else ""
+    return text[text.index(CONCLUSION):] if CONCLUSION in text else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     started, cpu = time.perf_counter(), time.process_time()
     outcome = run(design, args.out)
     command = "python benchmarks/trend_direction.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_report(outcome, design, args.out, command.strip(), time.perf_counter() - started, time.process_time() - cpu)
+    timing = add_timing(args.out, time.perf_counter() - started, time.process_time() - cpu)
+    write_report(outcome, design, args.out, command.strip(), timing)
     print(direction_table(outcome.summary).to_markdown(index=False))
     print("\n".join(verdicts(outcome.summary)))
     return 0

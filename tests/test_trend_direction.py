@@ -1,4 +1,5 @@
-"""The trend rules of benchmarks/trend_direction_real.py (issue 24, item 5) on hand-made calibration rows."""
+"""The trend rules of benchmarks/trend_direction_real.py (issue 24, item 5) on hand-made calibration rows, and those
+of benchmarks/trend_direction.py (the same question on synthetic laws of a set Delta) on hand-made readings."""
 from __future__ import annotations
 
 from dataclasses import replace
