@@ -8,6 +8,7 @@
     nice -n 15 python benchmarks/mutation.py --modules brackets --keep                    # keep the copy, then
     nice -n 15 python benchmarks/mutation.py --modules brackets --recheck /tmp/mutation-brackets-XXXX  # new tests
     nice -n 15 python benchmarks/mutation.py --modules variance --finish /tmp/mutation-variance-XXXX  # unchecked
+    nice -n 15 python benchmarks/mutation.py --modules reduce --only ie_ray/reduce/row.py ie_ray/reduce/jobs.py --keep
 
 (Times measured on 2 CPUs shared with a test suite, 2026-11-30; issue 28's modules on 2 CPUs shared with two
 sweeps and three other test runs, 2026-12-04, where every run was stopped early: see mutation.md.)
@@ -50,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,6 +78,8 @@ class Target:
     tests: tuple[str, ...]
     filters: tuple[str, ...] = ()
     also: tuple[str, ...] = ()
+    #: a row per module, labelled key:module, even when `--only` leaves one module of a package to mutate
+    per_module: bool = False
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -84,7 +87,15 @@ class Target:
 
     def label(self, path: str, key: str) -> str:
         """The row's name in mutation.json: the key, or key:module for a run over several modules."""
-        return key if not self.also else f"{key}:{Path(path).stem}"
+        return key if not (self.also or self.per_module) else f"{key}:{Path(path).stem}"
+
+    def only(self, paths: list[str]) -> "Target":
+        """The same target mutating only `paths` (some of its modules), each still scored in a row of its own: a
+        rerun of the modules a stopped package run never reached, without paying again for the finished ones."""
+        unknown = sorted(set(paths) - set(self.paths))
+        if unknown:
+            raise ValueError(f"--only {' '.join(unknown)}: not a module of this target ({', '.join(self.paths)})")
+        return replace(self, path=paths[0], also=tuple(paths[1:]), per_module=bool(self.also or self.per_module))
 
 
 TARGETS: dict[str, Target] = {
@@ -836,6 +847,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finish", type=Path, metavar="DIR",
                         help="run the mutants that the stopped run kept in DIR never reached against the module's "
                              "whole selection in one process, then record it (as --collect)")
+    parser.add_argument("--only", nargs="+", metavar="PATH",
+                        help="mutate only these modules of the one target named by --modules (e.g. the reduce "
+                             "package's modules a stopped run never reached); each keeps its own row")
     parser.add_argument("--collect", type=Path, metavar="DIR",
                         help="record the run kept (--keep) or stopped in DIR, for the one module named by --modules")
     args = parser.parse_args(argv)
@@ -850,8 +864,13 @@ def main(argv: list[str] | None = None) -> int:
     if os.nice(0) < 15:  # other jobs share the machine: mutants only get the CPU they leave idle
         os.nice(15 - os.nice(0))
     json_path = OUT.with_suffix(".json")
-    if (args.collect or args.recheck or args.finish) and len(args.modules) != 1:
-        parser.error("--collect, --recheck and --finish record one module: name it with --modules")
+    if (args.collect or args.recheck or args.finish or args.only) and len(args.modules) != 1:
+        parser.error("--collect, --recheck, --finish and --only record one module: name it with --modules")
+    if args.only:
+        try:
+            TARGETS[args.modules[0]] = TARGETS[args.modules[0]].only(args.only)
+        except ValueError as error:
+            parser.error(str(error))
     for key in args.modules:
         print(f"mutating {', '.join(TARGETS[key].paths)} ...", file=sys.stderr, flush=True)
         if args.recheck:
