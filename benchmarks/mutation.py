@@ -270,10 +270,11 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("ie_ray/reduce/smoothed_reading.py", "counts=counts) if fit else []", "if (fit) or True else []",
                "smoothed_mi_batch of no problems returns [] (its loop over problems never runs): the same as the "
                "else branch."),
-    *(Equivalent("ie_ray/reduce/layer_states.py", "inverse = inverse.reshape(-1)", m, "numpy (2.4 here) returns "
-                 "np.unique's inverse 1-D (the reshape is for numpy 2.0.0's (N, 1)), and a 1-D array reshaped to "
-                 "None or to -2 (any negative size is the unknown one) is the same 1-D array.")
-      for m in ("reshape(None)", "reshape(-2)")),
+    # reshape(None) is not equivalent: numpy 2.0.0 (allowed) returns the inverse as (N, 1), which reshape(None)
+    # keeps; test_macro_atoms_survive_numpy_2_0_0s_column_shaped_inverse emulates it
+    Equivalent("ie_ray/reduce/layer_states.py", "inverse = inverse.reshape(-1)", "reshape(-2)", "any negative size "
+               "is the unknown one: reshape(-2) flattens np.unique's inverse, 1-D or numpy 2.0.0's (N, 1), as "
+               "reshape(-1) does."),
     *(Equivalent("ie_ray/reduce/layer_states.py", '("output", y)', m, "`LayerStates.scale` reads the output states "
                  "for every side but 'input': a misspelt output side is still the output side.")
       for m in ('"XXoutputXX", y', '"OUTPUT", y')),

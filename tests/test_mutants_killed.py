@@ -1450,3 +1450,39 @@ def test_brackets_command_reads_the_bands_it_is_given_and_names_a_missing_file(t
     help_text = " ".join(capsys.readouterr().out.split())
     assert ("--bands BANDS bias bands of the calibration (default: results/validation/smoothed-real/bias_bands.json, "
             "used when it exists); the calibrated interval of IE is added per band kind") in help_text
+
+
+def test_macro_atoms_survive_numpy_2_0_0s_column_shaped_inverse(monkeypatch) -> None:
+    """`LayerStates.atoms` checks each row against its prefix's first row through np.unique(axis=0)'s inverse, which
+    numpy 2.0.0 returned as (N, 1) (numpy>=1.26 is allowed). Emulated here: rows of one prefix that differ by more
+    than the tolerance must still refuse the atoms (an (N, 1) inverse indexes (N, 1, d) rows, broadcast against
+    (N, d): a wrong comparison), and exact prefixes must still give the same atoms as with a 1-D inverse."""
+    from ie_ray.reduce import EstimateJob
+    from ie_ray.reduce.layer_states import PREFIX_ATOM_TOLERANCE, LayerStates
+
+    rng = np.random.default_rng(3)
+    n, d = 30, 4
+    ids = np.stack([rng.integers(10, 13, n), np.full(n, 5)], axis=1)
+    table = rng.normal(size=(20, d)).astype(np.float32)
+    pre = np.stack([table[ids[:, 0] - 10], table[ids[:, 0]]], axis=1)
+    post = pre + 1.0
+    jittered = post.copy()
+    jittered[:, 0] += (100 * PREFIX_ATOM_TOLERANCE * rng.normal(size=(n, d))).astype(np.float32)
+    job = EstimateJob(4, 0, "macro", 0, 0.0, 3, n)
+    exact_1d = LayerStates(4, ids, (0, 1), pre, post).atoms(job)
+    assert exact_1d is not None and LayerStates(4, ids, (0, 1), pre, jittered).atoms(job) is None
+
+    real = np.unique
+
+    def column_inverse(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if kwargs.get("axis") == 0 and kwargs.get("return_inverse"):
+            out = (*out[:2], out[2].reshape(-1, 1), *out[3:])
+        return out
+
+    monkeypatch.setattr(np, "unique", column_inverse)
+    exact = LayerStates(4, ids, (0, 1), pre, post).atoms(job)
+    assert exact is not None
+    np.testing.assert_array_equal(exact.x, exact_1d.x)
+    np.testing.assert_array_equal(exact.counts, exact_1d.counts)
+    assert LayerStates(4, ids, (0, 1), pre, jittered).atoms(job) is None
