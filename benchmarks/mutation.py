@@ -117,7 +117,7 @@ TARGETS: dict[str, Target] = {
                          "test_model_summary_is_the_mean_of_e_l_and_ok_only_if_every_layer_is",
                          "test_extraction_passes_fit_the_disk_budget",
                          "test_a_fourth_reading_is_one_class_and_one_registry_entry",
-                         "test_states_are_deleted_when_their_readings_are_cached_and_a_rerun_reads_none")))),
+                         "test_states_are_deleted_when_their_readings_are_cached_and_a_rerun_reads_none"))),
                      also=tuple(f"ie_ray/reduce/{m}.py" for m in ("smoothed_reading", "entropy_limit_reading",
                                                                   "layer_states", "row", "row_cache", "jobs",
                                                                   "scheduler", "reading"))),
