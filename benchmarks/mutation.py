@@ -60,7 +60,7 @@ from _report import machine_info, machine_line  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "mutation"
 #: Test files written to kill mutants (issue 17, items 5 and 6; issue 28, item 3): `--baseline` leaves them out.
-NEW_TESTS = ("tests/test_properties.py", "tests/test_mutants_killed.py")
+NEW_TESTS = ("tests/test_properties.py", "tests/test_mutants_killed.py", "tests/test_smoothed_mutants_killed.py")
 #: This property test fails under the mutation profile's derandomised examples (a model summary of values ~1e4 with
 #: one of ~1e-45 misses its relative tolerance): it guards ie.py, not the modules it is left out of.
 _NOT_THE_IE_SUMMARY_PROPERTY = ("-k", "not test_model_summary_is_the_mean_of_e_l_and_ok_only_if_every_layer_is")
@@ -80,6 +80,8 @@ class Target:
     also: tuple[str, ...] = ()
     #: a row per module, labelled key:module, even when `--only` leaves one module of a package to mutate
     per_module: bool = False
+    #: the tests written against this target's survivors: what `--recheck` runs them against
+    kill_tests: tuple[str, ...] = ("tests/test_mutants_killed.py",)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -138,7 +140,8 @@ TARGETS: dict[str, Target] = {
                        ("-m", "not slow", "-k", " and ".join(f"not {t}" for t in (
                            "small_support", "large_support", "vanishing_noise", "correlated_gaussians",
                            "interval_width", "interval_covers", "interval_with_the_samples", "equals_the_expanded",
-                           "follow_the_expanded", "test_model_summary_is_the_mean")))),
+                           "follow_the_expanded", "test_model_summary_is_the_mean"))),
+                       kill_tests=("tests/test_mutants_killed.py", "tests/test_smoothed_mutants_killed.py")),
 }
 
 
@@ -849,8 +852,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the throwaway copy (to inspect with mutmut browse)")
     parser.add_argument("--report-only", action="store_true", help="rewrite mutation.md from mutation.json")
     parser.add_argument("--recheck", type=Path, metavar="DIR",
-                        help="recheck the survivors of the run kept in DIR (--keep) against "
-                             "tests/test_mutants_killed.py "
+                        help="recheck the survivors of the run kept in DIR (--keep) against the target's "
+                             "kill tests (tests/test_mutants_killed.py, and for smoothed its own file) "
                              "in one process, then record it (as --collect); -k filters with --recheck-k")
     parser.add_argument("--recheck-k", default=None, help="pytest -k expression for --recheck")
     parser.add_argument("--finish", type=Path, metavar="DIR",
@@ -883,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.modules:
         print(f"mutating {', '.join(TARGETS[key].paths)} ...", file=sys.stderr, flush=True)
         if args.recheck:
-            verdicts = recheck(args.recheck, key, ["tests/test_mutants_killed.py"],
+            verdicts = recheck(args.recheck, key, [t for t in TARGETS[key].kill_tests if (ROOT / t).exists()],
                                ["-k", args.recheck_k] if args.recheck_k else [])
             print(f"  recheck: {sum(c == 1 for c in verdicts.values())} of {len(verdicts)} rechecked killed",
                   file=sys.stderr)
