@@ -60,7 +60,8 @@ from _report import machine_info, machine_line  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "mutation"
 #: Test files written to kill mutants (issue 17, items 5 and 6; issue 28, item 3): `--baseline` leaves them out.
-NEW_TESTS = ("tests/test_properties.py", "tests/test_mutants_killed.py", "tests/test_smoothed_mutants_killed.py")
+NEW_TESTS = ("tests/test_properties.py", "tests/test_mutants_killed.py", "tests/test_smoothed_mutants_killed.py",
+             "tests/test_reduce_mutants_killed.py")
 #: This property test fails under the mutation profile's derandomised examples (a model summary of values ~1e4 with
 #: one of ~1e-45 misses its relative tolerance): it guards ie.py, not the modules it is left out of.
 _NOT_THE_IE_SUMMARY_PROPERTY = ("-k", "not test_model_summary_is_the_mean_of_e_l_and_ok_only_if_every_layer_is")
@@ -120,6 +121,8 @@ TARGETS: dict[str, Target] = {
                          "test_extraction_passes_fit_the_disk_budget",
                          "test_a_fourth_reading_is_one_class_and_one_registry_entry",
                          "test_states_are_deleted_when_their_readings_are_cached_and_a_rerun_reads_none"))),
+                     kill_tests=("tests/test_mutants_killed.py", "tests/test_reduce_mutants_killed.py",
+                                 "tests/test_reduce_units.py"),
                      also=tuple(f"ie_ray/reduce/{m}.py" for m in ("smoothed_reading", "entropy_limit_reading",
                                                                   "layer_states", "row", "row_cache", "jobs",
                                                                   "scheduler", "reading"))),
