@@ -3,6 +3,7 @@
     nice -n 15 python benchmarks/mutation.py                          # ie.py and bounds.py (~10 min)
     nice -n 15 python benchmarks/mutation.py --modules reduce capture # ~10 min
     nice -n 15 python benchmarks/mutation.py --modules smoothed       # 2146 mutants: many hours (--limit-min stops it)
+    nice -n 15 python benchmarks/mutation.py --modules smoothed --resume  # next session: only the unreached mutants
     nice -n 15 python benchmarks/mutation.py --modules ie --baseline  # without the tests written against mutants
     python benchmarks/mutation.py --report-only                       # rewrite the Markdown after editing EQUIVALENT
     nice -n 15 python benchmarks/mutation.py --modules brackets --keep                    # keep the copy, then
@@ -42,6 +43,7 @@ import argparse
 import ast
 import difflib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -92,7 +94,7 @@ class Target:
         """The row's name in mutation.json: the key, or key:module for a run over several modules."""
         return key if not (self.also or self.per_module) else f"{key}:{Path(path).stem}"
 
-    def only(self, paths: list[str]) -> "Target":
+    def only(self, paths: list[str]) -> Target:
         """The same target mutating only `paths` (some of its modules), each still scored in a row of its own: a
         rerun of the modules a stopped package run never reached, without paying again for the finished ones."""
         unknown = sorted(set(paths) - set(self.paths))
@@ -529,11 +531,13 @@ def _copy_repository(dest: Path, target: Target, tests: list[str], filters: list
     (dest / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + f"\n[tool.mutmut]\n{toml}\n")
 
 
-def _run_mutmut(work: Path, children: int, limit_s: float) -> tuple[int, str]:
-    """`mutmut run` in its own session, so that a timeout ends it and every forked worker together."""
+def _run_mutmut(work: Path, children: int, limit_s: float, names: list[str] | None = None) -> tuple[int, str]:
+    """`mutmut run` in its own session, so that a timeout ends it and every forked worker together. `names`: only
+    these mutants (a resumed run)."""
     log = work / "mutmut.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([*MUTMUT, "run", "--max-children", str(children)], cwd=work, stdout=out,
+        proc = subprocess.Popen([*MUTMUT, "run", "--max-children", str(children), *(names or [])], cwd=work,
+                                stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             code = proc.wait(timeout=limit_s)
@@ -644,18 +648,82 @@ def _survivors(work: Path, path: str, codes: dict[str, int | None]) -> list[dict
     return sorted(rows, key=lambda r: (r["line"] or 0, r["mutant"]))
 
 
-def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep: bool) -> dict[str, dict]:
+def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep: bool,
+               resume: bool = False) -> dict[str, dict]:
+    """One mutmut run of a target in a throwaway copy. `resume`: run only the mutants the saved verdicts
+    (VERDICTS, written by every collect) have no verdict for, then merge the saved ones back: a run stopped by the
+    end of a session continues in the next one, on a new machine, instead of starting over."""
     target = TARGETS[key]
+    saved = load_verdicts(key, baseline) if resume else None
     work = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-"))
     started = time.time()
     try:
         _copy_repository(work, target, _tests(target, baseline), list(target.filters))
-        code, log = _run_mutmut(work, children, limit_s)
-        return collect(work, key, baseline=baseline, wall_s=time.time() - started, exit_code=code, log=log,
-                       keep=keep)
+        names = [name for codes in saved["modules"].values() for name, c in codes["codes"].items() if c is None] \
+            if saved else None
+        code, log = _run_mutmut(work, children, limit_s, names)
+        earlier_s = 0.0
+        if saved:
+            _merge_saved(work, saved)
+            earlier_s = float(saved.get("wall_s") or 0.0)
+        return collect(work, key, baseline=baseline, wall_s=earlier_s + time.time() - started, exit_code=code,
+                       log=log, keep=keep)
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+#: Every mutant's verdict of the last run of each target, committed: the throwaway copy lives in /tmp and does
+#: not outlive a session's machine, so this is what `--resume` continues from.
+VERDICTS = ROOT / "benchmarks" / "results" / "mutation-verdicts"
+
+
+def _verdicts_path(key: str, baseline: bool) -> Path:
+    return VERDICTS / f"{key}{'-baseline' if baseline else ''}.json"
+
+
+def _source_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_verdicts(work: Path, key: str, baseline: bool, codes_by_path: dict[str, dict], wall_s: float | None
+                  ) -> None:
+    """The verdicts of the run in `work`, with the hash of each module's source as mutated (mutant names are
+    positions in a function: they only mean the same mutant for the same source)."""
+    VERDICTS.mkdir(parents=True, exist_ok=True)
+    data = dict(key=key, baseline=baseline, wall_s=wall_s, modules={
+        path: dict(source_sha256=_source_hash(work / path), codes=codes) for path, codes in codes_by_path.items()})
+    _verdicts_path(key, baseline).write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+
+
+def load_verdicts(key: str, baseline: bool) -> dict:
+    """The saved verdicts of `key`, refused when a module's source changed since (its mutants are not the same)."""
+    path = _verdicts_path(key, baseline)
+    if not path.exists():
+        raise FileNotFoundError(f"no saved verdicts at {path}: run without --resume first")
+    saved = json.loads(path.read_text())
+    for module, entry in saved["modules"].items():
+        if module not in TARGETS[key].paths:
+            raise ValueError(f"{path} holds {module}, not a module of this run ({', '.join(TARGETS[key].paths)}): "
+                             "resume with the same --only")
+        if _source_hash(ROOT / module) != entry["source_sha256"]:
+            raise ValueError(f"{module} changed since the saved run ({path}): its mutants are not the same ones; "
+                             "run it afresh (without --resume)")
+    missing = sorted(set(TARGETS[key].paths) - set(saved["modules"]))
+    if missing:
+        raise ValueError(f"{path} has no verdicts for {', '.join(missing)}: resume with the saved run's --only")
+    return saved
+
+
+def _merge_saved(work: Path, saved: dict) -> None:
+    """Give the mutants this run did not reach the verdicts the saved run gave them."""
+    for module, entry in saved["modules"].items():
+        meta = work / "mutants" / (module + ".meta")
+        data = json.loads(meta.read_text())
+        for name, code in entry["codes"].items():
+            if code is not None and data["exit_code_by_key"].get(name) is None:
+                data["exit_code_by_key"][name] = code
+        meta.write_text(json.dumps(data))
 
 
 def _tests(target: Target, baseline: bool) -> list[str]:
@@ -673,6 +741,7 @@ def collect(work: Path, key: str, *, baseline: bool, wall_s: float | None = None
     for path in target.paths:
         meta = work / "mutants" / (path + ".meta")
         codes_by_path[path] = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    save_verdicts(work, key, baseline, codes_by_path, wall_s)
     if all(c is None for codes in codes_by_path.values() for c in codes.values()):  # listed before any test ran
         raise RuntimeError(f"mutmut checked no mutant of {', '.join(target.paths)} (exit {exit_code}; a failing "
                            f"test in the selection stops it before any mutant). Its log ends:\n{log}")
@@ -862,6 +931,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finish", type=Path, metavar="DIR",
                         help="run the mutants that the stopped run kept in DIR never reached against the module's "
                              "whole selection in one process, then record it (as --collect)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the last run of the module from its saved verdicts (benchmarks/results/"
+                             "mutation-verdicts/): only the mutants it never reached are run")
     parser.add_argument("--only", nargs="+", metavar="PATH",
                         help="mutate only these modules of the one target named by --modules (e.g. the reduce "
                              "package's modules a stopped run never reached); each keeps its own row")
@@ -904,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = collect(args.collect, key, baseline=args.baseline)
         else:
             runs = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,
-                              keep=args.keep)
+                              keep=args.keep, resume=args.resume)
         # read just before writing: another run (another module) may have written since this one started
         results = _without_removed(json.loads(json_path.read_text())) if json_path.exists() else {"runs": {}}
         for label, run in runs.items():
