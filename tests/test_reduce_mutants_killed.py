@@ -14,8 +14,9 @@ import ie_ray.estimators
 import ie_ray.resources
 from ie_ray.errors import ConfigError
 from ie_ray.estimators import MINEParams
-from ie_ray.reduce import EstimateJob, MineReading
+from ie_ray.reduce import EstimateJob, MineReading, mine_row, reading_flag
 from ie_ray.reduce.entropy_limit_reading import EntropyLimitReading
+from ie_ray.reduce.jobs import plan_jobs
 from ie_ray.reduce.layer_states import LayerStates
 from ie_ray.reduce.reading import TaskResources
 
@@ -233,6 +234,142 @@ def test_constant_row_has_one_replicate_without_bootstrap():
     params = SimpleNamespace(objective="dv", readout="heldout", n_bootstrap=0)
     (row,) = MineReading(params).fit_layer(_states(), [_job(1, n_distinct=1, ceiling_bits=0.0)])
     np.testing.assert_array_equal(row.bootstrap_bits, np.zeros(1))
+
+
+def test_constant_row_of_a_planned_constant_position_has_a_plus_zero_ceiling():
+    """`plan_jobs` computes a constant position's ceiling as the plug-in entropy -(1 * log2 1) = -0.0; the
+    constant row writes its own ceiling, +0.0 (so no table shows "-0.0 bits")."""
+    job = next(j for j in plan_jobs(np.array([[5, 1], [5, 2], [5, 1]]), [0], [0, 1], [0], True)
+               if j.level == "macro" and j.position == 0)
+    assert job.n_distinct == 1 and math.copysign(1.0, job.ceiling_bits) == -1.0  # the planned -0.0
+    (row,) = MineReading(PARAMS).fit_layer(_states(), [job])
+    assert row.ceiling_bits == 0.0 and math.copysign(1.0, row.ceiling_bits) == 1.0
+
+
+# --- MineReading: settings -------------------------------------------------------------------------------------
+
+
+def test_unknown_positions_setting_is_a_config_error_naming_the_choices():
+    """`mine.positions` is "all" or "last"; anything else is a ConfigError that names the key, the choices and
+    the value given."""
+    with pytest.raises(ConfigError) as err:
+        MineReading(PARAMS, positions="first")
+    assert str(err.value) == "mine.positions must be one of ['all', 'last'], got 'first'"
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_estimators_per_task_below_one_is_a_config_error(bad):
+    """A task holds at least one estimate: 0 or fewer is a ConfigError naming `reduce.estimators_per_task`."""
+    with pytest.raises(ConfigError, match=r"^reduce\.estimators_per_task must be >= 1$"):
+        MineReading(PARAMS, estimators_per_task=bad)
+
+
+def test_one_estimator_per_task_is_allowed():
+    """estimators_per_task = 1 (the smallest allowed) gives one task per fitted job."""
+    jobs = [_job(position=t) for t in range(3)]
+    assert MineReading(PARAMS, estimators_per_task=1).tasks(jobs) == [[j] for j in jobs]
+
+
+def test_estimators_per_task_is_kept_as_an_int():
+    """A whole float from a config (2.0) is kept as the int 2: tasks of 2, 2 and 1 for 5 jobs."""
+    reading = MineReading(PARAMS, estimators_per_task=2.0)
+    assert reading.estimators_per_task == 2 and isinstance(reading.estimators_per_task, int)
+    assert [len(t) for t in reading.tasks([_job(position=t) for t in range(5)])] == [2, 2, 1]
+
+
+def test_default_settings_fit_every_position_on_one_cpu_without_gpu():
+    """Defaults: positions "all" (select keeps every job), 1 CPU and no GPU per task."""
+    reading = MineReading(PARAMS)
+    jobs = [_job(0), _job(1), _job(0, level="micro")]
+    assert reading.positions == "all" and reading.select(jobs, [0, 1]) == jobs
+    assert reading.resources(100, 8) == TaskResources(num_cpus=1.0, num_gpus=0.0)
+
+
+# --- mine_row and reading_flag ---------------------------------------------------------------------------------
+
+FULL_RESULT = dict(mi_bits=2.0, ci_low=1.5, ci_high=2.5, readout="max", objective="nwj", flag="ok",
+                   heldout_bits=1.75, max_train_bits=3.0, last_train_bits=2.25, n_train=24, n_heldout=8, steps=20,
+                   wall_s=0.5, bound_cap_bits=5.5, tau=0.125, half_sample_bits=1.875, mc_se_bits=0.0625,
+                   bootstrap_bits=np.array([1.5, 2.0, 2.5], dtype=np.float32))
+
+
+def test_mine_row_carries_every_value_of_the_fit():
+    """Every number of a fit goes to its column, as a float (n_train 24 -> 24.0); readout and objective as the
+    estimator says; the interval is "bootstrap"; the bootstrap replicates as float64. Values written by hand."""
+    job = _job(2, level="micro", ceiling_bits=4.0, seed=3)
+    row = mine_row(job, dict(FULL_RESULT), attempt=1, estimator="mine-nwj/max")
+    expected = dict(reading="mine", estimator="mine-nwj/max", layer=0, position=2, level="micro", seed=3,
+                    estimator_seed=job.seed_for_attempt(1), attempt=1, ceiling_bits=4.0, n_distinct=16,
+                    n_samples=N, mi_bits=2.0, ci_low=1.5, ci_high=2.5, flag="ok", readout="max", objective="nwj",
+                    interval="bootstrap", heldout_bits=1.75, max_train_bits=3.0, last_train_bits=2.25, n_train=24.0,
+                    n_heldout=8.0, steps=20.0, wall_s=0.5, bound_cap_bits=5.5, tau=0.125, half_sample_bits=1.875,
+                    mc_se_bits=0.0625)
+    assert {k: getattr(row, k) for k in expected} == expected
+    assert all(type(getattr(row, k)) is float for k in ("n_train", "n_heldout", "steps", "mi_bits"))
+    assert row.bootstrap_bits.dtype == np.float64
+    np.testing.assert_array_equal(row.bootstrap_bits, [1.5, 2.0, 2.5])
+
+
+def test_mine_row_of_a_bare_result_takes_the_documented_defaults():
+    """A result with only `mi_bits`: flag ok, no interval (NaN ends, so not "unstable"), readout "heldout",
+    objective "dv", estimator "mine", attempt 0, no bootstrap (empty float64), the MINE diagnostics NaN."""
+    row = mine_row(_job(0), dict(mi_bits=1.0))
+    assert (row.mi_bits, row.flag, row.readout, row.objective, row.estimator, row.attempt, row.interval) == (
+        1.0, "ok", "heldout", "dv", "mine", 0, "bootstrap")
+    assert math.isnan(row.ci_low) and math.isnan(row.ci_high)
+    assert row.bootstrap_bits.dtype == np.float64 and row.bootstrap_bits.shape == (0,)
+    for k in ("heldout_bits", "max_train_bits", "last_train_bits", "n_train", "n_heldout", "steps",
+              "bound_cap_bits", "tau", "half_sample_bits", "mc_se_bits"):
+        assert math.isnan(getattr(row, k)), k
+    assert row.wall_s == 0.0  # the schema's default, not a diagnostic
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_ok_value_becomes_a_nan_flag(value):
+    """A non-finite value the estimator called ok (or did not flag at all) is flagged "nan" with a NaN value."""
+    for result in (dict(mi_bits=value, flag="ok"), dict(mi_bits=value)):
+        row = mine_row(_job(0), result)
+        assert row.flag == "nan" and math.isnan(row.mi_bits)
+
+
+def test_an_estimator_flag_other_than_the_retry_ones_is_kept_with_its_value():
+    """A flag the estimator raised itself (not nan/diverged, e.g. "not_converged") stays, and so does the value,
+    unchecked against the ceiling (12 bits over a 4-bit ceiling is not re-flagged above_ceiling)."""
+    row = mine_row(_job(0, ceiling_bits=4.0), dict(mi_bits=12.0, flag="not_converged"))
+    assert (row.flag, row.mi_bits) == ("not_converged", 12.0)
+
+
+def test_an_ok_fit_is_checked_against_the_jobs_ceiling():
+    """The ok check uses the job's ceiling and the result's interval and training bound: 4.5 bits over a
+    4-bit ceiling (more than 0.25 above) is above_ceiling; a training bound 3.5 bits over is memorised; an
+    interval 4.5 bits wide is unstable; all within limits is ok."""
+    job = _job(0, ceiling_bits=4.0)
+    base = dict(mi_bits=3.0, ci_low=2.5, ci_high=3.5, max_train_bits=4.5)
+    assert mine_row(job, dict(base)).flag == "ok"
+    assert mine_row(job, dict(base, mi_bits=4.5)).flag == "above_ceiling"
+    assert mine_row(job, dict(base, max_train_bits=7.5)).flag == "memorised"
+    assert mine_row(job, dict(base, ci_low=0.0, ci_high=4.5)).flag == "unstable"
+    assert mine_row(_job(0, ceiling_bits=8.0), dict(base, mi_bits=4.5, max_train_bits=7.5)).flag == "ok"
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    ((4.25, 4.0, 4.5, 5.0, 4.0), "ok"),  # exactly 0.25 above the ceiling: within tolerance
+    ((4.2500001, 4.0, 4.5, 5.0, 4.0), "above_ceiling"),
+    ((1.0, 0.5, 1.5, 7.0, 4.0), "ok"),  # training bound exactly 3 bits over: within the margin
+    ((1.0, 0.5, 1.5, 7.0000001, 4.0), "memorised"),
+    ((1.0, 0.0, 4.0, 5.0, 4.0), "ok"),  # interval exactly 4 bits wide
+    ((1.0, 0.0, 4.0000001, 5.0, 4.0), "unstable"),
+    ((9.0, -5.0, 5.0, 20.0, 4.0), "above_ceiling"),  # all three: above_ceiling first
+    ((1.0, -5.0, 5.0, 20.0, 4.0), "memorised"),  # memorised before unstable
+    ((1.0, 0.5, 1.5, math.nan, 4.0), "ok"),  # no training bound: not memorised
+    ((1.0, -5.0, 5.0, math.nan, 4.0), "unstable"),
+    ((1.0, math.nan, math.nan, 5.0, 4.0), "ok"),  # no interval: not unstable
+])
+def test_reading_flag_limits_and_precedence(args, flag):
+    """`reading_flag(mi, ci_low, ci_high, max_train, ceiling)`: above_ceiling when mi > ceiling + 0.25, else
+    memorised when max_train > ceiling + 3 (a NaN bound never is), else unstable when ci_high - ci_low > 4, else
+    ok: the limits and order from its docstring and constants, at and just past each limit."""
+    assert reading_flag(*args) == flag
 
 
 # --- EntropyLimitReading ---------------------------------------------------------------------------------------
