@@ -372,6 +372,20 @@ def test_reading_flag_limits_and_precedence(args, flag):
     assert reading_flag(*args) == flag
 
 
+# --- EstimateJob seeds -----------------------------------------------------------------------------------------
+
+
+def test_estimator_seeds_are_pinned():
+    """An estimate's critic seed is part of its reproducibility (rows carry `estimator_seed`; a rerun or a
+    newer version must draw the same critic): SeedSequence of (seed, layer, position, level code: micro = 1),
+    first 32-bit word, with the attempt appended only for a retry. Values recorded from NumPy's SeedSequence:
+    (5, 3, 2, micro) -> 520765992 for attempt 0, and the retry's entropy (5, 3, 2, 1, 1) gives another seed."""
+    job = EstimateJob(layer=3, position=2, level="micro", seed=5, ceiling_bits=1.0, n_distinct=2, n_samples=4)
+    assert job.estimator_seed == job.seed_for_attempt(0) == 520765992
+    assert job.seed_for_attempt(1) == int(np.random.SeedSequence([5, 3, 2, 1, 1]).generate_state(1)[0])
+    assert job.seed_for_attempt(1) != 520765992
+
+
 # --- EntropyLimitReading ---------------------------------------------------------------------------------------
 
 
