@@ -279,6 +279,13 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("ie_ray/reduce/mine_reading.py", "bootstrap_bits=np.asarray(r.bootstrap, dtype=np.float64)",
                "np.asarray(r.bootstrap, dtype=None)", "the replicates are float64 already (MIResult's bootstrap), and "
                "asarray keeps their dtype."),
+    Equivalent("ie_ray/reduce/mine_reading.py", "bootstrap_bits=np.asarray(r.bootstrap, dtype=np.float64)",
+               "np.asarray(r.bootstrap, ))", "`_fit`'s only caller hands each dict to `mine_row`, which converts "
+               "bootstrap_bits to float64 itself; float32 -> float64 is exact in either place, so the row is the "
+               "same."),
+    Equivalent("ie_ray/reduce/jobs.py", "generate_state(1)[0]", "generate_state(2)[0]", "SeedSequence generates "
+               "its words one after another from the same pool: the first of two words is the one word of one "
+               "(numpy's source; three inputs checked), so the seed is the same."),
     *(Equivalent("ie_ray/reduce/reading.py", "return max(1, int(self.resources(0, 0).num_cpus))", m, "every "
                  "reading's num_cpus is a setting, whatever sizes `resources` is given (only MINE's GPU share "
                  "depends on them), so threads() reads the same CPUs.")
