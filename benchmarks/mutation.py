@@ -115,9 +115,12 @@ TARGETS: dict[str, Target] = {
     # scheduler, the row cache and the rows ran them (85 s a mutant, ~20 h for the package); test_reduce_units.py
     # covers those functions in-process in seconds
     "reduce": Target("ie_ray/reduce/mine_reading.py",
-                     ("tests/test_reduce.py", "tests/test_reduce_units.py", "tests/test_layer_states.py",
-                      "tests/test_readings_flags.py", "tests/test_reading_registry.py",
-                      "tests/test_streaming_reduce.py", "tests/test_ie.py", *NEW_TESTS),
+                     # the fast files first: --finish runs a mutant against the files in this order, stopping at
+                     # the first failure
+                     ("tests/test_reduce_mutants_killed.py", "tests/test_reduce_units.py", "tests/test_reduce.py",
+                      "tests/test_layer_states.py", "tests/test_readings_flags.py", "tests/test_reading_registry.py",
+                      "tests/test_streaming_reduce.py", "tests/test_ie.py", "tests/test_properties.py",
+                      "tests/test_mutants_killed.py"),
                      ("-m", "not slow", "-k", " and ".join(f"not {t}" for t in (
                          "test_model_summary_is_the_mean_of_e_l_and_ok_only_if_every_layer_is",
                          "test_extraction_passes_fit_the_disk_budget",
