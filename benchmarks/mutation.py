@@ -688,8 +688,9 @@ def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep:
 VERDICTS = ROOT / "benchmarks" / "results" / "mutation-verdicts"
 
 
-def _verdicts_path(key: str, baseline: bool) -> Path:
-    return VERDICTS / f"{key}{'-baseline' if baseline else ''}.json"
+def _verdicts_path(key: str, path: str, baseline: bool) -> Path:
+    """One file per mutated module (a package's modules may be run in separate `--only` runs)."""
+    return VERDICTS / f"{TARGETS[key].label(path, key).replace(':', '-')}{'-baseline' if baseline else ''}.json"
 
 
 def _source_hash(path: Path) -> str:
@@ -701,28 +702,26 @@ def save_verdicts(work: Path, key: str, baseline: bool, codes_by_path: dict[str,
     """The verdicts of the run in `work`, with the hash of each module's source as mutated (mutant names are
     positions in a function: they only mean the same mutant for the same source)."""
     VERDICTS.mkdir(parents=True, exist_ok=True)
-    data = dict(key=key, baseline=baseline, wall_s=wall_s, modules={
-        path: dict(source_sha256=_source_hash(work / path), codes=codes) for path, codes in codes_by_path.items()})
-    _verdicts_path(key, baseline).write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+    for path, codes in codes_by_path.items():
+        data = dict(module=path, baseline=baseline, wall_s=wall_s, source_sha256=_source_hash(work / path),
+                    codes=codes)
+        _verdicts_path(key, path, baseline).write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
 
 
 def load_verdicts(key: str, baseline: bool) -> dict:
-    """The saved verdicts of `key`, refused when a module's source changed since (its mutants are not the same)."""
-    path = _verdicts_path(key, baseline)
-    if not path.exists():
-        raise FileNotFoundError(f"no saved verdicts at {path}: run without --resume first")
-    saved = json.loads(path.read_text())
-    for module, entry in saved["modules"].items():
-        if module not in TARGETS[key].paths:
-            raise ValueError(f"{path} holds {module}, not a module of this run ({', '.join(TARGETS[key].paths)}): "
-                             "resume with the same --only")
+    """The saved verdicts of every module of `key` (as `--only` leaves it), refused when a module's source changed
+    since (its mutants are not the same ones). {"wall_s": the longest saved run, "modules": {path: entry}}."""
+    modules = {}
+    for module in TARGETS[key].paths:
+        path = _verdicts_path(key, module, baseline)
+        if not path.exists():
+            raise FileNotFoundError(f"no saved verdicts for {module} at {path}: run it without --resume first")
+        entry = json.loads(path.read_text())
         if _source_hash(ROOT / module) != entry["source_sha256"]:
             raise ValueError(f"{module} changed since the saved run ({path}): its mutants are not the same ones; "
                              "run it afresh (without --resume)")
-    missing = sorted(set(TARGETS[key].paths) - set(saved["modules"]))
-    if missing:
-        raise ValueError(f"{path} has no verdicts for {', '.join(missing)}: resume with the saved run's --only")
-    return saved
+        modules[module] = entry
+    return dict(wall_s=max(float(e.get("wall_s") or 0.0) for e in modules.values()), modules=modules)
 
 
 def _merge_saved(work: Path, saved: dict) -> None:
