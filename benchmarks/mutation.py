@@ -289,6 +289,10 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("ie_ray/reduce/jobs.py", "generate_state(1)[0]", "generate_state(2)[0]", "SeedSequence generates "
                "its words one after another from the same pool: the first of two words is the one word of one "
                "(numpy's source; three inputs checked), so the seed is the same."),
+    *(Equivalent("ie_ray/reduce/scheduler.py", "n_cpus = max(u.reading.resources(0, 0).num_cpus", m, "every "
+                 "reading's num_cpus is a setting, whatever sizes `resources` is given (only MINE's GPU share "
+                 "depends on them), so the window is sized on the same CPUs.")
+      for m in ("resources(1, 0)", "resources(0, 1)", "resources(None, 0)", "resources(0, None)")),
     *(Equivalent("ie_ray/reduce/reading.py", "return max(1, int(self.resources(0, 0).num_cpus))", m, "every "
                  "reading's num_cpus is a setting, whatever sizes `resources` is given (only MINE's GPU share "
                  "depends on them), so threads() reads the same CPUs.")

@@ -801,3 +801,112 @@ def test_reduce_cell_fits_the_missing_layers_as_ray_tasks_and_caches_them(
     assert _frame_values(one.mi) == pytest.approx(
         {(mean.name, layer, "macro", t, 4): _pair_by_hand(layer, "macro", t)[0].mean() for layer in (0, 2)
          for t in POSITIONS}, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `_fit_missing` without Ray: a synchronous stand-in for the four Ray calls it makes, so the task options it
+# passes (which a CPU-only in-process Ray cannot tell apart) are seen, and the fault gate of `fit_task`.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _SizedReading(MeanReading):
+    """The mean reading with a GPU share that depends on the task's states, as MINE's `auto` share does: it
+    records every `resources(n_samples, dim)` it is asked."""
+
+    name = "units_sized_mean"
+    section = "units_sized_mean"
+    table_prefix = "ie_units_sized_mean"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[Any, Any]] = []
+
+    def resources(self, n_samples: int, dim: int) -> TaskResources:
+        self.asked.append((n_samples, dim))
+        return TaskResources(num_cpus=1.5, num_gpus=0.001 * n_samples * dim if n_samples else 0.0)
+
+
+class _Ref:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _SynchronousRay:
+    """ray.remote / put / wait / get run in the calling thread; `options` are recorded per task."""
+
+    def __init__(self) -> None:
+        self.options: list[dict[str, Any]] = []
+
+    def remote(self, function: Any) -> Any:
+        ray_like = self
+
+        class Remote:
+            def options(self, **options: Any) -> Any:
+                ray_like.options.append(options)
+                return self
+
+            def remote(self, reading: Any, states: _Ref, jobs: Any) -> _Ref:
+                return _Ref(function(reading, states.value, jobs))
+
+        return Remote()
+
+    @staticmethod
+    def put(value: Any) -> _Ref:
+        return _Ref(value)
+
+    @staticmethod
+    def wait(refs: list[_Ref], num_returns: int = 1) -> tuple[list[_Ref], list[_Ref]]:
+        return refs[:num_returns], refs[num_returns:]
+
+    @staticmethod
+    def get(ref: _Ref) -> Any:
+        return ref.value
+
+
+def test_missing_tasks_ask_for_the_resources_of_their_own_states(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, state_dirs: tuple[Path, Path]) -> None:
+    """Each missing task is submitted with the CPUs and GPU share its reading asks for *the layer's states*
+    (N = 6 samples of d = 2, so 0.012 GPU here: MINE's `auto` share is sized this way) and two retries, the
+    figures Ray schedules it by; its rows are the means of the states, by hand. A task sized on no states (or
+    on None) would ask for no GPU, or fail."""
+    import ray
+
+    from ie_ray import ray_start
+
+    fake = _SynchronousRay()
+    for name in ("remote", "put", "wait", "get"):
+        monkeypatch.setattr(ray, name, getattr(fake, name))
+    monkeypatch.setattr(ray_start, "init_ray", lambda *a, **k: None)
+    reading = _SizedReading()
+    cell = _cell(state_dirs, RowCache(ShardCache(tmp_path / "cache"), "states-A"), micro=False, seeds=[4])
+    result = reduce_cell(cell, [reading], [0, 3], window=1)
+    d = MACRO.shape[-1]
+    assert [a for a in reading.asked if a != (0, 0)] == [(N, d), (N, d)]  # one task per layer, sized on its states
+    assert fake.options == [dict(num_cpus=1.5, num_gpus=pytest.approx(0.001 * N * d), max_retries=2)] * 2
+    assert result.computed_layers == [0, 3]
+    got = result.mi.set_index(["layer", "position"]).mi_bits.to_dict()
+    for layer in (0, 3):
+        for position in POSITIONS:
+            assert got[(layer, position)] == pytest.approx(_pair_by_hand(layer, "macro", position)[0].mean())
+
+
+def test_a_reading_task_waits_at_the_fit_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With IE_RAY_FAULT_GATE set, `fit_task` marks itself held at the point named "fit" (the name the node-loss
+    tests open) and goes on only when `fit.open` appears: the pause that lets a fault land while a reading task
+    is provably in flight."""
+    import threading
+
+    monkeypatch.setenv("IE_RAY_FAULT_GATE", str(tmp_path))
+    states = LayerStates(0, IDS, tuple(POSITIONS), MACRO[0].astype(np.float32), MACRO[1].astype(np.float32))
+    done: list[TaskOutput] = []
+    worker = threading.Thread(target=lambda: done.append(fit_task(MeanReading(), states, ())), daemon=True)
+    worker.start()
+    deadline = 50
+    while not list(tmp_path.glob("fit.*.held")) and deadline:
+        worker.join(0.1)
+        deadline -= 1
+    assert [p.name.split(".")[0] for p in tmp_path.glob("*.held")] == ["fit"]
+    assert not done  # held
+    (tmp_path / "fit.open").touch()
+    worker.join(10)
+    assert done and done[0].rows == []
