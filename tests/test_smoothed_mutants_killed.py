@@ -1,0 +1,268 @@
+"""Behaviours of ie_ray/estimators/smoothed.py that the estimator's own tests leave open (mutation testing).
+
+Each test checks one behaviour of the smoothed-MI estimator's pieces (mostly its private helpers, called
+directly because that is cheap and exact) against values derived independently of the code under test: by
+hand, from a closed form, or recomputed with numpy/scipy. Statistical checks use fixed seeds and margins many
+standard errors wide. benchmarks/mutation.py runs this file against every mutant of the module; the survivors
+each test was written for are listed in SURVIVORS.md of the branch that added it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+
+from ie_ray.estimators import smoothed as sm
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+LN2 = math.log(2.0)
+
+
+# --- counts validation ---------------------------------------------------------------------------------------
+
+
+def test_counts_accept_integer_valued_floats_and_refuse_fractions() -> None:
+    """`_check_counts` takes counts of any integer dtype and float counts whose values are whole numbers (returned as
+    int64 with the same values), and refuses float counts with a fractional part (1.5 occurrences of a state mean
+    nothing) in float64 and float32 alike, and counts of the wrong shape. Expected by hand from the contract in
+    `smoothed_mi`'s docstring ("`counts` (U,) integers >= 1")."""
+    for given in (np.array([1, 2, 3], dtype=np.int32), np.array([1.0, 2.0, 3.0]), np.array([1, 2, 3], np.float32),
+                  [1, 2, 3]):
+        out = sm._check_counts(given, 3, "")
+        assert out.dtype == np.int64 and out.tolist() == [1, 2, 3]
+    for bad in (np.array([1.0, 1.5, 2.0]), np.array([1.0, 1.5, 2.0], dtype=np.float32), np.array([2.5, 2.5, 2.5])):
+        with pytest.raises(ValueError, match=r"counts must be \(3,\) integers"):
+            sm._check_counts(bad, 3, "")
+    with pytest.raises(ValueError, match=r"counts must be \(3,\) integers"):
+        sm._check_counts(np.array([1, 2]), 3, "")
+
+
+def test_counts_below_one_are_named_with_their_rows() -> None:
+    """A count below 1 is refused, and the message lists the first five offending values and their rows (counts of
+    1 or more are not offending). Expected by hand: in [1, 0, 2, -1, 0, -2, 1, -3, 5, -4] the counts below 1 are
+    0, -1, 0, -2, -3, -4 at rows 1, 3, 4, 5, 7, 9; the first five of each are named."""
+    counts = np.array([1, 0, 2, -1, 0, -2, 1, -3, 5, -4])
+    with pytest.raises(ValueError, match=re.escape("got [0, -1, 0, -2, -3] at rows [1, 3, 4, 5, 7]")):
+        sm._check_counts(counts, len(counts), "")
+
+
+# --- a known law's weight columns ------------------------------------------------------------------------------
+
+
+def _is_half(column: np.ndarray, base: np.ndarray) -> bool:
+    """column is base on exactly n // 2 components and 0 on the others."""
+    on = column != 0
+    return int(on.sum()) == len(base) // 2 and np.array_equal(column[on], base[on])
+
+
+def test_weight_columns_of_a_known_law() -> None:
+    """`_weight_columns` (a known law: components play the samples' part) gives [the weights, the weights on a random
+    half (n // 2) of the components and 0 elsewhere, B copies of the weights] and (n, B) 0/1 replicate halves with
+    n // 2 ones per column; with `extrapolate` B more columns, each the weights on a random half of the components.
+    Without `extrapolate` (the default) there are 2 + B columns. Expected by hand from the docstring; the
+    weights are not normalised (their sum is 7.5) so that no step may assume they sum to 1."""
+    n, b = 7, 5
+    base = np.array([0.5, 1.0, 2.0, 0.25, 1.5, 1.25, 1.0])
+    for extrapolate in (False, True, None):
+        rng = np.random.default_rng(11)
+        if extrapolate is None:
+            cols, members = sm._weight_columns(n, rng, b, base)
+        else:
+            cols, members = sm._weight_columns(n, rng, b, base, extrapolate)
+        assert cols.shape == (n, 2 + (2 * b if extrapolate else b))
+        assert np.isfinite(cols).all()
+        np.testing.assert_array_equal(cols[:, 0], base)
+        assert _is_half(cols[:, 1], base)
+        np.testing.assert_array_equal(cols[:, 2 : 2 + b], np.repeat(base[:, None], b, axis=1))
+        assert members.shape == (n, b)
+        assert set(np.unique(members)) <= {0.0, 1.0} and (members.sum(0) == n // 2).all()
+        if extrapolate:
+            assert all(_is_half(cols[:, 2 + b + j], base) for j in range(b))
+            # the halves are drawn at random: not all the same
+            assert len({tuple(cols[:, 2 + b + j]) for j in range(b)}) > 1
+        assert len({tuple(members[:, j]) for j in range(b)}) > 1
+
+
+# --- stratified draws over a known law's components ------------------------------------------------------------
+
+
+def test_draws_of_a_single_component_law() -> None:
+    """A law of one component: every draw is that component (equal weights, a permutation of one index, resized).
+    Expected by hand."""
+    out = sm._draw_components(1, 10, np.random.default_rng(0), np.array([3.0]))
+    assert out.tolist() == [0] * 10
+
+
+def test_draws_follow_unequal_weights_with_whole_floors_and_an_iid_remainder() -> None:
+    """Unequal (un-normalised) weights w, p = w / sum(w): each component gets floor(n_draws * p_i) draws, and each of
+    the rest = n_draws - sum(floors) remainder draws picks a component independently (with replacement) from p.
+
+    Expected by hand. Rest = 1: w = (1, 1, 1, 2), n_draws = 11 gives 2.2, 2.2, 2.2, 4.4: floors (2, 2, 2, 4), and
+    exactly one component gets one more draw (11 in all); w = (8, 1, 1), n_draws = 5 gives 4, 0.5, 0.5: floors
+    (4, 0, 0), and the extra draw goes to component 0 with probability 0.8 (over 1,000 seeds 0.8 +- 0.045, 3.5
+    standard errors of 0.013; uniform picks would give 1/3). Rest = 2: w = (8, 1, 1), n_draws = 7 gives 5.6, 0.7,
+    0.7: floors (5, 0, 0), and a light component gets above its floor when either of two independent draws picks
+    it: 1 - 0.9^2 = 0.19 (over 2,000 seeds 0.19 +- 0.04, 4.5 standard errors of 0.009); one draw only would give
+    0.10, two distinct components (drawn without replacement) 0.51. Whatever the draws, every component keeps its
+    floor, the output is a shuffled sequence (not sorted by component), and the total is at most n_draws."""
+    w = np.array([1.0, 1.0, 1.0, 2.0])
+    for seed in range(20):
+        out = sm._draw_components(4, 11, np.random.default_rng(seed), w)
+        c = np.bincount(out, minlength=4)
+        assert len(out) == 11 and ((c - [2, 2, 2, 4]) >= 0).all() and ((c - [2, 2, 2, 4]).sum() == 1)
+    extra_to_heavy = 0
+    for seed in range(1000):
+        c = np.bincount(sm._draw_components(3, 5, np.random.default_rng(seed), np.array([8.0, 1.0, 1.0])), minlength=3)
+        assert c.sum() == 5 and (c >= [4, 0, 0]).all()
+        extra_to_heavy += c[0] == 5
+    assert abs(extra_to_heavy / 1000 - 0.8) < 0.045
+    above = np.zeros(3)
+    for seed in range(2000):
+        out = sm._draw_components(3, 7, np.random.default_rng(seed), np.array([8.0, 1.0, 1.0]))
+        c = np.bincount(out, minlength=3)
+        assert (c >= [5, 0, 0]).all() and c.sum() <= 7
+        above += c > [5, 0, 0]
+    assert abs(above[1] / 2000 - 0.19) < 0.04 and abs(above[2] / 2000 - 0.19) < 0.04
+    out = sm._draw_components(4, 11, np.random.default_rng(3), np.array([1.0, 1.0, 1.0, 2.0]))
+    assert not (np.diff(out) >= 0).all()
+
+
+# --- the Monte Carlo errors the flag compares -------------------------------------------------------------------
+
+
+def test_compared_errors_are_the_ratio_and_mean_standard_errors() -> None:
+    """`_Accumulator.compared_errors`: the N/2 reading is the ratio estimator R = sum r q / sum r over the draws (r a
+    draw's weight in the half column, q its pmi), whose linearised standard error is sqrt(sum r^2 (q - R)^2) / sum r;
+    the leave-one-out reading is a plain mean, standard error sd(loo, ddof=0) / sqrt(n); both in bits (/ ln 2).
+    Expected values from numpy on the same numbers, added in two batches (the sums accumulate). The numbers keep
+    both variances below 1 and the means away from 0, 1 and 2, so that no special value hides a wrong term."""
+    q0 = np.array([0.9, 1.3, 0.7, 1.1, 1.6, 0.8, 1.2, 1.0])
+    q1 = np.array([0.5, 1.4, 0.2, 0.9, 1.7, 0.6, 1.1, 0.3])
+    r = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    loo = np.array([0.35, 0.1, 0.6, 0.25, 0.4, 0.05, 0.5, 0.3])
+    acc = sm._Accumulator(2, "cpu")
+    pmi = torch.as_tensor(np.stack([q0, q1], 1))
+    w = torch.as_tensor(np.stack([np.ones(8), r], 1))
+    acc.add(pmi[:5], w[:5], torch.as_tensor(loo[:5]))
+    acc.add(pmi[5:], w[5:], torch.as_tensor(loo[5:]))
+    ratio = (r * q1).sum() / r.sum()
+    want_half = math.sqrt((r**2 * (q1 - ratio) ** 2).sum()) / r.sum() / LN2
+    want_loo = loo.std() / math.sqrt(len(loo)) / LN2
+    se_half, se_loo = acc.compared_errors()
+    assert se_half == pytest.approx(want_half, rel=1e-9)
+    assert se_loo == pytest.approx(want_loo, rel=1e-9)
+
+
+def test_compared_error_of_an_empty_half_is_infinite() -> None:
+    """Where no draw falls in the half (every r = 0) the N/2 reading has no draws and its standard error is
+    infinite (not a division by zero); the leave-one-out error is still the plain one. By hand."""
+    acc = sm._Accumulator(2, "cpu")
+    acc.add(torch.tensor([[0.5, 0.5], [0.7, 0.7]], dtype=torch.float64),
+            torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64), torch.tensor([0.2, 0.4], dtype=torch.float64))
+    se_half, se_loo = acc.compared_errors()
+    assert se_half == math.inf
+    assert se_loo == pytest.approx(0.1 / math.sqrt(2) / LN2, rel=1e-9)
+
+
+# --- noise: a pure function of (seed, side, draw index, d) ------------------------------------------------------
+
+
+def _reference_block(seed: int, side: int, block: int, d: int) -> np.ndarray:
+    """Block `block` of 256 draws, from its own generator seeded by SeedSequence([seed, side, block]) (the rule in
+    `_noise_block`'s source, restated)."""
+    state = int(np.random.SeedSequence([seed, side, block]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    gen = torch.Generator(device="cpu").manual_seed(state)
+    return torch.randn(256, d, generator=gen, dtype=torch.float32).numpy()
+
+
+def test_noise_is_a_pure_function_of_seed_side_draw_and_width() -> None:
+    """`_noise(seed, side, start, m, d)` is rows start .. start + m - 1 of the concatenated per-block streams: a
+    window crossing a block boundary equals the reference blocks' rows, a sub-window of a longer call equals a
+    shorter call at that offset, and the two sides and two seeds give different noise. Float32, shape (m, d).
+    Reference blocks restated from the documented rule (SeedSequence-seeded generator per block of 256)."""
+    seed, d = 1234, 3
+    ref = np.concatenate([_reference_block(seed, 1, b, d) for b in range(3)])
+    long = sm._noise(seed, 1, 200, 300, d)
+    assert long.dtype == torch.float32 and tuple(long.shape) == (300, d)
+    np.testing.assert_array_equal(long.numpy(), ref[200:500])
+    np.testing.assert_array_equal(sm._noise(seed, 1, 250, 20, d).numpy(), long[50:70].numpy())
+    np.testing.assert_array_equal(sm._noise_block(seed, 1, 2, d).numpy(), ref[512:768])
+    assert not np.array_equal(sm._noise(seed, 0, 200, 300, d).numpy(), long.numpy())
+    assert not np.array_equal(sm._noise(seed + 1, 1, 200, 300, d).numpy(), long.numpy())
+    # the estimator's kept-block path gives the same values as fresh calls
+    blocks = sm._NoiseBlocks(seed, (2, d))
+    np.testing.assert_array_equal(blocks(1, 200, 100).numpy(), ref[200:300])
+    np.testing.assert_array_equal(blocks(1, 300, 200).numpy(), ref[300:500])
+    np.testing.assert_array_equal(blocks(0, 0, 5).numpy(), _reference_block(seed, 0, 0, 2)[:5])
+
+
+# --- device placement: helpers follow the data, not torch's default device ------------------------------------------
+
+
+def _leave_one_out_reference(D, G, a, b, base, unit, idx):
+    """log p_-i(x', y') - log p_-i(x') - log p_-i(y') per draw by scipy's logsumexp: exponents a D + b G (clipped at
+    MAX_EXPONENT = 30), the own component's exponent 0 and its weight c_i - 1 (base - unit), normaliser
+    sum(base) - unit_i."""
+    ex = np.minimum(a[0] * D[0] + b[0] * G[0], 30.0)
+    ey = np.minimum(a[1] * D[1] + b[1] * G[1], 30.0)
+    out = []
+    for k, i in enumerate(idx):
+        lx, ly = ex[k].copy(), ey[k].copy()
+        lx[i] = ly[i] = 0.0
+        with np.errstate(divide="ignore"):
+            lw = np.log(base.astype(np.float64))
+            lw[i] = np.log(base[i] - unit[i])
+        out.append(logsumexp(lx + ly + lw) - logsumexp(lx + lw) - logsumexp(ly + lw)
+                   + math.log(base.sum() - unit[i]))
+    return np.array(out)
+
+
+def test_leave_one_out_by_logsumexp_matches_scipy_whatever_the_default_device() -> None:
+    """`_LeaveOneOut._by_logsumexp` (the recomputation for draws whose sums underflow) equals the leave-one-out pmi
+    computed with scipy's logsumexp from the definition (own component at exponent 0 with weight c_i - 1), also when
+    torch's default device is not the data's (a caller's torch.set_default_device; here the meta device): every
+    helper tensor must be built on the data's device. Counts (3, 1, 2, 1): the draw of a count-1 atom has no own
+    weight left (log 0 = -inf, dropped by logsumexp)."""
+    rng = np.random.default_rng(5)
+    u, m = 4, 3
+    D = rng.uniform(0.0, 4.0, (2, m, u))
+    G = rng.normal(0.0, 1.0, (2, m, u))
+    a, b = np.array([-0.6, -0.4]), np.array([-0.8, -0.5])
+    base, unit = np.array([3.0, 1.0, 2.0, 1.0]), np.ones(4)
+    idx = np.array([0, 1, 2])
+    want = _leave_one_out_reference(D, G, a, b, base, unit, idx)
+    loo = sm._LeaveOneOut(base, unit, torch.float64, "cpu")
+    exps = (torch.as_tensor(D), torch.as_tensor(G), torch.as_tensor(a).view(2, 1, 1), torch.as_tensor(b).view(2, 1, 1))
+    t_idx, bad = torch.as_tensor(idx), torch.arange(m)
+    np.testing.assert_allclose(loo._by_logsumexp(exps, t_idx, bad).numpy(), want, rtol=1e-10, atol=1e-12)
+    with torch.device("meta"):
+        got = loo._by_logsumexp(exps, t_idx, bad)
+    assert got.device.type == "cpu"
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_distance_rows_cache_fills_each_row_once_on_the_data_device() -> None:
+    """`_DistanceRows.filled(idx)`: rows of the squared distances ||a_i - a_j||^2 between atoms (numpy reference),
+    computed the first time an atom is asked for and reused after that (the cache's purpose: a row asked for again
+    is not recomputed, as seen by changing the atoms afterwards: only the new row follows them), on the atoms'
+    device even when torch's default device is another (the meta device here)."""
+    rng = np.random.default_rng(2)
+    A = rng.normal(size=(5, 3))
+    want = ((A[:, None, :] - A[None, :, :]) ** 2).sum(-1)
+    At = torch.as_tensor(A)
+    with torch.device("meta"):
+        cache = sm._DistanceRows(At, (At * At).sum(1))
+        D = cache.filled(torch.tensor([3, 1, 3], device="cpu"))
+    assert D.device.type == "cpu"
+    np.testing.assert_allclose(D[[1, 3]].numpy(), want[[1, 3]], atol=1e-12)
+    cache.A = At * 2.0  # rows 1 and 3 are kept; row 0 is computed from the new atoms
+    cache.sq = (cache.A * cache.A).sum(1)
+    D = cache.filled(torch.tensor([1, 0, 3]))
+    np.testing.assert_allclose(D[[1, 3]].numpy(), want[[1, 3]], atol=1e-12)
+    np.testing.assert_allclose(D[0].numpy(), 4.0 * want[0], atol=1e-12)
