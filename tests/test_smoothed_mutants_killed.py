@@ -266,3 +266,141 @@ def test_distance_rows_cache_fills_each_row_once_on_the_data_device() -> None:
     D = cache.filled(torch.tensor([1, 0, 3]))
     np.testing.assert_allclose(D[[1, 3]].numpy(), want[[1, 3]], atol=1e-12)
     np.testing.assert_allclose(D[0].numpy(), 4.0 * want[0], atol=1e-12)
+
+
+# --- a sample's weight columns (counts) ---------------------------------------------------------------------------
+
+
+def test_count_columns_of_a_sample() -> None:
+    """`_count_columns` for a sample of N = sum(counts): [the counts, the atoms' share of a random half (N // 2) of
+    the samples, B copies of the counts, with `extrapolate` B more such halves] and (N, B) 0/1 replicate halves with
+    N // 2 ones per column; 2 + B columns without `extrapolate` (the default). With all counts 1 a half is 0/1 with
+    N // 2 ones; with repeated atoms it is a per-atom count between 0 and c_i summing to N // 2 (hypergeometric).
+    Expected by hand from the docstring."""
+    b = 4
+    for counts in (np.ones(9, dtype=np.int64), np.array([3, 1, 4, 1, 5, 2])):
+        n = int(counts.sum())
+        for extrapolate in (False, True, None):
+            rng = np.random.default_rng(3)
+            if extrapolate is None:
+                cols, members = sm._count_columns(counts, rng, b)
+            else:
+                cols, members = sm._count_columns(counts, rng, b, extrapolate)
+            assert cols.shape == (len(counts), 2 + (2 * b if extrapolate else b)) and cols.dtype == np.float64
+            np.testing.assert_array_equal(cols[:, 0], counts)
+            np.testing.assert_array_equal(cols[:, 2 : 2 + b], np.repeat(counts[:, None].astype(float), b, axis=1))
+            halves = [cols[:, 1]] + ([cols[:, 2 + b + j] for j in range(b)] if extrapolate else [])
+            for half in halves:
+                assert half.sum() == n // 2 and (half >= 0).all() and (half <= counts).all()
+                np.testing.assert_array_equal(half, np.round(half))
+            if extrapolate:
+                assert len({tuple(h) for h in halves[1:]}) > 1
+            assert members.shape == (n, b) and set(np.unique(members)) <= {0.0, 1.0}
+            assert (members.sum(0) == n // 2).all()
+
+
+def test_an_equal_weight_law_is_the_estimator_of_its_distinct_samples() -> None:
+    """A known law of N components with equal weights and N distinct samples (every count 1) are the same estimator:
+    the components play the samples' part, draws go through the components in a seeded order alike, the N/2 reading,
+    the replicates and the extrapolation's halves are random halves of the N components alike, and the leave-one-out
+    removes the whole component (weight 1) as it removes the sample. So with one seed both give the same readings,
+    to float rounding, at every tau, with the extrapolation and an interval. Expected by this reasoning, not from
+    either path's numbers."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(40, 3))
+    y = x[:, :2] + 0.5 * rng.normal(size=(40, 2))
+    params = sm.SmoothedParams(tau=0.5, taus=(0.25,), n_draws=120, n_bootstrap=6, correction="extrapolate",
+                               min_draws=120, mc_tolerance_fraction=0.0)
+    law = sm.smoothed_mi(x, y, params, seed=4, weights=np.ones(40))
+    sample = sm.smoothed_mi(x, y, params, seed=4, dedupe=False)
+    assert [r.tau for r in law.readings] == [0.25, 0.5] and math.isfinite(law.at(0.5).ci_low)
+    names = ("mi_bits", "plugin_bits", "half_bits", "loo_bits", "mc_se_bits", "ci_low", "ci_high", "n_draws")
+    for a, b in zip(law.readings, sample.readings):
+        np.testing.assert_allclose([getattr(a, k) for k in names], [getattr(b, k) for k in names], atol=1e-6,
+                                   err_msg=str(a.tau))
+        np.testing.assert_allclose(a.bootstrap, b.bootstrap, atol=1e-6)
+        assert a.flag == b.flag
+
+
+# --- exact duplicates -----------------------------------------------------------------------------------------------
+
+
+def _atoms_as_sets(x, y, found):
+    first, counts, inverse = found
+    np.testing.assert_array_equal(x[first][inverse], x)
+    np.testing.assert_array_equal(y[first][inverse], y)
+    assert counts.sum() == len(x) and np.array_equal(np.bincount(inverse, minlength=len(first)), counts)
+    return sorted((tuple(x[f]) + tuple(y[f]), int(c)) for f, c in zip(first, counts))
+
+
+def _collision_sample(side: int):
+    """14 rows: atoms C, D, E four times each and A once; A' once, which differs from A below float32's precision
+    (the hash's) on one side only: x (side 0) or y (side 1), in the 13th digit of one coordinate."""
+    rng = np.random.default_rng(4 + side)
+    ax, ay = rng.uniform(0.25, 0.75, (4, 3)), rng.uniform(0.25, 0.75, (4, 2))
+    a2 = [ax[0].copy(), ay[0].copy()]
+    a2[side][1] += 1e-12
+    x = np.stack([ax[0], a2[0], *[ax[k] for k in (1, 2, 3) for _ in range(4)]])
+    y = np.stack([ay[0], a2[1], *[ay[k] for k in (1, 2, 3) for _ in range(4)]])
+    perm = rng.permutation(14)
+    want = sorted([(tuple(ax[0]) + tuple(ay[0]), 1), (tuple(a2[0]) + tuple(a2[1]), 1),
+                   *[(tuple(ax[k]) + tuple(ay[k]), 4) for k in (1, 2, 3)]])
+    return x[perm], y[perm], want
+
+
+def test_exact_duplicates_tell_apart_states_equal_in_float32() -> None:
+    """`_exact_duplicates` merges exactly identical (x, y) rows only: two rows whose x, or whose y, differ below
+    float32's precision hash alike but are different atoms, also where such a pair is the only pair in its hash
+    class. Expected by hand: 5 atoms, A and A' once, C, D, E four times each."""
+    for side in (0, 1):
+        x, y, want = _collision_sample(side)
+        assert _atoms_as_sets(x, y, sm._exact_duplicates(x, y)) == want, side
+
+
+def test_exact_duplicates_threshold_is_inclusive() -> None:
+    """Rows are merged when the atoms are at most DEDUPE_FRACTION = 0.9 of the rows: 10 rows with one repeated row
+    are 9 atoms = 0.9 x 10, merged; 10 distinct rows are not (None). By hand."""
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(10, 2)), rng.normal(size=(10, 2))
+    assert sm._exact_duplicates(x, y) is None
+    x[7], y[7] = x[2], y[2]
+    found = sm._exact_duplicates(x, y)
+    assert found is not None and len(found[0]) == 9 and sorted(found[1].tolist()) == [1] * 8 + [2]
+
+
+def _hash_order(x, y):
+    """First row of each distinct (x, y) row in the order of the documented hash: two float32 projections per side
+    from torch's generator seeded 0x5EED, summed, the pair's bits read as one int64 key, keys sorted."""
+    gen = torch.Generator().manual_seed(0x5EED)
+    h = torch.zeros(len(x), 2, dtype=torch.float32)
+    for a in (x, y):
+        h = h + torch.as_tensor(a.astype(np.float32)) @ torch.randn(a.shape[1], 2, generator=gen, dtype=torch.float32)
+    keys = h.numpy().view(np.int64).ravel()
+    return np.array([np.flatnonzero(keys == k)[0] for k in np.unique(keys)])
+
+
+def test_exact_duplicates_are_reproducible() -> None:
+    """The atoms (and so the estimate of a seed, whose random halves are drawn per atom) do not depend on torch's
+    global state: the same result after reseeding torch's global generator and with float64 as torch's default
+    dtype. Without a hash collision the exact fallback does not run and the atoms come in the order of the seeded
+    projection hash (restated in `_hash_order`)."""
+    rng = np.random.default_rng(7)
+    ax, ay = rng.normal(size=(12, 5)), rng.normal(size=(12, 4))
+    pick = rng.integers(0, 12, size=60)
+    x, y = ax[pick], ay[pick]
+    torch.manual_seed(1)
+    one = sm._exact_duplicates(x, y)
+    torch.manual_seed(2)
+    two = sm._exact_duplicates(x, y)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wide = sm._exact_duplicates(x, y)
+    finally:
+        torch.set_default_dtype(before)
+    for other in (two, wide):
+        for a, b in zip(one, other):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(one[0], _hash_order(x, y))
+    assert _atoms_as_sets(x, y, one) == sorted((tuple(ax[k]) + tuple(ay[k]), int(c))
+                                               for k, c in enumerate(np.bincount(pick, minlength=12)) if c)
