@@ -359,11 +359,17 @@ def test_exact_duplicates_tell_apart_states_equal_in_float32() -> None:
 
 def test_exact_duplicates_threshold_is_inclusive() -> None:
     """Rows are merged when the atoms are at most DEDUPE_FRACTION = 0.9 of the rows: 10 rows with one repeated row
-    are 9 atoms = 0.9 x 10, merged; 10 distinct rows are not (None). By hand."""
+    are 9 atoms = 0.9 x 10, merged; 10 distinct rows are not (None); the same on the exact (byte-wise) path taken
+    after a hash collision. By hand."""
     rng = np.random.default_rng(6)
     x, y = rng.normal(size=(10, 2)), rng.normal(size=(10, 2))
     assert sm._exact_duplicates(x, y) is None
     x[7], y[7] = x[2], y[2]
+    found = sm._exact_duplicates(x, y)
+    assert found is not None and len(found[0]) == 9 and sorted(found[1].tolist()) == [1] * 8 + [2]
+    # the same threshold after a hash collision (row 4 equals row 3 in float32 only): 8 hash classes, 9 atoms
+    x[4], y[4] = x[3], y[3]
+    x[4, 0] += 1e-12
     found = sm._exact_duplicates(x, y)
     assert found is not None and len(found[0]) == 9 and sorted(found[1].tolist()) == [1] * 8 + [2]
 
@@ -404,3 +410,84 @@ def test_exact_duplicates_are_reproducible() -> None:
     np.testing.assert_array_equal(one[0], _hash_order(x, y))
     assert _atoms_as_sets(x, y, one) == sorted((tuple(ax[k]) + tuple(ay[k]), int(c))
                                                for k, c in enumerate(np.bincount(pick, minlength=12)) if c)
+
+
+# --- the isometry for few atoms -------------------------------------------------------------------------------------
+
+
+def test_isometric_coordinates_from_twice_as_many_dimensions() -> None:
+    """`_isometric(z)`, z (U, d): when d >= 2U, U coordinates (U, U) with every pairwise distance of z (numpy
+    reference, float32 tolerance) and z's dtype; when d < 2U, z itself. At the threshold d = 2U it is the former.
+    By hand from the docstring."""
+    rng = np.random.default_rng(9)
+    for u, d in ((3, 6), (3, 9), (4, 20), (5, 9), (5, 3), (4, 11)):
+        z = rng.normal(size=(u, d)).astype(np.float32)
+        out = sm._isometric(z)
+        if d < 2 * u:
+            assert out is z
+            continue
+        assert out.shape == (u, u) and out.dtype == np.float32
+        want = np.linalg.norm(z[:, None, :].astype(np.float64) - z[None, :, :], axis=-1)
+        got = np.linalg.norm(out[:, None, :].astype(np.float64) - out[None, :, :], axis=-1)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# --- random halves --------------------------------------------------------------------------------------------------
+
+
+def test_sample_halves_mark_exactly_half_of_many_samples() -> None:
+    """`_sample_halves(n, k, rng)`: (k, n) 0/1 rows, each marking exactly n // 2 samples, for one row and for many,
+    and at sizes where numpy's partition does not sort the whole row (n = 300, 1,001 and 2,000: only the element at
+    the requested index is in its sorted place, so only the (n // 2)-th smallest key is the right cut; measured, a
+    neighbouring index gives a wrong cut in about 1% of rows at n = 257-400); the rows differ. k = 0 gives (0, n).
+    By hand."""
+    rng = np.random.default_rng(10)
+    assert sm._sample_halves(7, 0, rng).shape == (0, 7)
+    for n, k in ((1001, 1), (1001, 20), (2000, 5), (9, 1), (300, 400)):
+        h = sm._sample_halves(n, k, rng)
+        assert h.shape == (k, n) and h.dtype == np.float64 and set(np.unique(h)) <= {0.0, 1.0}
+        assert (h.sum(1) == n // 2).all()
+        if k > 1:
+            assert len({tuple(row) for row in h}) == k
+
+
+# --- the accumulator's sums -----------------------------------------------------------------------------------------
+
+
+def _accumulated(dtype, device_default=None):
+    rng = np.random.default_rng(12)
+    m = 10_000
+    q = np.stack([5.0 + 1e-3 * rng.normal(size=m), 2.0 + 0.5 * rng.normal(size=m)], 1).astype(np.float32)
+    r = np.where(rng.random(m) < 0.5, np.float32(0.1), np.float32(0.0)).astype(np.float32)
+    w = np.stack([np.ones(m, np.float32), r], 1)
+    loo = (0.1 + 0.01 * rng.normal(size=m)).astype(np.float32)
+    if device_default is None:
+        acc = sm._Accumulator(2, "cpu")
+    else:
+        with torch.device(device_default):
+            acc = sm._Accumulator(2, "cpu")
+    for part in (slice(0, 4000), slice(4000, m)):
+        acc.add(torch.as_tensor(q[part], dtype=dtype), torch.as_tensor(w[part], dtype=dtype),
+                torch.as_tensor(loo[part], dtype=dtype))
+    return acc, q.astype(np.float64), w.astype(np.float64), loo.astype(np.float64)
+
+
+def test_accumulator_readings_in_float64_from_float32_draws() -> None:
+    """`_Accumulator.values()`: per column sum w q / sum w in bits, the estimate's Monte Carlo standard error
+    sqrt(mean q0^2 - mean q0^2) / sqrt(n) in bits (column 0 has weight 1 on every draw), and the mean leave-one-out
+    pmi in bits; `compared_errors()` as in the test above. The sums run in float64 whatever the draws' dtype (the
+    estimator's float32): pmi values near 5 nats with a spread of 1e-3, whose variance float32 squares would lose,
+    weights of 0.1 (not exact in binary) and leave-one-out values near 0.1 over 10,000 draws in two batches. The
+    sums also live on the given device when torch's default device is another (the meta device here). Expected
+    values from numpy in float64 on the same float32 numbers."""
+    for dtype, default in ((torch.float32, None), (torch.float64, None), (torch.float32, "meta")):
+        acc, q, w, loo = _accumulated(dtype, default)
+        values, se, loo_bits = acc.values()
+        np.testing.assert_allclose(values, (w * q).sum(0) / w.sum(0) / LN2, rtol=1e-12)
+        assert se == pytest.approx(q[:, 0].std() / math.sqrt(len(q)) / LN2, rel=1e-5)
+        assert loo_bits == pytest.approx(loo.mean() / LN2, rel=1e-12)
+        r, q1 = w[:, 1], q[:, 1]
+        ratio = (r * q1).sum() / r.sum()
+        se_half, se_loo = acc.compared_errors()
+        assert se_half == pytest.approx(math.sqrt((r**2 * (q1 - ratio) ** 2).sum()) / r.sum() / LN2, rel=1e-9)
+        assert se_loo == pytest.approx(loo.std() / math.sqrt(len(loo)) / LN2, rel=1e-6)
