@@ -491,3 +491,248 @@ def test_accumulator_readings_in_float64_from_float32_draws() -> None:
         se_half, se_loo = acc.compared_errors()
         assert se_half == pytest.approx(math.sqrt((r**2 * (q1 - ratio) ** 2).sum()) / r.sum() / LN2, rel=1e-9)
         assert se_loo == pytest.approx(loo.std() / math.sqrt(len(loo)) / LN2, rel=1e-6)
+
+
+# --- memory rules: the distance cache and the chunk size ------------------------------------------------------------
+
+
+def test_distance_cache_is_used_when_atoms_repeat_and_the_cache_fits_a_quarter_of_the_memory() -> None:
+    """`_DistanceRows.worth_it(U, draws, itemsize, memory_mb)`: fewer atoms than draws (so atoms repeat), and the
+    two U x U caches (2 U^2 itemsize bytes) within a quarter of the memory budget. By hand at the edges: U = 512,
+    itemsize 4 needs 2 MiB, a quarter of 8 MB; one atom more, a smaller budget, 8-byte items or as many draws as
+    atoms do not qualify."""
+    assert sm._DistanceRows.worth_it(512, 1000, 4, 8.0)
+    assert sm._DistanceRows.worth_it(511, 512, 4, 8.0)
+    assert sm._DistanceRows.worth_it(512, 1000, 8, 16.0)
+    assert not sm._DistanceRows.worth_it(513, 1000, 4, 8.0)
+    assert not sm._DistanceRows.worth_it(512, 1000, 4, 7.99)
+    assert not sm._DistanceRows.worth_it(512, 1000, 8, 8.0)
+    assert not sm._DistanceRows.worth_it(512, 512, 4, 1e6)
+    assert not sm._DistanceRows.worth_it(1, 1, 4, 1e6)
+
+
+def test_chunk_size_fits_the_work_arrays_in_the_memory_budget() -> None:
+    """`_chunk_size(params, U, columns, itemsize)`: the draws whose work arrays, (11 U + 4 columns) items each,
+    fit in memory_mb, at least 1 and at most n_draws; `chunk_draws` overrides. By hand: U = 20, 9 columns, 4-byte
+    items take (220 + 36) x 4 = 1,024 bytes a draw, so 1 MiB holds 1,024 draws and 3 MiB 3,072; 8-byte items 512;
+    a budget below one draw still gives 1; a large budget gives n_draws."""
+    p = sm.SmoothedParams(memory_mb=1.0, n_draws=4000)
+    assert sm._chunk_size(p, 20, 9, 4) == 1024
+    assert sm._chunk_size(sm.SmoothedParams(memory_mb=3.0, n_draws=4000), 20, 9, 4) == 3072
+    assert sm._chunk_size(p, 20, 9, 8) == 512
+    assert sm._chunk_size(sm.SmoothedParams(memory_mb=1e-4, n_draws=4000), 20, 9, 4) == 1
+    assert sm._chunk_size(sm.SmoothedParams(memory_mb=1e6, n_draws=4000), 20, 9, 4) == 4000
+    assert sm._chunk_size(sm.SmoothedParams(memory_mb=1.0, chunk_draws=7), 20, 9, 4) == 7
+
+
+# --- the adaptive stop ----------------------------------------------------------------------------------------------
+
+
+class _Readings:
+    """What `_precise_enough` reads from an accumulator: draws, values() and compared_errors()."""
+
+    def __init__(self, draws, full, half, se, loo, se_half, se_loo, third=0.0):
+        self.draws = draws
+        self._values = (np.array([full, half, third]), se, loo)
+        self._errors = (se_half, se_loo)
+
+    def values(self):
+        return self._values
+
+    def compared_errors(self):
+        return self._errors
+
+
+def _at_exactly(target, f, start=None):
+    """A float x near `start` (default: target) with f(x) == target exactly, f increasing near there (searched over
+    neighbouring floats)."""
+    x = target if start is None else start
+    for _ in range(64):
+        if f(x) == target:
+            return x
+        x = float(np.nextafter(x, np.inf if f(x) < target else -np.inf))
+    raise AssertionError("no exact float found")
+
+
+def test_a_tau_stops_once_its_reading_and_the_compared_readings_are_precise_enough() -> None:
+    """`_precise_enough(acc, params)` (by hand from its docstring): False with mc_tolerance_fraction 0 or fewer than
+    min_draws draws (at exactly min_draws it may stop); else, with tol = max(convergence_min_bits,
+    convergence_fraction |I|) and allowed = mc_tolerance_fraction tol, False when 1.96 se > allowed, and True only
+    when each compared reading g (N/2, leave-one-out) has 1.96 se_g <= allowed or | |I - g| - tol | >= 1.96 se_g.
+    Numbers: I = 8 bits, fraction 1/16, min 0.25: tol = 0.5, allowed (f = 0.5) = 0.25; equalities are exact in
+    floating point (searched), so each comparison's side of the boundary is pinned."""
+    p = sm.SmoothedParams(convergence_min_bits=0.25, convergence_fraction=0.0625, mc_tolerance_fraction=0.5,
+                          min_draws=100)
+    ok = dict(draws=100, full=8.0, half=8.1, se=0.01, loo=7.95, se_half=0.01, se_loo=0.01)
+    assert sm._precise_enough(_Readings(**ok), p)
+    assert not sm._precise_enough(_Readings(**{**ok, "draws": 99}), p)
+    assert not sm._precise_enough(_Readings(**ok), sm.SmoothedParams(**{**p.__dict__, "mc_tolerance_fraction": 0.0}))
+    # tolerance from the fraction (8 x 1/16 = 0.5 > 0.25) and from the minimum (|I| = 2: 0.125 < 0.25, tol 0.25)
+    se_edge = _at_exactly(0.25, lambda s: 1.96 * s, start=0.25 / 1.96)
+    assert sm._precise_enough(_Readings(**{**ok, "se": se_edge}), p)
+    assert not sm._precise_enough(_Readings(**{**ok, "se": np.nextafter(se_edge, 1.0)}), p)
+    assert not sm._precise_enough(_Readings(**{**ok, "se": 0.2}), p)
+    small = dict(ok, full=2.0, half=2.05, loo=1.98, se=_at_exactly(0.125, lambda s: 1.96 * s, start=0.125 / 1.96))
+    assert sm._precise_enough(_Readings(**small), p)
+    assert not sm._precise_enough(_Readings(**{**small, "se": 0.07}), p)
+    # a compared reading with a large error: fine only when clear of the threshold tol by 1.96 se_g
+    for key, g_key in (("se_half", "half"), ("se_loo", "loo")):
+        far = {**ok, key: 0.5, g_key: 9.5}  # | |8 - 9.5| - 0.5 | = 1.0 >= 0.98
+        near = {**ok, key: 0.5, g_key: 9.0}  # | |8 - 9| - 0.5 | = 0.5 < 0.98
+        below = {**ok, key: 0.5, g_key: 8.0 - 0.5 - 1.0}  # | 1.5 - 0.5 | = 1.0
+        assert sm._precise_enough(_Readings(**far), p), key
+        assert sm._precise_enough(_Readings(**below), p), key
+        assert not sm._precise_enough(_Readings(**near), p), key
+        # exactly 1.96 se_g = 0.75 clear of the threshold (g = 9.25: | 1.25 - 0.5 | = 0.75): fine; a float closer: not
+        se_g = _at_exactly(0.75, lambda s: 1.96 * s, start=0.75 / 1.96)
+        assert sm._precise_enough(_Readings(**{**ok, key: se_g, g_key: 9.25}), p), key
+        assert not sm._precise_enough(_Readings(**{**ok, key: se_g, g_key: float(np.nextafter(9.25, 0.0))}), p), key
+        # as precise as allowed (1.96 se_g == allowed exactly) while next to the threshold: fine
+        se_g = _at_exactly(0.25, lambda s: 1.96 * s, start=0.25 / 1.96)
+        assert sm._precise_enough(_Readings(**{**ok, key: se_g, g_key: 8.5}), p), key
+        assert not sm._precise_enough(_Readings(**{**ok, key: np.nextafter(se_g, 1.0), g_key: 8.5}), p), key
+    # the estimate is column 0 and the N/2 reading column 1 (column 2, a replicate, is not compared)
+    assert not sm._precise_enough(_Readings(**{**ok, "se_half": 0.5, "half": 9.0, "third": 9.5}), p)
+    assert sm._precise_enough(_Readings(**{**ok, "se_half": 0.5, "half": 9.5, "third": 9.0}), p)
+
+
+# --- small pieces: device, row blocks, sigma --------------------------------------------------------------------------
+
+
+def test_device_auto_picks_cuda_only_where_it_is_available() -> None:
+    """`_device`: "auto" is cuda where torch sees a GPU and the CPU otherwise (torch.cuda.is_available replaced
+    both ways: building a torch.device needs no GPU); any other name is that device. By hand."""
+    from unittest import mock
+
+    with mock.patch.object(torch.cuda, "is_available", return_value=True):
+        assert sm._device("auto") == torch.device("cuda")
+    with mock.patch.object(torch.cuda, "is_available", return_value=False):
+        assert sm._device("auto") == torch.device("cpu")
+    assert sm._device("cpu") == torch.device("cpu") and sm._device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_row_blocks_are_float64_copies_of_2048_rows() -> None:
+    """`_row_blocks`: consecutive float64 copies of 2,048 rows (the last one shorter) that together are the array;
+    writing into a block leaves the array alone. By hand: 5,000 rows are 2,048 + 2,048 + 904."""
+    flat = np.arange(10_000, dtype=np.float32).reshape(5000, 2)
+    blocks = list(sm._row_blocks(flat))
+    assert [len(b) for b in blocks] == [2048, 2048, 904] and all(b.dtype == np.float64 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), flat)
+    blocks[0][:] = -1.0
+    assert flat[0, 0] == 0.0
+
+
+def test_sigma_is_tau_times_the_root_of_the_live_dimensions() -> None:
+    """`Scale.sigma(tau)` = tau sqrt(d_eff), d_eff the non-constant dimensions, at least 1 (a scale with no live
+    dimension still has sigma = tau). By hand."""
+    assert sm.Scale(np.zeros(4), np.array([1.0, 0.0, 2.0, 3.0])).sigma(0.5) == pytest.approx(0.5 * math.sqrt(3))
+    assert sm.Scale(np.zeros(2), np.array([0.0, 2.0])).sigma(0.5) == pytest.approx(0.5)
+    assert sm.Scale(np.zeros(2), np.zeros(2)).sigma(0.5) == pytest.approx(0.5)
+
+
+# --- the noise blocks' cache -------------------------------------------------------------------------------------------
+
+
+def test_noise_blocks_draw_each_block_once_across_consecutive_chunks() -> None:
+    """`_NoiseBlocks` keeps the last block of each side, so chunks that meet inside a block draw it once: chunks
+    [0, 500) and [500, 1000) of one side generate blocks 0, 1 and then 2, 3 (4 blocks, not 5); a chunk ending on
+    a block's last row does not generate the next block; a chunk whose last row is the first row of a block does.
+    The values are those of fresh blocks whatever was kept (a later chunk in another block does not reuse the kept
+    one). Block counts by hand (blocks of 256); values against `_noise_block`."""
+    from unittest import mock
+
+    real = sm._noise_block
+    calls = []
+
+    def counted(seed, side, block, d):
+        calls.append((side, block))
+        return real(seed, side, block, d)
+
+    with mock.patch.object(sm, "_noise_block", counted):
+        nb = sm._NoiseBlocks(3, (2, 2))
+        a = nb(0, 0, 500)
+        b = nb(0, 500, 500)
+        assert calls == [(0, 0), (0, 1), (0, 2), (0, 3)]
+        calls.clear()
+        nb = sm._NoiseBlocks(3, (2, 2))
+        nb(1, 0, 256)
+        assert calls == [(1, 0)]
+        nb(1, 256, 1)
+        assert calls == [(1, 0), (1, 1)]
+        calls.clear()
+        c = sm._NoiseBlocks(3, (2, 2))(0, 200, 57)  # rows 200 .. 256: blocks 0 and 1
+        assert calls == [(0, 0), (0, 1)]
+        d = nb(1, 600, 10)  # side 1 kept block 1; rows 600 .. 609 are in block 2
+    ref0 = np.concatenate([real(3, 0, k, 2).numpy() for k in range(4)])
+    np.testing.assert_array_equal(np.concatenate([a.numpy(), b.numpy()]), ref0[:1000])
+    np.testing.assert_array_equal(c.numpy(), ref0[200:257])
+    np.testing.assert_array_equal(d.numpy(), real(3, 1, 2, 2).numpy()[600 - 512 : 610 - 512])
+
+
+# --- the leave-one-out reading from the plug-in's sums -----------------------------------------------------------------
+
+
+def _own_excluded_sums(D, G, a, b, base, idx):
+    """(3, m): per draw, sum over j != own of base_j e^{a_x D + b_x G} (x), e^{..y..} (y) and their product (joint)."""
+    ex = np.exp(a[0] * D[0] + b[0] * G[0])
+    ey = np.exp(a[1] * D[1] + b[1] * G[1])
+    mask = np.ones_like(ex)
+    mask[np.arange(len(idx)), idx] = 0.0
+    w = base[None, :] * mask
+    return np.stack([(w * ex).sum(1), (w * ey).sum(1), (w * ex * ey).sum(1)])
+
+
+def test_leave_one_out_pmi_from_the_plugin_sums() -> None:
+    """`_LeaveOneOut.pmi(S, exps, idx)`: from the own-excluded sums S of the plug-in, the leave-one-out pmi (own atom
+    at weight c_i - 1, normaliser N - 1) equals the definition computed with scipy's logsumexp, for draws of atoms
+    with counts 3, 1, 2 and 1, including a draw whose sums underflow (every other atom far away, its own count 1:
+    recomputed from the exponents, finite); in float32 the result stays float32 and within float32 rounding of the
+    reference, and no divide-by-zero warning comes from atoms of count 1 (log 0 = -inf by design)."""
+    import warnings
+
+    rng = np.random.default_rng(13)
+    u, m = 4, 5
+    D = rng.uniform(0.0, 3.0, (2, m, u))
+    G = rng.normal(0.0, 0.5, (2, m, u))
+    idx = np.array([0, 1, 2, 3, 1])
+    D[:, 4, :] = 5000.0  # draw 4 (atom 1, count 1): every other atom far away
+    D[:, np.arange(m), idx] = 0.0
+    a, b = np.array([-0.6, -0.4]), np.array([-0.8, -0.5])
+    base, unit = np.array([3.0, 1.0, 2.0, 1.0]), np.ones(4)
+    want = _leave_one_out_reference(D, G, a, b, base, unit, idx)
+    S = _own_excluded_sums(D, G, a, b, base, idx)
+    assert (S[:, 4] == 0.0).all() and np.isfinite(want).all()
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 2e-4)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loo = sm._LeaveOneOut(base, unit, dtype, "cpu")
+        exps = tuple(torch.as_tensor(v, dtype=dtype) for v in (D, G, a.reshape(2, 1, 1), b.reshape(2, 1, 1)))
+        got = loo.pmi(torch.as_tensor(S, dtype=dtype), exps, torch.as_tensor(idx))
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got.numpy(), want, rtol=tol, atol=tol)
+
+
+def test_leave_one_out_recomputes_exactly_the_rows_with_a_tiny_sum() -> None:
+    """The documented rule of `_LeaveOneOut.pmi`: a draw is recomputed from the exponents when any one of its three
+    sums (x, y or joint, own weight c_i - 1 added) is at most TINY x the largest weight; the others are read from the
+    sums. Seen by giving sums that disagree with the exponents: a recomputed row equals the definition (scipy), a row
+    read from the sums equals log s_xy - log s_x - log s_y + log(N - 1). Largest weight 3: the threshold is 3e-25.
+    Rows (all of count-1 atoms, no own weight left): x sum at the threshold (recomputed), x sum just above it (read),
+    only the joint sum at it (recomputed), ordinary sums (read)."""
+    rng = np.random.default_rng(14)
+    u, m = 4, 4
+    D = rng.uniform(0.0, 3.0, (2, m, u))
+    G = rng.normal(0.0, 0.5, (2, m, u))
+    idx = np.array([1, 3, 1, 3])
+    D[:, np.arange(m), idx] = 0.0
+    a, b = np.array([-0.6, -0.4]), np.array([-0.8, -0.5])
+    base, unit = np.array([3.0, 1.0, 2.0, 1.0]), np.ones(4)
+    want = _leave_one_out_reference(D, G, a, b, base, unit, idx)
+    tiny = sm._LeaveOneOut.TINY * 3.0
+    S = np.array([[tiny, tiny * (1 + 1e-9), 0.5, 0.5], [0.25, 0.25, 0.5, 0.5], [0.125, 0.125, tiny, 0.2]])
+    loo = sm._LeaveOneOut(base, unit, torch.float64, "cpu")
+    exps = tuple(torch.as_tensor(v) for v in (D, G, a.reshape(2, 1, 1), b.reshape(2, 1, 1)))
+    got = loo.pmi(torch.as_tensor(S), exps, torch.as_tensor(idx)).numpy()
+    read = np.log(S[2]) - np.log(S[0]) - np.log(S[1]) + math.log(base.sum() - 1.0)
+    np.testing.assert_allclose(got[[0, 2]], want[[0, 2]], rtol=1e-9)
+    np.testing.assert_allclose(got[[1, 3]], read[[1, 3]], rtol=1e-9)
