@@ -184,7 +184,8 @@ def _reference_block(seed: int, side: int, block: int, d: int) -> np.ndarray:
 def test_noise_is_a_pure_function_of_seed_side_draw_and_width() -> None:
     """`_noise(seed, side, start, m, d)` is rows start .. start + m - 1 of the concatenated per-block streams: a
     window crossing a block boundary equals the reference blocks' rows, a sub-window of a longer call equals a
-    shorter call at that offset, and the two sides and two seeds give different noise. Float32, shape (m, d).
+    shorter call at that offset, and the two sides and two seeds give different noise. Float32, shape (m, d), also
+    when torch's default dtype is float64.
     Reference blocks restated from the documented rule (SeedSequence-seeded generator per block of 256)."""
     seed, d = 1234, 3
     ref = np.concatenate([_reference_block(seed, 1, b, d) for b in range(3)])
@@ -195,6 +196,15 @@ def test_noise_is_a_pure_function_of_seed_side_draw_and_width() -> None:
     np.testing.assert_array_equal(sm._noise_block(seed, 1, 2, d).numpy(), ref[512:768])
     assert not np.array_equal(sm._noise(seed, 0, 200, 300, d).numpy(), long.numpy())
     assert not np.array_equal(sm._noise(seed + 1, 1, 200, 300, d).numpy(), long.numpy())
+    # float32 whatever torch's default dtype
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wide = sm._noise_block(seed, 1, 2, d)
+    finally:
+        torch.set_default_dtype(before)
+    assert wide.dtype == torch.float32
+    np.testing.assert_array_equal(wide.numpy(), ref[512:768])
     # the estimator's kept-block path gives the same values as fresh calls
     blocks = sm._NoiseBlocks(seed, (2, d))
     np.testing.assert_array_equal(blocks(1, 200, 100).numpy(), ref[200:300])
@@ -566,7 +576,9 @@ def test_a_tau_stops_once_its_reading_and_the_compared_readings_are_precise_enou
     ok = dict(draws=100, full=8.0, half=8.1, se=0.01, loo=7.95, se_half=0.01, se_loo=0.01)
     assert sm._precise_enough(_Readings(**ok), p)
     assert not sm._precise_enough(_Readings(**{**ok, "draws": 99}), p)
-    assert not sm._precise_enough(_Readings(**ok), sm.SmoothedParams(**{**p.__dict__, "mc_tolerance_fraction": 0.0}))
+    no_stop = sm.SmoothedParams(**{**p.__dict__, "mc_tolerance_fraction": 0.0})
+    assert not sm._precise_enough(_Readings(**ok), no_stop)
+    assert not sm._precise_enough(_Readings(**{**ok, "se": 0.0, "se_half": 0.0, "se_loo": 0.0}), no_stop)
     # tolerance from the fraction (8 x 1/16 = 0.5 > 0.25) and from the minimum (|I| = 2: 0.125 < 0.25, tol 0.25)
     se_edge = _at_exactly(0.25, lambda s: 1.96 * s, start=0.25 / 1.96)
     assert sm._precise_enough(_Readings(**{**ok, "se": se_edge}), p)
@@ -687,13 +699,14 @@ def test_leave_one_out_pmi_from_the_plugin_sums() -> None:
     at weight c_i - 1, normaliser N - 1) equals the definition computed with scipy's logsumexp, for draws of atoms
     with counts 3, 1, 2 and 1, including a draw whose sums underflow (every other atom far away, its own count 1:
     recomputed from the exponents, finite); in float32 the result stays float32 and within float32 rounding of the
-    reference, and no divide-by-zero warning comes from atoms of count 1 (log 0 = -inf by design)."""
+    reference, no divide-by-zero warning comes from atoms of count 1 (log 0 = -inf by design), and the tensors are
+    on the given device when torch's default device is another (meta)."""
     import warnings
 
     rng = np.random.default_rng(13)
     u, m = 4, 5
-    D = rng.uniform(0.0, 3.0, (2, m, u))
-    G = rng.normal(0.0, 0.5, (2, m, u))
+    D = rng.uniform(0.0, 0.3, (2, m, u))  # atoms close together: the own atom's weight c_i - 1 is a small part
+    G = rng.normal(0.0, 0.1, (2, m, u))
     idx = np.array([0, 1, 2, 3, 1])
     D[:, 4, :] = 5000.0  # draw 4 (atom 1, count 1): every other atom far away
     D[:, np.arange(m), idx] = 0.0
@@ -702,10 +715,10 @@ def test_leave_one_out_pmi_from_the_plugin_sums() -> None:
     want = _leave_one_out_reference(D, G, a, b, base, unit, idx)
     S = _own_excluded_sums(D, G, a, b, base, idx)
     assert (S[:, 4] == 0.0).all() and np.isfinite(want).all()
-    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 2e-4)):
-        with warnings.catch_warnings():
+    for dtype, tol, default in ((torch.float64, 1e-9, None), (torch.float32, 1e-3, None), (torch.float64, 1e-9, "meta")):
+        with warnings.catch_warnings(), torch.device(default or "cpu"):
             warnings.simplefilter("error")
-            loo = sm._LeaveOneOut(base, unit, dtype, "cpu")
+            loo = sm._LeaveOneOut(base, unit, dtype, "cpu")  # its tensors on the CPU whatever torch's default device
         exps = tuple(torch.as_tensor(v, dtype=dtype) for v in (D, G, a.reshape(2, 1, 1), b.reshape(2, 1, 1)))
         got = loo.pmi(torch.as_tensor(S, dtype=dtype), exps, torch.as_tensor(idx))
         assert got.dtype == dtype
