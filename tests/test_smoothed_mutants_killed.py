@@ -749,3 +749,79 @@ def test_leave_one_out_recomputes_exactly_the_rows_with_a_tiny_sum() -> None:
     read = np.log(S[2]) - np.log(S[0]) - np.log(S[1]) + math.log(base.sum() - 1.0)
     np.testing.assert_allclose(got[[0, 2]], want[[0, 2]], rtol=1e-9)
     np.testing.assert_allclose(got[[1, 3]], read[[1, 3]], rtol=1e-9)
+
+
+# --- the estimator's inputs and outputs --------------------------------------------------------------------------------
+
+
+def _small_problem(seed: int = 15, n: int = 24):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    return x, x[:, :2] + 0.7 * rng.normal(size=(n, 2))
+
+
+_SMALL = sm.SmoothedParams(tau=0.5, taus=(), n_draws=60, min_draws=60, n_bootstrap=6, mc_tolerance_fraction=0.0)
+
+
+def test_a_reported_reading_has_one_replicate_per_bootstrap_column() -> None:
+    """A reported reading carries n_bootstrap replicates, with either correction (the extrapolation's second set of
+    halves is subtracted from the first, not appended), and the replicates of the plug-in average to the estimate
+    (value + each replicate's deviation from their mean). By hand from `_replicates`' docstring."""
+    from dataclasses import replace
+
+    x, y = _small_problem()
+    for correction in ("none", "extrapolate"):
+        for weights in (None, np.linspace(1.0, 2.0, 24)):
+            r = sm.smoothed_mi(x, y, replace(_SMALL, correction=correction), seed=1, weights=weights).at(0.5)
+            assert r.bootstrap.shape == (6,), (correction, weights is None)
+            assert r.bootstrap.mean() == pytest.approx(r.mi_bits, abs=1e-9)
+
+
+def test_known_law_weights_are_validated() -> None:
+    """A known law's weights must be one per component and all > 0: a wrong shape or a zero weight is a ValueError
+    naming the rule. By hand."""
+    x, y = _small_problem()
+    for bad in (np.ones(23), np.ones((24, 1)), np.r_[np.ones(23), 0.0]):
+        with pytest.raises(ValueError, match=r"weights must be \(24,\) and > 0"):
+            sm.smoothed_mi(x, y, _SMALL, weights=bad)
+
+
+def test_known_law_weights_are_read_in_float64() -> None:
+    """Weights are read as float64 whatever their dtype: float32 weights give the same result as the same numbers
+    converted to float64 first, and integer weights the same as their float values (float64 estimator dtype, so
+    no float32 rounding hides a difference). By hand: the same law in every case."""
+    from dataclasses import replace
+
+    x, y = _small_problem()
+    p = replace(_SMALL, dtype="float64")
+    w32 = (np.arange(24) % 5 + 1).astype(np.float32) / np.float32(3.0)
+    a = sm.smoothed_mi(x, y, p, seed=2, weights=w32).at(0.5)
+    b = sm.smoothed_mi(x, y, p, seed=2, weights=w32.astype(np.float64)).at(0.5)
+    assert (a.mi_bits, a.half_bits, a.loo_bits, a.mc_se_bits) == (b.mi_bits, b.half_bits, b.loo_bits, b.mc_se_bits)
+    wi = np.arange(24) % 5 + 1
+    c = sm.smoothed_mi(x, y, p, seed=2, weights=wi).at(0.5)
+    d = sm.smoothed_mi(x, y, p, seed=2, weights=wi.astype(np.float64)).at(0.5)
+    assert (c.mi_bits, c.half_bits, c.loo_bits) == (d.mi_bits, d.half_bits, d.loo_bits)
+
+
+def test_deduplication_draws_the_same_samples_as_the_expanded_sample() -> None:
+    """Merging identical rows changes the cost, not the draws: with one seed, draw k is the same sample (row) with
+    the same noise whether the rows were merged into atoms or kept (dedupe=False), because draws are stratified over
+    the samples in the rows' order and each sample is mapped to its own atom. So the plug-in, its Monte Carlo error
+    and the leave-one-out reading agree to float64 rounding (the N/2 reading and the replicates draw their random
+    halves per atom, so they differ). 10 states in d = 3 (< 2 x 10: no isometry on either path), repeated 6 times
+    in a shuffled order, float64, all 120 draws."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(16)
+    ax = rng.normal(size=(10, 3))
+    ay = ax[:, :2] + 0.5 * rng.normal(size=(10, 2))
+    rows = rng.permutation(np.repeat(np.arange(10), 6))
+    x, y = ax[rows], ay[rows]
+    p = replace(_SMALL, dtype="float64", n_draws=120, min_draws=120, taus=(0.25,))
+    merged = sm.smoothed_mi(x, y, p, seed=3)
+    expanded = sm.smoothed_mi(x, y, p, seed=3, dedupe=False)
+    assert merged.n_atoms == 10 and expanded.n_atoms == 60
+    for a, b in zip(merged.readings, expanded.readings):
+        for name in ("plugin_bits", "mc_se_bits", "loo_bits"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), abs=1e-9), (a.tau, name)
