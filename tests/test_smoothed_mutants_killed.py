@@ -825,3 +825,88 @@ def test_deduplication_draws_the_same_samples_as_the_expanded_sample() -> None:
     for a, b in zip(merged.readings, expanded.readings):
         for name in ("plugin_bits", "mc_se_bits", "loo_bits"):
             assert getattr(a, name) == pytest.approx(getattr(b, name), abs=1e-9), (a.tau, name)
+
+
+# --- parameter, input and flag rules ----------------------------------------------------------------------------------
+
+
+def test_parameter_rules_and_their_messages() -> None:
+    """`SmoothedParams.validate`, each rule at its edge and its message (by hand from the rules): taus finite and
+    > 0; n_draws >= 10; min_draws >= 1; mc_tolerance_fraction finite and >= 0; n_bootstrap >= 0; correction and
+    dtype from their lists; chunk_draws >= 0 and memory_mb > 0."""
+    from dataclasses import replace
+
+    p = sm.SmoothedParams()
+    for ok in (dict(n_draws=10), dict(min_draws=1), dict(mc_tolerance_fraction=0.0), dict(n_bootstrap=0),
+               dict(dtype="float64"), dict(dtype="float32"), dict(correction="extrapolate"), dict(memory_mb=0.5),
+               dict(chunk_draws=0), dict(taus=(1e-9,))):
+        replace(p, **ok).validate()
+    bad = [
+        (dict(taus=(0.1, 0.0)), "smoothed tau values must be finite and > 0, got tau=0.25, taus=[0.1, 0.0], "
+                                "reported_taus=[]"),
+        (dict(reported_taus=(math.inf,)), "smoothed tau values must be finite and > 0, got tau=0.25, "
+                                          "taus=[0.05, 0.1, 0.25, 0.5, 1.0], reported_taus=[inf]"),
+        (dict(n_draws=9), "smoothed n_draws must be >= 10 Monte Carlo draws, got 9"),
+        (dict(min_draws=0), "smoothed min_draws must be >= 1, got 0"),
+        (dict(mc_tolerance_fraction=-0.1), "smoothed mc_tolerance_fraction must be >= 0 (0 = always n_draws draws), "
+                                           "got -0.1"),
+        (dict(mc_tolerance_fraction=math.inf), "smoothed mc_tolerance_fraction must be >= 0"),
+        (dict(mc_tolerance_fraction=math.nan), "smoothed mc_tolerance_fraction must be >= 0"),
+        (dict(n_bootstrap=-1), "smoothed n_bootstrap must be >= 0, got -1"),
+        (dict(correction="bias"), "smoothed correction must be one of ['none', 'extrapolate'], got 'bias'"),
+        (dict(dtype="float16"), "smoothed dtype must be float32 or float64, got 'float16'"),
+        (dict(chunk_draws=-1), "smoothed chunk_draws must be >= 0 (0 = automatic) and memory_mb > 0"),
+        (dict(memory_mb=0.0), "smoothed chunk_draws must be >= 0 (0 = automatic) and memory_mb > 0"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            replace(p, **change).validate()
+
+
+def test_paired_states_rules_and_their_messages() -> None:
+    """`_check_pair`: 2-D x and y with as many rows; at least 4 samples, counted as the given sample size when the
+    rows are atoms with counts; finite values, the message naming the side and the first five bad rows. By hand."""
+    rng = np.random.default_rng(17)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
+    shape = "smoothed_mi needs paired 2-D states x (N, dx), y (N, dy); got "
+    for a, b in ((x[:, 0], y), (x, y[:, 0]), (x, y[:11])):
+        with pytest.raises(ValueError, match=re.escape(shape + f"{a.shape} and {b.shape}")):
+            sm._check_pair(a, b, "")
+    assert sm._check_pair(x[:4], y[:4], "")[0].shape == (4, 3)
+    with pytest.raises(ValueError, match=re.escape("smoothed_mi (problem 2) needs at least 4 paired samples, got 3")):
+        sm._check_pair(x[:3], y[:3], " (problem 2)")
+    assert sm._check_pair(x[:3], y[:3], "", 10)[0].shape == (3, 3)  # three atoms of ten samples
+    with pytest.raises(ValueError, match="at least 4 paired samples, got 2"):
+        sm._check_pair(x[:5], y[:5], "", 2)
+    for side in (0, 1):
+        a, b = x.copy(), y.copy()
+        (a, b)[side][[1, 3, 5, 7, 9, 11], 0] = [np.nan, np.inf, -np.inf, np.nan, np.nan, np.nan]
+        with pytest.raises(ValueError, match=re.escape(
+                f"smoothed_mi: {'xy'[side]} has NaN/inf in rows [1, 3, 5, 7, 9]...; drop or repair them first (a NaN "
+                "state usually means the model overflowed in its dtype)")):
+            sm._check_pair(a, b, "")
+
+
+def test_convergence_flag_rules_at_their_edges() -> None:
+    """`convergence_flag` (by hand from its docstring), with tol = max(min_bits, fraction |I|): "nan" when any of
+    I, I(N/2), the Monte Carlo error is not finite; "not_converged" when |I - I(N/2)| > tol; "undersampled" when a
+    leave-one-out reading is given and |I - loo| > tol; "imprecise" when 1.96 mc_se > tol; "ok" otherwise (the
+    Monte Carlo error defaults to 0). Edges in exact binary numbers: I = 8, fraction 1/16, min 0.25 give tol 0.5, and
+    a difference of exactly tol is not flagged; I = -8 gives the same tol; I = 1 gives tol = min_bits 0.25."""
+    f = sm.convergence_flag
+    kw = dict(min_bits=0.25, fraction=0.0625)
+    assert f(1.0, 1.0) == "ok" and f(1.0, 1.0, loo_bits=None) == "ok"
+    for args in ((math.nan, 1.0, 0.0), (1.0, math.inf, 0.0), (1.0, 1.0, math.nan)):
+        assert f(args[0], args[1], mc_se_bits=args[2], **kw) == "nan"
+    assert f(8.0, 7.5, **kw) == "ok" and f(8.0, 8.5, **kw) == "ok"
+    assert f(8.0, float(np.nextafter(7.5, 0.0)), **kw) == "not_converged"
+    assert f(-8.0, -7.5, **kw) == "ok" and f(-8.0, -7.0, **kw) == "not_converged"
+    assert f(1.0, 1.25, **kw) == "ok" and f(1.0, 1.3, **kw) == "not_converged"
+    assert f(8.0, 8.0, loo_bits=8.5, **kw) == "ok" and f(8.0, 8.0, loo_bits=7.5, **kw) == "ok"
+    assert f(8.0, 8.0, loo_bits=float(np.nextafter(8.5, 9.0)), **kw) == "undersampled"
+    assert f(8.0, 8.0, loo_bits=7.0, mc_se_bits=1.0, **kw) == "undersampled"
+    assert f(8.0, 9.0, loo_bits=7.0, **kw) == "not_converged"
+    se = _at_exactly(0.5, lambda s: 1.96 * s, start=0.5 / 1.96)
+    assert f(8.0, 8.0, mc_se_bits=se, **kw) == "ok"
+    assert f(8.0, 8.0, mc_se_bits=float(np.nextafter(se, 1.0)), **kw) == "imprecise"
+    assert f(8.0, 8.0, mc_se_bits=0.1, **kw) == "ok" and f(8.0, 8.0, mc_se_bits=0.3, **kw) == "imprecise"
