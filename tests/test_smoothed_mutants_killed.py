@@ -859,7 +859,7 @@ def test_parameter_rules_and_their_messages() -> None:
         (dict(memory_mb=0.0), "smoothed chunk_draws must be >= 0 (0 = automatic) and memory_mb > 0"),
     ]
     for change, message in bad:
-        with pytest.raises(ValueError, match=re.escape(message)):
+        with pytest.raises(ValueError, match="^" + re.escape(message)):
             replace(p, **change).validate()
 
 
