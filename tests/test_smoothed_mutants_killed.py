@@ -910,3 +910,68 @@ def test_convergence_flag_rules_at_their_edges() -> None:
     assert f(8.0, 8.0, mc_se_bits=se, **kw) == "ok"
     assert f(8.0, 8.0, mc_se_bits=float(np.nextafter(se, 1.0)), **kw) == "imprecise"
     assert f(8.0, 8.0, mc_se_bits=0.1, **kw) == "ok" and f(8.0, 8.0, mc_se_bits=0.3, **kw) == "imprecise"
+
+
+# --- a reading from its columns ------------------------------------------------------------------------------------------
+
+
+def test_replicates_of_the_plugin_and_of_the_extrapolation() -> None:
+    """`_replicates`: none: value + (replicate - their mean); extrapolate: the columns split in two equal sets,
+    value + (first - its mean) - (second - its mean); no columns: the value alone. By hand."""
+    none = sm.SmoothedParams()
+    ex = sm.SmoothedParams(correction="extrapolate")
+    np.testing.assert_array_equal(sm._replicates(none, 2.0, np.zeros(0)), [2.0])
+    np.testing.assert_array_equal(sm._replicates(ex, 2.0, np.zeros(0)), [2.0])
+    np.testing.assert_allclose(sm._replicates(none, 2.0, np.array([1.0, 3.0, 5.0, 7.0])), [-1.0, 1.0, 3.0, 5.0])
+    np.testing.assert_allclose(sm._replicates(ex, 2.0, np.array([1.0, 3.0, 10.0, 20.0])), [6.0, -2.0])
+    np.testing.assert_allclose(sm._replicates(none, 2.0, np.array([4.0])), [2.0])
+
+
+def test_reading_value_interval_and_flags_from_its_columns() -> None:
+    """`_reading(params, tau, sigma, columns, mc_se, loo, reported, n_draws)` by hand: the value is the plug-in
+    (column 0) or, extrapolated, 2 plug-in - N/2 (column 1); the flag is `convergence_flag` of the plug-in, the N/2
+    reading, the Monte Carlo error and the leave-one-out reading; a reported reading (the default, with 0 draws
+    unless told) carries the replicates and their 2.5%/97.5% quantiles (numpy) widened to contain the value; an
+    unreported one has no replicates and a NaN interval. "below_zero" replaces "ok" when the whole interval is
+    below 0 (reported: max(97.5% quantile, value) < 0) or, without replicates, value + 1.96 mc_se < 0; a bound at
+    exactly 0 is not below it."""
+    p = sm.SmoothedParams(convergence_min_bits=0.5, convergence_fraction=0.05)
+    r = sm._reading(p, 0.25, 0.7, np.array([1.0, 1.25, 0.9, 1.1, 1.0, 1.2]), 0.01, 1.1)
+    reps = 1.0 + (np.array([0.9, 1.1, 1.0, 1.2]) - 1.05)
+    low, high = np.quantile(reps, [0.025, 0.975])
+    assert (r.tau, r.sigma, r.mi_bits, r.plugin_bits, r.half_bits, r.mc_se_bits, r.loo_bits) == \
+        (0.25, 0.7, 1.0, 1.0, 1.25, 0.01, 1.1)
+    assert r.reported is True and r.n_draws == 0 and r.flag == "ok"
+    np.testing.assert_allclose(r.bootstrap, reps)
+    assert r.ci_low == pytest.approx(low) and r.ci_high == pytest.approx(high)
+    ex = sm.SmoothedParams(convergence_min_bits=0.5, correction="extrapolate")
+    r = sm._reading(ex, 0.5, 1.0, np.array([2.0, 1.5, 1.0, 1.5, 2.5, 2.0]), 0.01, 2.0, True, 40)
+    assert r.mi_bits == 2.5 and r.n_draws == 40 and r.reported and r.flag == "ok"
+    np.testing.assert_allclose(r.bootstrap, [2.0, 3.0])  # 2.5 + (-0.25, 0.25) - (0.25, -0.25)
+    # flags: each input of convergence_flag matters
+    assert sm._reading(p, 0.25, 0.7, np.array([1.0, 1.75]), 0.01, 1.0, False).flag == "not_converged"
+    assert sm._reading(p, 0.25, 0.7, np.array([1.0, 1.0]), 0.01, 1.75, False).flag == "undersampled"
+    assert sm._reading(p, 0.25, 0.7, np.array([1.0, 1.0]), 0.3, 1.0, False).flag == "imprecise"
+    assert sm._reading(replace_params(p, convergence_min_bits=0.05), 0.25, 0.7, np.array([1.0, 1.2]), 0.01, 1.0,
+                       False).flag == "not_converged"
+    assert sm._reading(replace_params(p, convergence_fraction=0.5), 0.25, 0.7, np.array([4.0, 5.5]), 0.01, 4.0,
+                       False).flag == "ok"
+    # unreported: no replicates, NaN interval, below zero when value + 1.96 se < 0
+    u = sm._reading(p, 0.1, 0.3, np.array([-0.5, -0.5]), 0.1, -0.5, False, 12)
+    assert u.flag == "below_zero" and u.reported is False and u.n_draws == 12 and u.bootstrap.shape == (0,)
+    assert math.isnan(u.ci_low) and math.isnan(u.ci_high) and u.sigma == 0.3 and u.loo_bits == -0.5
+    for value, want in ((-0.1, "ok"), (-0.25, "below_zero"), (-(1.96 * 0.1), "ok"), (0.5, "ok")):
+        assert sm._reading(p, 0.1, 0.3, np.array([value, value]), 0.1, value, False).flag == want, value
+    assert sm._reading(p, 0.1, 0.3, np.array([-0.5, -0.5]), 0.3, -0.5, False).flag == "imprecise"
+    # reported: below zero when the whole interval is
+    assert sm._reading(p, 0.1, 0.3, np.array([-0.5, -0.5, -0.6, -0.4]), 0.01, -0.5).flag == "below_zero"
+    assert sm._reading(p, 0.1, 0.3, np.array([0.0, 0.0, 0.0, 0.0]), 0.01, 0.0).flag == "ok"
+    assert sm._reading(p, 0.1, 0.3, np.array([0.5, 0.5, 0.4, 0.6]), 0.01, 0.5).flag == "ok"
+    assert sm._reading(p, 0.1, 0.3, np.array([-0.1, -0.1, -0.4, 0.2]), 0.01, -0.1).flag == "ok"
+    assert sm._reading(p, 0.1, 0.3, np.array([-0.5, -0.5, -0.6, -0.4]), 0.3, -0.5).flag == "imprecise"
+
+
+def replace_params(p, **change):
+    from dataclasses import replace
+
+    return replace(p, **change)
