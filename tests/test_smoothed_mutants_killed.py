@@ -975,3 +975,75 @@ def replace_params(p, **change):
     from dataclasses import replace
 
     return replace(p, **change)
+
+
+# --- standardisation ------------------------------------------------------------------------------------------------------
+
+
+def test_scale_of_states_with_and_without_counts_and_its_application() -> None:
+    """`Scale.of`: per-dimension mean and (population) standard deviation over all leading axes (numpy reference),
+    over more than one row block (2,048 rows); with counts, those of the expanded sample (numpy on np.repeat), and a
+    count per row or a ValueError; an empty sample gives NaN. `Scale.apply`: (states - center) / spread as float32
+    with the input's shape, constant dimensions exactly 0."""
+    rng = np.random.default_rng(18)
+    states = (rng.normal(size=(3, 1500, 4)) * [1.0, 2.0, 0.0, 5.0] + [3.0, -1.0, 7.0, 0.5]).astype(np.float32)
+    s = sm.Scale.of(states)
+    flat = states.reshape(-1, 4).astype(np.float64)
+    np.testing.assert_allclose(s.center, flat.mean(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s.spread, flat.std(0), rtol=1e-10, atol=1e-12)
+    assert s.d_eff == 3
+    z = s.apply(states)
+    assert z.dtype == np.float32 and z.shape == states.shape
+    live = flat.std(0) > 0
+    want = np.where(live, (flat - flat.mean(0)) / np.where(live, flat.std(0), 1.0), 0.0)
+    np.testing.assert_allclose(z.reshape(-1, 4), want, rtol=1e-5, atol=1e-5)
+    assert (z[..., 2] == 0.0).all()
+    atoms = rng.normal(size=(5, 3)) * [1.0, 0.0, 3.0]
+    counts = np.array([1, 4, 2, 3, 1])
+    c = sm.Scale.of(atoms, counts)
+    expanded = np.repeat(atoms, counts, axis=0)
+    np.testing.assert_allclose(c.center, expanded.mean(0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c.spread, expanded.std(0), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=re.escape("Scale.of: counts must be one per row (5,), got shape (4,)")):
+        sm.Scale.of(atoms, counts[:4])
+    empty = sm.Scale.of(np.zeros((0, 3)))
+    assert empty.center.shape == empty.spread.shape == (3,) and np.isnan(empty.center).all()
+    assert np.isnan(empty.spread).all()
+
+
+# --- exponents and sums ---------------------------------------------------------------------------------------------------
+
+
+def test_exponent_coefficients_and_the_own_excluded_sums() -> None:
+    """`_exponent_coefficients(sx, sy)`: (2, 1, 1) a = -1 / (2 sigma^2), b = -1 / sigma per side, in the given dtype.
+    `_excluded_sums`: per draw and column, sum over j != own of w_j e^{a D + b G} for x, y and their product (the
+    joint), computed in base 2 (equal to float32 rounding); with `clip` each side's exponent is capped at
+    MAX_EXPONENT = 30 first. Columns as a (U, C) matrix or a list of vectors give the same. numpy reference."""
+    a, b = sm._exponent_coefficients(0.5, 2.0, torch.float64, "cpu")
+    assert a.shape == b.shape == (2, 1, 1) and a.dtype == b.dtype == torch.float64
+    np.testing.assert_allclose(a.ravel().numpy(), [-2.0, -0.125])
+    np.testing.assert_allclose(b.ravel().numpy(), [-2.0, -0.5])
+    a32, _ = sm._exponent_coefficients(0.5, 2.0, torch.float32, "cpu")
+    assert a32.dtype == torch.float32
+    rng = np.random.default_rng(19)
+    u, m = 5, 3
+    D = rng.uniform(0.0, 2.0, (2, m, u))
+    G = rng.normal(0.0, 1.0, (2, m, u))
+    G[0, 2, 4] = -40.0  # x exponent -2 D + 80 > 30 for draw 2, atom 4: clipped when asked
+    idx = np.array([1, 0, 3])
+    W = rng.uniform(0.5, 2.0, (u, 2))
+    av, bv = np.array([-2.0, -0.125]), np.array([-2.0, -0.5])
+    for clip in (False, True):
+        ex = av[:, None, None] * D + bv[:, None, None] * G
+        if clip:
+            ex = np.minimum(ex, 30.0)
+        e = np.exp(ex)
+        e = np.stack([e[0], e[1], e[0] * e[1]])
+        e[:, np.arange(m), idx] = 0.0
+        want = np.einsum("smu,uc->smc", e, W)
+        for cols in (torch.as_tensor(W), [torch.as_tensor(W[:, 0].copy()), torch.as_tensor(W[:, 1].copy())]):
+            E = torch.empty(3, m, u, dtype=torch.float64)
+            got = sm._excluded_sums(torch.as_tensor(D), torch.as_tensor(G), a, b, torch.arange(m), torch.as_tensor(idx),
+                                    E, cols, clip)
+            assert got.shape == (3, m, 2)
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
