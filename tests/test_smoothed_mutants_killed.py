@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -701,7 +702,6 @@ def test_leave_one_out_pmi_from_the_plugin_sums() -> None:
     recomputed from the exponents, finite); in float32 the result stays float32 and within float32 rounding of the
     reference, no divide-by-zero warning comes from atoms of count 1 (log 0 = -inf by design), and the tensors are
     on the given device when torch's default device is another (meta)."""
-    import warnings
 
     rng = np.random.default_rng(13)
     u, m = 4, 5
@@ -1006,6 +1006,9 @@ def test_scale_of_states_with_and_without_counts_and_its_application() -> None:
     np.testing.assert_allclose(c.spread, expanded.std(0), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match=re.escape("Scale.of: counts must be one per row (5,), got shape (4,)")):
         sm.Scale.of(atoms, counts[:4])
+    one = sm.Scale.of(np.array([[1.0, -2.0, 3.0]]))  # a single row: its own center, no spread
+    np.testing.assert_array_equal(one.center, [1.0, -2.0, 3.0])
+    np.testing.assert_array_equal(one.spread, [0.0, 0.0, 0.0])
     empty = sm.Scale.of(np.zeros((0, 3)))
     assert empty.center.shape == empty.spread.shape == (3,) and np.isnan(empty.center).all()
     assert np.isnan(empty.spread).all()
@@ -1025,6 +1028,9 @@ def test_exponent_coefficients_and_the_own_excluded_sums() -> None:
     np.testing.assert_allclose(b.ravel().numpy(), [-2.0, -0.5])
     a32, _ = sm._exponent_coefficients(0.5, 2.0, torch.float32, "cpu")
     assert a32.dtype == torch.float32
+    with torch.device("meta"):  # on the given device whatever torch's default device
+        on = sm._exponent_coefficients(0.5, 2.0, torch.float64, "cpu")
+    assert all(t.device.type == "cpu" for t in on)
     rng = np.random.default_rng(19)
     u, m = 5, 3
     D = rng.uniform(0.0, 2.0, (2, m, u))
@@ -1043,7 +1049,9 @@ def test_exponent_coefficients_and_the_own_excluded_sums() -> None:
         want = np.einsum("smu,uc->smc", e, W)
         for cols in (torch.as_tensor(W), [torch.as_tensor(W[:, 0].copy()), torch.as_tensor(W[:, 1].copy())]):
             E = torch.empty(3, m, u, dtype=torch.float64)
-            got = sm._excluded_sums(torch.as_tensor(D), torch.as_tensor(G), a, b, torch.arange(m), torch.as_tensor(idx),
-                                    E, cols, clip)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the work arrays are used as they are (no resized outputs)
+                got = sm._excluded_sums(torch.as_tensor(D), torch.as_tensor(G), a, b, torch.arange(m),
+                                        torch.as_tensor(idx), E, cols, clip)
             assert got.shape == (3, m, 2)
             np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
