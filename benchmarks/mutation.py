@@ -289,6 +289,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("ie_ray/reduce/jobs.py", "generate_state(1)[0]", "generate_state(2)[0]", "SeedSequence generates "
                "its words one after another from the same pool: the first of two words is the one word of one "
                "(numpy's source; three inputs checked), so the seed is the same."),
+    Equivalent("ie_ray/reduce/scheduler.py", "continue", "break", "in `windowed`, pending is empty after the "
+               "filling loop only when the queue is empty too (a full window has handles pending), so leaving the "
+               "outer loop there ends it exactly when its condition would; and breaking out of the filling loop "
+               "after an item without handles only re-enters it on the next pass: the same items in the same order."),
+    Equivalent("ie_ray/reduce/scheduler.py", "ready, _ = ray.wait(list(refs), num_returns=1)",
+               "ray.wait(list(refs), )", "num_returns defaults to 1 in ray.wait."),
     *(Equivalent("ie_ray/reduce/scheduler.py", "n_cpus = max(u.reading.resources(0, 0).num_cpus", m, "every "
                  "reading's num_cpus is a setting, whatever sizes `resources` is given (only MINE's GPU share "
                  "depends on them), so the window is sized on the same CPUs.")
