@@ -1055,3 +1055,30 @@ def test_exponent_coefficients_and_the_own_excluded_sums() -> None:
                                         torch.as_tensor(idx), E, cols, clip)
             assert got.shape == (3, m, 2)
             np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
+
+
+def test_distances_and_noise_projections_of_the_draws() -> None:
+    """`_distances`: D[s, k, j] = ||a_{i_k} - a_j||^2 (clamped at 0) and G[s, k, j] = z_k . (a_{i_k} - a_j) for both
+    sides (x: 4 atoms in d = 3, y: 4 atoms in d = 2, so that U, d_x and d_y all differ), the same with a given
+    buffer or one allocated here, and with the distance caches (each side its own). numpy reference; float64."""
+    rng = np.random.default_rng(20)
+    X, Y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    idx = np.array([2, 0, 2, 3, 1])
+    nx, ny = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    want_D = [((A[idx][:, None, :] - A[None, :, :]) ** 2).sum(-1) for A in (X, Y)]
+    want_G = [np.einsum("kd,kjd->kj", z, A[idx][:, None, :] - A[None, :, :]) for A, z in ((X, nx), (Y, ny))]
+    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
+    sqx, sqy = (Xt * Xt).sum(1), (Yt * Yt).sum(1)
+    args = (Xt, Yt, sqx, sqy, torch.as_tensor(idx), torch.as_tensor(nx), torch.as_tensor(ny))
+    for caches in ([None, None], [sm._DistanceRows(Xt, sqx), sm._DistanceRows(Yt, sqy)]):
+        for buf in (None, torch.empty(2, 10, 4, dtype=torch.float64), "meta"):
+            if isinstance(buf, str):  # the buffer allocated here is on the states' device whatever torch's default device
+                with torch.device("meta"):
+                    D, G = sm._distances(*args, caches, None)
+                assert D.device.type == "cpu"
+            else:
+                D, G = sm._distances(*args, caches, buf)
+            assert D.shape == G.shape == (2, 5, 4) and D.dtype == torch.float64
+            for s in (0, 1):
+                np.testing.assert_allclose(D[s].numpy(), want_D[s], atol=1e-12)
+                np.testing.assert_allclose(G[s].numpy(), want_G[s], atol=1e-12)
