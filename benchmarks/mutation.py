@@ -573,6 +573,35 @@ def _run_mutmut(work: Path, children: int, limit_s: float, names: list[str] | No
     return code, re.sub(r"[^\n]*\r", "", text)[-3000:]  # the spinner redraws one line with \r
 
 
+def _function_hashes(path: Path) -> dict[str, str]:
+    """sha256 of every function's and method's source (decorators included), by mutmut's mangled name: a mutant's
+    name is its place in its function, so it names the same mutant while that function is unchanged."""
+    lines = path.read_text().splitlines()
+    return {name: hashlib.sha256("\n".join(lines[start - 1:end]).encode()).hexdigest()
+            for name, (start, end) in _function_spans(path).items()}
+
+
+def _function_spans(path: Path) -> dict[str, tuple[int, int]]:
+    spans = {}
+
+    def visit(body, owner: str | None) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, node.name)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                name = f"x\u01c1{owner}\u01c1{node.name}" if owner else f"x_{node.name}"
+                spans[name] = (first, node.end_lineno or node.lineno)
+
+    visit(ast.parse(path.read_text()).body, None)
+    return spans
+
+
+def _function_of(mutant: str, module_path: str) -> str:
+    """The mangled function name of a mutant key (module.function__mutmut_N)."""
+    return mutant[len(module_path[:-3].replace("/", ".")) + 1:].rsplit("__mutmut_", 1)[0]
+
+
 def _function_starts(path: Path) -> dict[str, int]:
     """First line (decorators included) of every function and method, by mutmut's mangled name."""
     starts = {}
@@ -714,13 +743,14 @@ def save_verdicts(work: Path, key: str, baseline: bool, codes_by_path: dict[str,
     VERDICTS.mkdir(parents=True, exist_ok=True)
     for path, codes in codes_by_path.items():
         data = dict(module=path, baseline=baseline, wall_s=wall_s, source_sha256=_source_hash(work / path),
-                    codes=codes)
+                    function_sha256=_function_hashes(work / path), codes=codes)
         _verdicts_path(key, path, baseline).write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
 
 
 def load_verdicts(key: str, baseline: bool) -> dict:
-    """The saved verdicts of every module of `key` (as `--only` leaves it), refused when a module's source changed
-    since (its mutants are not the same ones). {"wall_s": the longest saved run, "modules": {path: entry}}."""
+    """The saved verdicts of every module of `key` (as `--only` leaves it); where a module's source changed since,
+    only the verdicts of its unchanged functions are kept (a changed function's mutants are not the same ones).
+    {"wall_s": the longest saved run, "modules": {path: entry}}."""
     modules = {}
     for module in TARGETS[key].paths:
         path = _verdicts_path(key, module, baseline)
@@ -728,8 +758,14 @@ def load_verdicts(key: str, baseline: bool) -> dict:
             raise FileNotFoundError(f"no saved verdicts for {module} at {path}: run it without --resume first")
         entry = json.loads(path.read_text())
         if _source_hash(ROOT / module) != entry["source_sha256"]:
-            raise ValueError(f"{module} changed since the saved run ({path}): its mutants are not the same ones; "
-                             "run it afresh (without --resume)")
+            # keep the verdicts of the functions that did not change; the others' mutants run again
+            now, then = _function_hashes(ROOT / module), entry.get("function_sha256", {})
+            entry["codes"] = {name: (code if now.get(f := _function_of(name, module)) == then.get(f) else None)
+                              for name, code in entry["codes"].items()}
+            changed = sorted({_function_of(n, module) for n, c in entry["codes"].items() if c is None} &
+                             {f for f in then if now.get(f) != then[f]})
+            print(f"  {module} changed since the saved run: the mutants of {', '.join(changed) or 'no function'} "
+                  "run again", file=sys.stderr)
         modules[module] = entry
     return dict(wall_s=max(float(e.get("wall_s") or 0.0) for e in modules.values()), modules=modules)
 

@@ -602,8 +602,8 @@ def _draw_components(n: int, n_draws: int, rng: np.random.Generator, base: np.nd
         return np.resize(order, n_draws)
     counts = np.floor(base / base.sum() * n_draws).astype(np.int64)
     rest = n_draws - counts.sum()
-    if rest > 0:
-        counts[rng.choice(n, size=rest, replace=True, p=base / base.sum())] += 1
+    if rest > 0:  # np.add.at: a component picked twice gets two draws (a fancy-index += would add one)
+        np.add.at(counts, rng.choice(n, size=rest, replace=True, p=base / base.sum()), 1)
     return rng.permutation(np.repeat(np.arange(n), counts))
 
 
