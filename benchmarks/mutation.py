@@ -531,6 +531,271 @@ DETECTED = ("killed", "timeout", "segfault")  # a test run that fails, hangs or 
 UNCHECKED = ("not checked", "skipped")  # a stopped run leaves mutants without a verdict
 
 
+#: smoothed.py survivors shown equivalent by running each mutant against the original on inputs covering its
+#: branches (the full record: benchmarks/results/mutation-kills/smoothed.md)
+_SMOOTHED = "ie_ray/estimators/smoothed.py"
+EQUIVALENT += (
+    Equivalent(
+        _SMOOTHED,
+        'if c.shape != (rows,) or not np.issubdtype(c.dtype, np.integer) and not np.all(c == np.round(c)):',
+        'if c.shape != (rows,) or not np.issubdtype(None, np.integer) and not np.all(c == np.round(c)):',
+        'np.issubdtype(None, np.integer) is False (None reads as float64), so integer counts also go through '
+        'the whole-number check, which integer values always pass (np.round of an integer array returns the '
+        'same values): the same counts are accepted and refused.'),
+    Equivalent(
+        _SMOOTHED,
+        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
+        'return _sample_halves(n, 1 if (size is None) and False else size, rng)[0 if size is None else slice(None)]',
+        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
+        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
+        'dead.'),
+    Equivalent(
+        _SMOOTHED,
+        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
+        'return _sample_halves(n, 2 if size is None else size, rng)[0 if size is None else slice(None)]',
+        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
+        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
+        'dead. (as mutmut_15: the `1 if size is None` branch of the single-counts path is never taken (size '
+        'is always n_bootstrap there).)'),
+    Equivalent(
+        _SMOOTHED,
+        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
+        'return _sample_halves(n, 1 if size is None else size, rng)[0 if (size is None) and False else slice(None)]',
+        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
+        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
+        'dead. (as mutmut_15: size is never None on the single-counts path, so the index is always '
+        'slice(None).)'),
+    Equivalent(
+        _SMOOTHED,
+        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
+        'return _sample_halves(n, 1 if size is None else size, rng)[1 if size is None else slice(None)]',
+        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
+        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
+        'dead. (as mutmut_15: size is never None on the single-counts path, so the index is always '
+        'slice(None).)'),
+    Equivalent(
+        _SMOOTHED,
+        'return rng.multivariate_hypergeometric(counts, n // 2, size=size).astype(np.float64)',
+        'return rng.multivariate_hypergeometric(counts, n // 2, size=size).astype(None)',
+        'astype(None) converts to float64, the default dtype: the same array as astype(np.float64).'),
+    Equivalent(
+        _SMOOTHED,
+        'base = counts.astype(np.float64)',
+        'base = counts.astype(None)',
+        'astype(None) converts to float64, the default dtype: the same array as astype(np.float64).'),
+    Equivalent(
+        _SMOOTHED,
+        'if rest > 0:',
+        'if rest >= 0:',
+        'rest is never negative (the floors sum to at most n_draws), and with rest == 0 rng.choice(n, size=0,'
+        ' p=...) draws nothing and consumes no random numbers, so the same permutation follows (checked bit '
+        'for bit).'),
+    Equivalent(
+        _SMOOTHED,
+        'counts[rng.choice(n, size=rest, replace=True, p=base / base.sum())] += 1',
+        'counts[rng.choice(n, size=rest, p=base / base.sum())] += 1',
+        "replace=True is Generator.choice's default."),
+    Equivalent(
+        _SMOOTHED,
+        'repeated = np.flatnonzero(counts[inverse] > 1)',
+        'repeated = None',
+        'repeated = None indexes every row (x[None] is x with a leading axis, rep = first[inverse[None]] each'
+        " row's first row): rows that are alone in their hash class equal their own first row, so the check "
+        'is the same condition on the same rows.'),
+    Equivalent(
+        _SMOOTHED,
+        'repeated = np.flatnonzero(counts[inverse] > 1)',
+        'repeated = np.flatnonzero(counts[inverse] >= 1)',
+        '`>= 1` checks every row instead of the repeated ones; a row alone in its hash class is its own first'
+        ' row and always equal to it, so the condition is the same.'),
+    Equivalent(
+        _SMOOTHED,
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float64), np.asarray(y, np.float64)], 1))',
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, None), np.asarray(y, np.float64)], 1))',
+        'np.concatenate promotes the other (float64) side, so joint is float64 with the same values whatever '
+        "x's real dtype (float32/16 and integers convert the same way through asarray(x, float64))."),
+    Equivalent(
+        _SMOOTHED,
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float64), np.asarray(y, np.float64)], 1))',
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, ), np.asarray(y, np.float64)], 1))',
+        'np.concatenate promotes the other (float64) side, so joint is float64 with the same values whatever '
+        "x's real dtype (float32/16 and integers convert the same way through asarray(x, float64)). (as "
+        'mutmut_70 (asarray(x) without a dtype): the float64 y side promotes the concatenation to float64, '
+        'the same values.)'),
+    Equivalent(
+        _SMOOTHED,
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float64), np.asarray(y, np.float64)], 1))',
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float64), np.asarray(y, None)], 1))',
+        'np.concatenate promotes the other (float64) side, so joint is float64 with the same values whatever '
+        "x's real dtype (float32/16 and integers convert the same way through asarray(x, float64)). (as "
+        'mutmut_70 with the sides swapped: the float64 x side promotes the concatenation to float64, the same'
+        ' values.)'),
+    Equivalent(
+        _SMOOTHED,
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float64), np.asarray(y, np.float64)], 1))',
+        'joint = np.ascontiguousarray(np.concatenate([np.asarray(x, np.float64), np.asarray(y, )], 1))',
+        'as mutmut_70 with the sides swapped: the float64 x side promotes the concatenation to float64, the '
+        'same values. (as mutmut_74 (asarray(y) without a dtype): the same float64 joint.)'),
+    Equivalent(
+        _SMOOTHED,
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T), mode="r").R.numpy()  # (U, U)',
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T), ).R.numpy()  # (U, U)',
+        "torch.linalg.qr's default mode 'reduced' returns the same R (U, U) as mode 'r' for a (d, U) matrix "
+        "with d >= U (same factorisation; 'r' only skips forming Q): identical bits, checked."),
+    Equivalent(
+        _SMOOTHED,
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T), mode="r").R.numpy()  # (U, U)',
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(None).T), mode="r").R.numpy()  # (U, U)',
+        'astype(None) converts to float64, the default dtype: the same array as astype(np.float64).'),
+    Equivalent(
+        _SMOOTHED,
+        'counts = np.ones(u, dtype=np.int64) if counts is None else counts',
+        'counts = np.ones(u, dtype=None) if counts is None else counts',
+        'float64 ones instead of int64 ones, on the path where every count is 1: they are only summed, '
+        'compared with 1 and converted to float64 (the hypergeometric, which needs integers, is never called '
+        'when all counts are 1): the same numbers (checked bit for bit).'),
+    Equivalent(
+        _SMOOTHED,
+        'counts = np.ones(u, dtype=np.int64) if counts is None else counts',
+        'counts = np.ones(u, ) if counts is None else counts',
+        'float64 ones instead of int64 ones, on the path where every count is 1: they are only summed, '
+        'compared with 1 and converted to float64 (the hypergeometric, which needs integers, is never called '
+        'when all counts are 1): the same numbers (checked bit for bit). (as mutmut_54 (np.ones without a '
+        'dtype is float64).)'),
+    Equivalent(
+        _SMOOTHED,
+        'base = counts.astype(np.float64)',
+        'base = counts.astype(None)',
+        'astype(None) converts to float64, the default dtype: the same array as astype(np.float64).'),
+    Equivalent(
+        _SMOOTHED,
+        'kth = np.partition(keys, n // 2 - 1, axis=1)[:, n // 2 - 1 : n // 2]',
+        'kth = np.partition(keys, n // 2 - 1, )[:, n // 2 - 1 : n // 2]',
+        "np.partition's default axis is -1, which is axis 1 of the 2-D keys."),
+    Equivalent(
+        _SMOOTHED,
+        'return (keys <= kth).astype(np.float64)',
+        'return (keys <= kth).astype(None)',
+        'astype(None) converts the boolean mask to float64, the default dtype: the same array.'),
+    Equivalent(
+        _SMOOTHED,
+        'counts=None if counts is None else [counts], dedupe=dedupe)[0]',
+        'counts=None if (counts is None) and False else [counts], dedupe=dedupe)[0]',
+        'with counts None the mutant passes counts=[None], which is what smoothed_mi_batch builds itself for '
+        'one problem ([None] * len(xs)).'),
+    Equivalent(
+        _SMOOTHED,
+        'if math.isclose(r.tau, tau, rel_tol=1e-9):',
+        'if math.isclose(r.tau, tau, ):',
+        "math.isclose's default rel_tol is 1e-09, the value given."),
+    Equivalent(
+        _SMOOTHED,
+        "wall_s=self.wall_s, flag=cast(Flag, r.flag),  # smoothed flags extend diagnostics.Flag's set",
+        "wall_s=self.wall_s, flag=cast(None, r.flag),  # smoothed flags extend diagnostics.Flag's set",
+        'typing.cast returns its second argument unchanged whatever the type argument.'),
+    Equivalent(
+        _SMOOTHED,
+        'if caches[0] is None:',
+        'if caches[1] is None:',
+        '_one_problem builds both distance caches or neither, so caches[1] is None exactly when caches[0] is '
+        "(with one cache only, neither version would convert the other side's products to distances)."),
+    Equivalent(
+        _SMOOTHED,
+        'block_seed = int(np.random.SeedSequence([seed, side, block]).generate_state(1, dtype=np.uint64)[0] >> 1)',
+        'block_seed = int(np.random.SeedSequence([seed, side, block]).generate_state(2, dtype=np.uint64)[0] >> 1)',
+        'SeedSequence.generate_state(n) returns the first n words of one stream, so word 0 of '
+        'generate_state(2) is word 0 of generate_state(1) (checked).'),
+    Equivalent(
+        _SMOOTHED,
+        'gen = torch.Generator(device="cpu").manual_seed(block_seed)',
+        'gen = torch.Generator(device=None).manual_seed(block_seed)',
+        "torch.Generator's device defaults to the CPU (it does not follow torch's default device, checked "
+        "under torch.device('meta')), the same generator as device='cpu'."),
+    Equivalent(
+        _SMOOTHED,
+        'bootstrap=reps, flag=flag, loo_bits=loo, reported=True, n_draws=int(n_draws))',
+        'bootstrap=reps, flag=flag, loo_bits=loo, n_draws=int(n_draws))',
+        'SmoothedReading.reported defaults to True, the value the mutant no longer passes.'),
+    Equivalent(
+        _SMOOTHED,
+        'spread = np.where(live, self.spread, 1.0)',
+        'spread = np.where(live, self.spread, 2.0)',
+        'the divisor of a constant dimension does not matter: its column is set to 0 right after the '
+        'division.'),
+    Equivalent(
+        _SMOOTHED,
+        'flat = states.reshape(-1, states.shape[-1])',
+        'flat = states.reshape(-2, states.shape[-1])',
+        "numpy's reshape takes any negative size as the unknown one (as the equivalence already listed for "
+        "layer_states' reshape(-2)): the same flat array."),
+    Equivalent(
+        _SMOOTHED,
+        'flat = np.asarray(states).reshape(-1, np.shape(states)[-1])',
+        'flat = np.asarray(states).reshape(-2, np.shape(states)[-1])',
+        "numpy's reshape takes any negative size as the unknown one (as the equivalence already listed for "
+        "layer_states' reshape(-2)): the same flat array."),
+    Equivalent(
+        _SMOOTHED,
+        'total += np.einsum("ij,ij->j", block, block)',
+        'total += np.einsum("IJ,IJ->J", block, block)',
+        "einsum subscripts are labels: 'IJ,IJ->J' names the same contraction as 'ij,ij->j'."),
+    Equivalent(
+        _SMOOTHED,
+        'flat = np.asarray(states, dtype=np.float64).reshape(-1, np.shape(states)[-1])',
+        'flat = np.asarray(states, dtype=None).reshape(-1, np.shape(states)[-1])',
+        'without the float64 conversion, numpy promotes with the float64 weights and center (w @ flat, flat -'
+        ' center): float32, float16 and integer states go through the same float64 arithmetic (checked bit '
+        'for bit).'),
+    Equivalent(
+        _SMOOTHED,
+        'flat = np.asarray(states, dtype=np.float64).reshape(-1, np.shape(states)[-1])',
+        'flat = np.asarray(states, ).reshape(-1, np.shape(states)[-1])',
+        'without the float64 conversion, numpy promotes with the float64 weights and center (w @ flat, flat -'
+        ' center): float32, float16 and integer states go through the same float64 arithmetic (checked bit '
+        'for bit). (as mutmut_67 (asarray without a dtype).)'),
+    Equivalent(
+        _SMOOTHED,
+        'flat = np.asarray(states, dtype=np.float64).reshape(-1, np.shape(states)[-1])',
+        'flat = np.asarray(states, dtype=np.float64).reshape(-2, np.shape(states)[-1])',
+        "numpy's reshape takes any negative size as the unknown one (as the equivalence already listed for "
+        "layer_states' reshape(-2)): the same flat array."),
+    Equivalent(
+        _SMOOTHED,
+        'flat = np.asarray(states, dtype=np.float64).reshape(-1, np.shape(states)[-1])',
+        'flat = np.asarray(states, dtype=np.float64).reshape(-1, np.shape(states)[+1])',
+        'counts come with 2-D states (the docstring: one count per row of a 2-D states), where shape[+1] is '
+        'shape[-1]; 3-D states with counts are outside the contract.'),
+    Equivalent(
+        _SMOOTHED,
+        'w = np.asarray(counts, dtype=np.float64)',
+        'w = np.asarray(counts, dtype=None)',
+        'integer or float32 counts are promoted to float64 by w @ flat (flat is float64) and w.sum() is '
+        'divided in float64: the same numbers (checked bit for bit).'),
+    Equivalent(
+        _SMOOTHED,
+        'w = np.asarray(counts, dtype=np.float64)',
+        'w = np.asarray(counts, )',
+        'integer or float32 counts are promoted to float64 by w @ flat (flat is float64) and w.sum() is '
+        'divided in float64: the same numbers (checked bit for bit). (as mutmut_77 (asarray without a '
+        'dtype).)'),
+    Equivalent(
+        _SMOOTHED,
+        'noise = torch.cat(blocks) if len(blocks) > 1 else blocks[0]',
+        'noise = torch.cat(blocks) if (len(blocks) > 1) or True else blocks[0]',
+        'torch.cat of a single block is a copy with the same values; the only difference is that the result '
+        'no longer shares memory with the kept block, and no caller writes into the noise (it is only read by'
+        ' _distances).'),
+    Equivalent(
+        _SMOOTHED,
+        'noise = torch.cat(blocks) if len(blocks) > 1 else blocks[0]',
+        'noise = torch.cat(blocks) if len(blocks) >= 1 else blocks[0]',
+        'torch.cat of a single block is a copy with the same values; the only difference is that the result '
+        'no longer shares memory with the kept block, and no caller writes into the noise (it is only read by'
+        ' _distances). (as mutmut_35: with one block, torch.cat([block]) has the same values as the block '
+        'itself.)'),
+)
+
+
 def _copy_repository(dest: Path, target: Target, tests: list[str], filters: list[str]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("ie_ray", "tests", "jobs"):
