@@ -965,16 +965,18 @@ def _survivors(work: Path, path: str, codes: dict[str, int | None]) -> list[dict
 def run_module(key: str, *, baseline: bool, children: int, limit_s: float, keep: bool,
                resume: bool = False) -> dict[str, dict]:
     """One mutmut run of a target in a throwaway copy. `resume`: run only the mutants the saved verdicts
-    (VERDICTS, written by every collect) have no verdict for, then merge the saved ones back: a run stopped by the
-    end of a session continues in the next one, on a new machine, instead of starting over."""
+    (VERDICTS, written by every collect) have no verdict for or record as survivors (against the tests of now),
+    then merge the saved detections back: a run stopped by the end of a session continues in the next one, on a
+    new machine, instead of starting over."""
     target = TARGETS[key]
     saved = load_verdicts(key, baseline) if resume else None
     work = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-"))
     started = time.time()
     try:
         _copy_repository(work, target, _tests(target, baseline), list(target.filters))
-        names = [name for codes in saved["modules"].values() for name, c in codes["codes"].items() if c is None] \
-            if saved else None
+        # the unreached mutants, and the survivors: tests written against them since the saved run get their say
+        names = [name for codes in saved["modules"].values() for name, c in codes["codes"].items()
+                 if STATUS.get(c, "suspicious") not in DETECTED] if saved else None
         code, log = _run_mutmut(work, children, limit_s, names)
         earlier_s = 0.0
         if saved:
@@ -1036,7 +1038,7 @@ def load_verdicts(key: str, baseline: bool) -> dict:
 
 
 def _merge_saved(work: Path, saved: dict) -> None:
-    """Give the mutants this run did not reach the verdicts the saved run gave them."""
+    """Give the mutants this run did not rerun the verdicts the saved run gave them."""
     for module, entry in saved["modules"].items():
         meta = work / "mutants" / (module + ".meta")
         data = json.loads(meta.read_text())
