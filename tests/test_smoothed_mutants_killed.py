@@ -100,38 +100,44 @@ def test_draws_of_a_single_component_law() -> None:
     assert out.tolist() == [0] * 10
 
 
-def test_draws_follow_unequal_weights_with_whole_floors_and_an_iid_remainder() -> None:
+def test_draws_of_unequal_weights_are_floors_plus_a_residual_remainder_with_exact_expected_counts() -> None:
     """Unequal (un-normalised) weights w, p = w / sum(w): each component gets floor(n_draws * p_i) draws, and each of
-    the rest = n_draws - sum(floors) remainder draws picks a component independently (with replacement) from p.
+    the rest = n_draws - sum(floors) remainder draws picks a component independently (with replacement) in
+    proportion to what its floor left out, n_draws * p_i - floor: so every component's expected number of draws is
+    exactly n_draws * p_i (a remainder drawn in proportion to p over-draws the heavy components).
 
     Expected by hand. Rest = 1: w = (1, 1, 1, 2), n_draws = 11 gives 2.2, 2.2, 2.2, 4.4: floors (2, 2, 2, 4), and
-    exactly one component gets one more draw (11 in all); w = (8, 1, 1), n_draws = 5 gives 4, 0.5, 0.5: floors
-    (4, 0, 0), and the extra draw goes to component 0 with probability 0.8 (over 1,000 seeds 0.8 +- 0.045, 3.5
-    standard errors of 0.013; uniform picks would give 1/3). Rest = 2: w = (8, 1, 1), n_draws = 7 gives 5.6, 0.7,
-    0.7: floors (5, 0, 0), and a light component gets above its floor when either of two independent draws picks
-    it: 1 - 0.9^2 = 0.19 (over 2,000 seeds 0.19 +- 0.04, 4.5 standard errors of 0.009); one draw only would give
-    0.10, two distinct components (drawn without replacement) 0.51. Whatever the draws, every component keeps its
-    floor, the output is a shuffled sequence (not sorted by component), and the total is n_draws exactly, also
-    when two remainder draws pick the same component (weights (8, 1, 1) with 7 draws: 64% of seeds pick component
-    0 twice; a fancy-index `+= 1` counted it once and gave 6 draws)."""
+    exactly one component gets one more draw (11 in all). w = (8, 1, 1), n_draws = 5 gives 4, 0.5, 0.5: floors
+    (4, 0, 0), left-overs (0, 0.5, 0.5): the extra draw never goes to component 0 and goes to component 1 with
+    probability 0.5 (over 1,000 seeds 0.5 +- 0.055, 3.5 standard errors of 0.016; drawn in proportion to p it
+    would go to component 0 with probability 0.8). Rest = 2: w = (8, 1, 1), n_draws = 7 gives 5.6, 0.7, 0.7:
+    floors (5, 0, 0), left-overs (0.6, 0.7, 0.7), so each remainder draw picks (0.3, 0.35, 0.35): component 1 gets
+    above its floor with probability 1 - 0.65^2 = 0.5775, component 0 with 1 - 0.7^2 = 0.51 (2,000 seeds, +- 0.045,
+    4 standard errors of 0.011), and the mean counts are (5.6, 0.7, 0.7) (+- 0.07, about 4.5 standard errors;
+    in proportion to p the mean of component 0 would be 6.6). Whatever the draws, every component keeps its floor,
+    the total is n_draws exactly, also when both remainder draws pick the same component (a fancy-index `+= 1`
+    counted it once), and the output is a shuffled sequence (not sorted by component)."""
     w = np.array([1.0, 1.0, 1.0, 2.0])
     for seed in range(20):
         out = sm._draw_components(4, 11, np.random.default_rng(seed), w)
         c = np.bincount(out, minlength=4)
         assert len(out) == 11 and ((c - [2, 2, 2, 4]) >= 0).all() and ((c - [2, 2, 2, 4]).sum() == 1)
-    extra_to_heavy = 0
+    to_first_light = 0
     for seed in range(1000):
         c = np.bincount(sm._draw_components(3, 5, np.random.default_rng(seed), np.array([8.0, 1.0, 1.0])), minlength=3)
-        assert c.sum() == 5 and (c >= [4, 0, 0]).all()
-        extra_to_heavy += c[0] == 5
-    assert abs(extra_to_heavy / 1000 - 0.8) < 0.045
-    above = np.zeros(3)
+        assert c.sum() == 5 and c[0] == 4 and (c >= [4, 0, 0]).all()
+        to_first_light += c[1] == 1
+    assert abs(to_first_light / 1000 - 0.5) < 0.055
+    above, total = np.zeros(3), np.zeros(3)
     for seed in range(2000):
         out = sm._draw_components(3, 7, np.random.default_rng(seed), np.array([8.0, 1.0, 1.0]))
         c = np.bincount(out, minlength=3)
         assert (c >= [5, 0, 0]).all() and c.sum() == len(out) == 7
         above += c > [5, 0, 0]
-    assert abs(above[1] / 2000 - 0.19) < 0.04 and abs(above[2] / 2000 - 0.19) < 0.04
+        total += c
+    assert abs(above[0] / 2000 - 0.51) < 0.045
+    assert abs(above[1] / 2000 - 0.5775) < 0.045 and abs(above[2] / 2000 - 0.5775) < 0.045
+    np.testing.assert_allclose(total / 2000, [5.6, 0.7, 0.7], atol=0.07)
     out = sm._draw_components(4, 11, np.random.default_rng(3), np.array([1.0, 1.0, 1.0, 2.0]))
     assert not (np.diff(out) >= 0).all()
 

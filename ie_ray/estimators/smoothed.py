@@ -600,10 +600,16 @@ def _draw_components(n: int, n_draws: int, rng: np.random.Generator, base: np.nd
     if np.all(base == base[0]):
         order = rng.permutation(n)
         return np.resize(order, n_draws)
-    counts = np.floor(base / base.sum() * n_draws).astype(np.int64)
+    exact = base / base.sum() * n_draws
+    counts = np.floor(exact).astype(np.int64)
     rest = n_draws - counts.sum()
-    if rest > 0:  # np.add.at: a component picked twice gets two draws (a fancy-index += would add one)
-        np.add.at(counts, rng.choice(n, size=rest, replace=True, p=base / base.sum()), 1)
+    if rest > 0:
+        # residual allocation: the remainder in proportion to what the floors left out, so every component's
+        # expected number of draws is exactly its share of n_draws (drawn in proportion to the weights instead,
+        # heavy components got floor + rest * share: 48% too many draws for an atom of 5% at 16,000 draws over
+        # 10,592 atoms); np.add.at gives a component picked twice two draws (a fancy-index += gave one)
+        left = exact - counts
+        np.add.at(counts, rng.choice(n, size=rest, replace=True, p=left / left.sum()), 1)
     return rng.permutation(np.repeat(np.arange(n), counts))
 
 
