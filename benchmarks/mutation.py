@@ -664,11 +664,6 @@ EQUIVALENT += (
         'dtype is float64).)'),
     Equivalent(
         _SMOOTHED,
-        'base = counts.astype(np.float64)',
-        'base = counts.astype(None)',
-        'astype(None) converts to float64, the default dtype: the same array as astype(np.float64).'),
-    Equivalent(
-        _SMOOTHED,
         'kth = np.partition(keys, n // 2 - 1, axis=1)[:, n // 2 - 1 : n // 2]',
         'kth = np.partition(keys, n // 2 - 1, )[:, n // 2 - 1 : n // 2]',
         "np.partition's default axis is -1, which is axis 1 of the 2-D keys."),
@@ -847,6 +842,7 @@ def _function_hashes(path: Path) -> dict[str, str]:
 
 
 def _function_spans(path: Path) -> dict[str, tuple[int, int]]:
+    """(first line with decorators, last line) of every function and method, by mutmut's mangled name."""
     spans = {}
 
     def visit(body, owner: str | None) -> None:
@@ -869,19 +865,7 @@ def _function_of(mutant: str, module_path: str) -> str:
 
 def _function_starts(path: Path) -> dict[str, int]:
     """First line (decorators included) of every function and method, by mutmut's mangled name."""
-    starts = {}
-    tree = ast.parse(path.read_text())
-
-    def visit(body, owner: str | None) -> None:
-        for node in body:
-            if isinstance(node, ast.ClassDef):
-                visit(node.body, node.name)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                starts[f"x\u01c1{owner}\u01c1{node.name}" if owner else f"x_{node.name}"] = first
-
-    visit(tree.body, None)
-    return starts
+    return {name: start for name, (start, _) in _function_spans(path).items()}
 
 
 def _changed_line(diff: str, start: int) -> tuple[int | None, str, str]:

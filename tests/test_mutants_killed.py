@@ -1349,12 +1349,9 @@ def test_a_class_without_samples_adds_nothing_to_the_entropy() -> None:
     assert _entropy_bits(np.array([2, 0, 2])) == 1.0
 
 
-def test_prefix_lookup_survives_numpy_2_0_0s_column_shaped_inverse(monkeypatch) -> None:
-    """numpy 2.0.0's np.unique(axis=0) returned the inverse as (N, 1) (numpy>=1.26 is allowed): emulated here, the
-    rows of each prefix must still be compared with their own representative. Prefix 0's rows are 1.0 apart
-    (spread 1), prefix 1's coincide: RMS 1.0, two states."""
-    from ie_ray.entropy_limit import distinct_states
-
+def _emulate_numpy_2_0_0_column_inverse(monkeypatch) -> None:
+    """np.unique(axis=0, return_inverse=True) returns its inverse as (N, 1), as numpy 2.0.0 did (numpy>=1.26 is
+    allowed)."""
     real = np.unique
 
     def column_inverse(*args, **kwargs):
@@ -1364,6 +1361,15 @@ def test_prefix_lookup_survives_numpy_2_0_0s_column_shaped_inverse(monkeypatch) 
         return out
 
     monkeypatch.setattr(np, "unique", column_inverse)
+
+
+def test_prefix_lookup_survives_numpy_2_0_0s_column_shaped_inverse(monkeypatch) -> None:
+    """numpy 2.0.0's np.unique(axis=0) returned the inverse as (N, 1) (numpy>=1.26 is allowed): emulated here, the
+    rows of each prefix must still be compared with their own representative. Prefix 0's rows are 1.0 apart
+    (spread 1), prefix 1's coincide: RMS 1.0, two states."""
+    from ie_ray.entropy_limit import distinct_states
+
+    _emulate_numpy_2_0_0_column_inverse(monkeypatch)
     result = distinct_states(np.array([[0.0], [1.0], [5.0], [5.0]]), np.array([0, 0, 1, 1]), spread=np.ones(1))
     assert (result.n_prefixes, result.n_states, result.max_within_prefix_rms) == (2, 2, 1.0)
 
@@ -1472,15 +1478,7 @@ def test_macro_atoms_survive_numpy_2_0_0s_column_shaped_inverse(monkeypatch) -> 
     exact_1d = LayerStates(4, ids, (0, 1), pre, post).atoms(job)
     assert exact_1d is not None and LayerStates(4, ids, (0, 1), pre, jittered).atoms(job) is None
 
-    real = np.unique
-
-    def column_inverse(*args, **kwargs):
-        out = real(*args, **kwargs)
-        if kwargs.get("axis") == 0 and kwargs.get("return_inverse"):
-            out = (*out[:2], out[2].reshape(-1, 1), *out[3:])
-        return out
-
-    monkeypatch.setattr(np, "unique", column_inverse)
+    _emulate_numpy_2_0_0_column_inverse(monkeypatch)
     exact = LayerStates(4, ids, (0, 1), pre, post).atoms(job)
     assert exact is not None
     np.testing.assert_array_equal(exact.x, exact_1d.x)
