@@ -606,8 +606,8 @@ def _draw_components(n: int, n_draws: int, rng: np.random.Generator, base: np.nd
     if rest > 0:
         # residual allocation: the remainder in proportion to what the floors left out, so every component's
         # expected number of draws is exactly its share of n_draws (drawn in proportion to the weights instead,
-        # heavy components got floor + rest * share: 48% too many draws for an atom of 5% at 16,000 draws over
-        # 10,592 atoms); np.add.at gives a component picked twice two draws (a fancy-index += gave one)
+        # a component of share p got floor(n_draws p) + rest p, too many for the heavy ones when rest is large);
+        # np.add.at gives a component picked twice two draws (a fancy-index += gave one)
         left = exact - counts
         np.add.at(counts, rng.choice(n, size=rest, replace=True, p=left / left.sum()), 1)
     return rng.permutation(np.repeat(np.arange(n), counts))
