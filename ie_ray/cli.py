@@ -7,6 +7,7 @@ Every tool a user is told to run is a subcommand here; a tool's options and its 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import shutil
 import sys
@@ -15,18 +16,36 @@ from pathlib import Path
 from ie_ray.errors import ConfigError, StorageError
 
 
+def _layer_list(text: str) -> tuple[int, ...]:
+    """`--layers 2,8,14` -> (2, 8, 14); the config's own validation checks the range against the model."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--layers takes comma-separated block indices such as 2,8,14; got {text!r}") from None
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from ie_ray.config import load_config
     from ie_ray.store import run_dir_for
     from ie_ray.sweep import default_cache_dir, run_sweep
 
     config = load_config(args.config)
+    if args.layers:
+        config = dataclasses.replace(config, layers=_layer_list(args.layers))
     run_dir = Path(args.out).expanduser().resolve() if args.out else run_dir_for(config.name, config.content_hash())
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(args.cache_dir).expanduser().resolve() if args.cache_dir else default_cache_dir(run_dir)
     if args.fresh and cache_dir.exists():
         shutil.rmtree(cache_dir)
     print(f"[ie-ray] run directory: {run_dir} (finished shards cached in {cache_dir})", flush=True)
+    if args.extract_only:
+        from ie_ray.sweep import extract_only
+
+        for cell, directory in extract_only(config, run_dir, cache_dir).items():
+            print(f"[ie-ray] states of {cell}: {directory}")
+        print(f"[ie-ray] extracted, nothing reduced ({run_dir / 'extracted.json'}); the same command without "
+              "--extract-only reduces from these states")
+        return 0
     result = run_sweep(config, run_dir, cache_dir)
     from ie_ray.report import layer_view, model_view
 
@@ -96,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cache-dir", help="shard cache to reuse across runs (default: $IE_RAY_CACHE_DIR, else "
                                            "<run dir>/cache)")
     sweep.add_argument("--fresh", action="store_true", help="delete the shard cache first: recompute everything")
+    sweep.add_argument("--layers", help="comma-separated blocks replacing the config's `layers` (e.g. 2,8,14)")
+    sweep.add_argument("--extract-only", action="store_true",
+                       help="extract and keep the block states, reduce nothing (a GPU box fills the cache; the "
+                            "same command without the flag reduces later; states for `validate --real`)")
     sweep.set_defaults(func=_sweep)
     train = sub.add_parser("train-family", help="train (or reload) a scaling family of small models offline")
     train.add_argument("--config", required=True, help="family recipe YAML (e.g. jobs/configs/family-kjv.yaml)")

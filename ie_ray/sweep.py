@@ -244,6 +244,46 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
     return SweepResult(run_dir, mi, ie, layers_table, models_table, timer.seconds)
 
 
+def extract_only(config: SweepConfig, run_dir: Path, cache_dir: Path | None = None) -> dict[str, Path]:
+    """Extract and keep the block states of every cell of the config; reduce nothing. Returns the states
+    directory of each cell (`<model>/<cell>`, and `<model>/micro` for the single-token states).
+
+    Why a separate entry point: extraction needs the model and is what a GPU is for; the reduction needs only
+    the states. A GPU box fills the cache with `ie-ray sweep --extract-only`, and the same command without the
+    flag reduces later on any machine that sees the cache (finished streams are reused, never re-extracted).
+    The kept states also feed `ie-ray validate --smoothed --real DIR@block:position,...`. Streams are kept
+    whatever `extract.keep_states` says, and every requested layer goes in one pass: nothing is reduced, so
+    nothing could be deleted between passes; the free-space check refuses a pass the disk cannot hold before
+    any model loads.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shards = ShardCache(cache_dir if cache_dir is not None else default_cache_dir(run_dir))
+    started = time.perf_counter()
+    directories: dict[str, Path] = {}
+    with ray_messages_to(store.inside(run_dir, "ray.log")):
+        for plan in plan_sweep(config):
+            spec, dtype = plan.spec, config.extract.store_dtype
+            streams = streams_of_layers(plan.layers)
+            todo = []
+            for cell in plan.cells:
+                states = shards.cell_states(plan.fingerprint, cell.corpus.input_ids, cell.positions, dtype)
+                todo.append((states, cell.table, cell.positions, cell.key, streams))
+                directories[f"{spec.label}/{cell.key}"] = states.directory
+            if config.micro == "single_token":
+                micro = shards.cell_states(plan.fingerprint, plan.unique_tokens[:, None], [0], dtype)
+                todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro", streams))
+                directories[f"{spec.label}/micro"] = micro.directory
+            print(f"[ie-ray] extract only: {spec.label}, layers {plan.layers} (streams {streams}), "
+                  f"{len(plan.cells)} cells", flush=True)
+            _extract_cached(shards, todo, spec, config, _state_bytes(plan, config))
+    store.write_json(run_dir / "extracted.json", dict(
+        config_hash=config.content_hash(), versions=_versions(), cache_dir=str(shards.root),
+        wall_s=round(time.perf_counter() - started, 1), states={k: str(v) for k, v in directories.items()},
+        shards=dict(reused=shards.reused, computed=shards.computed),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+    return directories
+
+
 def _extract_cached(
     shards: ShardCache, todo: list[tuple[CellStates, pa.Table, list[int], str, list[int]]], spec: ModelSpec,
     config: SweepConfig, state_bytes: int,

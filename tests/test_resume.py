@@ -237,3 +237,40 @@ def test_killed_extraction_actor_restarts_and_output_is_unchanged(ray_local, tmp
         np.testing.assert_array_equal(ids, ids2)
         np.testing.assert_array_equal(pre, pre2)
         np.testing.assert_array_equal(post, post2)
+
+
+def test_extract_only_fills_the_cache_and_the_full_run_extracts_nothing_more(first_run, ray_local, tmp_path):
+    """`ie-ray sweep --extract-only` (a GPU box fills the cache) then the same sweep without it (reduce anywhere):
+    every stream is extracted once, by the first command, and the numbers equal an ordinary run's."""
+    from ie_ray.sweep import extract_only
+
+    config = parse_config(dict(RESUME_SWEEP, extract=dict(RESUME_SWEEP["extract"], keep_states=False)))
+    directories = extract_only(config, tmp_path)
+    assert set(directories) == {"tiny-gpt2/icl-country-2shot", "tiny-gpt2/micro"}
+    for directory in directories.values():  # block 0 reads streams 0 and 1: both sealed, kept despite keep_states
+        assert sorted(p.name for p in directory.glob("stream=*") if (p / MARKER).is_file()) == ["stream=0",
+                                                                                                  "stream=1"]
+    record = json.loads((tmp_path / "extracted.json").read_text())
+    assert record["shards"]["computed"] == {"extraction_streams": 4, "estimates": 0}
+    assert not (tmp_path / "mi.parquet").exists()  # nothing reduced
+    result = run_sweep(config, tmp_path)
+    assert _shards(tmp_path)["reused"]["extraction_streams"] == 4
+    assert _shards(tmp_path)["computed"]["extraction_streams"] == 0
+    _assert_same_rows(result.mi, first_run.mi)
+
+
+def test_extract_only_from_the_command_line_with_a_layer_override(ray_local, tmp_path, capsys):
+    from ie_ray.cli import main
+
+    config_file = tmp_path / "sweep.yaml"
+    config_file.write_text(yaml.safe_dump(RESUME_SWEEP))
+    assert main(["sweep", "--config", str(config_file), "--out", str(tmp_path / "run"), "--layers", "1",
+                 "--extract-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "streams [1, 2]" in printed and "nothing reduced" in printed
+    record = json.loads((tmp_path / "run" / "extracted.json").read_text())
+    assert sorted(record["states"]) == ["tiny-gpt2/icl-country-2shot", "tiny-gpt2/micro"]
+    assert not (tmp_path / "run" / "mi.parquet").exists()
+    assert main(["sweep", "--config", str(config_file), "--out", str(tmp_path / "bad"), "--layers", "one",
+                 "--extract-only"]) == 2
+    assert "comma-separated block indices" in capsys.readouterr().err
