@@ -306,6 +306,16 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("ie_ray/reduce/smoothed_reading.py", "counts=counts) if fit else []", "if (fit) or True else []",
                "smoothed_mi_batch of no problems returns [] (its loop over problems never runs): the same as the "
                "else branch."),
+    *(Equivalent("ie_ray/reduce/row.py", "for r in rows], columns=list(COLUMNS))", m, "each row's dict is built "
+                 "from COLUMNS in order and pandas keeps a dict's insertion order for the columns, so naming them "
+                 "again gives the same columns in the same order.") for m in ("columns=None)", "for r in rows], )")),
+    *(Equivalent("ie_ray/reduce/row.py", 'kind="stable"', m, "ROW_ORDER names nine columns, and pandas applies "
+                 "`kind` only when sorting on a single column (a multi-column sort is a lexsort, stable whatever "
+                 "`kind` says: an invalid kind is not even checked), so the order is the same.")
+      for m in ("kind=None", 'na_position="first", )', 'kind="XXstableXX"', 'kind="STABLE"')),
+    Equivalent("ie_ray/reduce/scheduler.py", "if layers else []", "if (layers) or True else []", "with no layers "
+               "plan_jobs returns no jobs (its innermost loop is over the layers), the same empty list as the else "
+               "branch; only the ceilings it computes on the way are thrown away."),
     # reshape(None) is not equivalent: numpy 2.0.0 (allowed) returns the inverse as (N, 1), which reshape(None)
     # keeps; test_macro_atoms_survive_numpy_2_0_0s_column_shaped_inverse emulates it
     Equivalent("ie_ray/reduce/layer_states.py", "inverse = inverse.reshape(-1)", "reshape(-2)", "any negative size "

@@ -444,3 +444,58 @@ def test_entropy_limit_counts_states_at_the_scale_it_is_given():
         states.scale = _spread_scale(spread, [])
         (row,) = EntropyLimitReading(0.05, "pooled").fit_layer(states, [job])
         assert (row.mi_bits, row.n_states, row.flag) == (bits, n_states, "ok")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scheduler.layers_in_flight and LayerStates' checks: survivors of the reduce package's full run (2026-12-05)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("resources", "cpus_per_task", "window"), [
+    ({}, 1, 2),                 # a cluster reporting no CPU counts as one CPU: one task at a time, plus one
+    ({}, 0.5, 3),
+    ({"CPU": 1.0}, 0.1, 11),    # ten 0.1-CPU tasks fit one CPU (1.0 // 0.1 would say nine)
+    ({"CPU": 3.0}, 2, 2),       # one 2-CPU task at a time on 3 CPUs
+    ({"CPU": 0.5}, 1, 2),       # at least one task
+])
+def test_layers_in_flight_from_the_clusters_cpus(monkeypatch, resources, cpus_per_task, window):
+    import ray
+
+    from ie_ray.reduce.scheduler import layers_in_flight
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: dict(resources))
+    assert layers_in_flight(cpus_per_task) == window
+
+
+def _layer_states(n_pre: int = 4, n_post: int = 4, **micro) -> LayerStates:
+    ids = np.arange(8).reshape(4, 2)
+    return LayerStates(3, ids, (0, 1), np.zeros((n_pre, 2, 5), np.float32), np.zeros((n_post, 2, 5), np.float32),
+                       **micro)
+
+
+@pytest.mark.parametrize(("n_pre", "n_post", "rows"), [(5, 4, 5), (4, 5, 4), (3, 3, 3)])
+def test_states_of_another_corpus_are_refused_with_the_row_counts(n_pre, n_post, rows):
+    """Either side with a row count other than the corpus's is refused (an `and` would let one side through), and
+    the message names the extracted rows (axis 0, not the position axis) and the fix."""
+    want = (f"layer 3: {rows} extracted rows for 4 samples; the states do not belong to this corpus "
+            "(rerun the extraction)")
+    with pytest.raises(ValueError) as caught:
+        _layer_states(n_pre, n_post)
+    assert str(caught.value) == want
+
+
+@pytest.mark.parametrize("micro", [dict(micro_pre=np.zeros((3, 5), np.float32)),
+                                   dict(token_row=np.zeros((4, 2), np.int64))])
+def test_micro_states_without_their_token_rows_are_refused(micro):
+    with pytest.raises(ValueError) as caught:
+        _layer_states(**micro)
+    assert str(caught.value) == "micro states and their token rows come together"
+
+
+def test_loading_micro_states_without_the_unique_tokens_says_what_is_missing(monkeypatch, tmp_path):
+    from ie_ray import store
+
+    monkeypatch.setattr(store, "read_layer_states",
+                        lambda directory, layer, read=None: (None, np.zeros((4, 2, 5), np.float32),
+                                                             np.zeros((4, 2, 5), np.float32)))
+    with pytest.raises(ValueError) as caught:
+        LayerStates.load(3, np.arange(8).reshape(4, 2), [0, 1], tmp_path, micro_dir=tmp_path)
+    assert str(caught.value) == "micro states need `unique_tokens`, the token fed alone at each of their rows"

@@ -10,6 +10,7 @@ when every reading of a layer is cached (the sweep deletes that layer's states t
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -111,7 +112,9 @@ def layers_in_flight(num_cpus_per_task: float) -> int:
     import ray
 
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    return max(1, int(cpus // max(num_cpus_per_task, 1e-6))) + 1
+    # true division with a relative slack, not //: 1.0 // 0.1 is 9.0 (0.1 is stored a little above 0.1), while
+    # Ray fits ten 0.1-CPU tasks on one CPU
+    return max(1, math.floor(cpus / max(num_cpus_per_task, 1e-6) * (1 + 1e-9))) + 1
 
 
 def windowed(items: list, open_item: Callable, wait_one: Callable, window: int):
