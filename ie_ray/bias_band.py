@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -196,13 +196,33 @@ def leave_one_population_out(table: pd.DataFrame, kind: str = "relative", name: 
                             f"{name}_abstained": np.isnan(low)})
 
 
-def save_bands(bands: Mapping[tuple[str, float], BiasBand], path: Path, source: str) -> None:
-    """Write the bands as JSON with where they were measured (`source`: the calibration's command or table)."""
+def save_bands(bands: Mapping[tuple[str, float], BiasBand], path: Path, source: str,
+               models: Sequence[str] = (), headline_taus: Sequence[float] = ()) -> None:
+    """Write the bands as JSON with where they were measured (`source`: the calibration's command or table),
+    the models whose states the real laws were (`models`: the bands hold for their readings, not another model's)
+    and the taus at which the relative band was adopted (`headline_taus`: a sweep's headline IE carries it there,
+    `headline_band`)."""
     from ie_ray import store
 
     store.write_json(Path(path), {"source": source, "scale_floor_bits": SCALE_FLOOR_BITS, "flag": BAND_FLAG,
-                                  "fraction_range": list(FRACTION_RANGE),
+                                  "fraction_range": list(FRACTION_RANGE), "models": list(models),
+                                  "headline_taus": [float(t) for t in headline_taus],
                                   "bands": [asdict(b) for b in sorted(bands.values(), key=lambda b: (b.kind, b.tau))]})
+
+
+def headline_band(path: Path, tau: float) -> tuple[BiasBand, list[str]] | None:
+    """The relative band a sweep's headline IE carries at `tau`, with the models it was calibrated on; None when
+    the file is missing, or the calibration did not adopt the band at this tau, or names no model (issue 24:
+    adopted only where its leave-one-law-out coverage reached 90% on real and synthetic laws)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    models = list(data.get("models", []))
+    if not models or not any(math.isclose(float(t), tau) for t in data.get("headline_taus", [])):
+        return None
+    band = next((b for (k, t), b in load_bands(path).items() if k == "relative" and math.isclose(t, tau)), None)
+    return (band, models) if band is not None else None
 
 
 def load_bands(path: Path) -> dict[tuple[str, float], BiasBand]:

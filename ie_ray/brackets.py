@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ie_ray.bias_band import BAND_FLAG, BiasBand, band_interval, load_bands
+from ie_ray.bias_band import BAND_FLAG, BiasBand, band_interval, headline_band, load_bands
 from ie_ray.ie import information_emergence
 
-__all__ = ["ie_brackets", "reading_intervals", "write_brackets"]
+__all__ = ["ie_brackets", "reading_intervals", "with_calibrated_interval", "write_brackets"]
 
 KEYS = ["model", "corpus", "shots", "layer", "position"]
 #: Where `ie-ray validate --smoothed --real` writes the bands (relative to the repository root, the usual cwd).
@@ -95,6 +95,30 @@ def ie_brackets(mi: pd.DataFrame, tau: float,
         if np.isclose(band_tau, tau):
             table = table.merge(_ie_band(smoothed, band, BAND_COLUMNS[kind]), on=KEYS, how="left")
     return table.sort_values(KEYS).reset_index(drop=True)
+
+
+def with_calibrated_interval(ie: pd.DataFrame, mi: pd.DataFrame, tau: float,
+                             bands_path: Path | None = None) -> pd.DataFrame:
+    """The IE table with the headline's calibrated interval, `ie_sigma_cal_low` / `ie_sigma_cal_high`, where the
+    calibration adopted a band at the headline tau (issue 24: the headline row carries it; the bracket stays in
+    `ie-ray brackets`' columns). Only the rows of the models the band was calibrated on get values: another
+    model's laws were not measured, so its rows stay NaN (calibrate on its kept states first). Unchanged (no
+    columns) when no band is adopted at this tau or the bands file is missing.
+
+    Default file: the repository's results/validation/smoothed-real/bias_bands.json."""
+    from ie_ray import store
+
+    path = Path(bands_path) if bands_path is not None else store.REPO_ROOT / DEFAULT_BANDS
+    found = headline_band(path, tau)
+    if found is None:
+        return ie
+    band, models = found
+    smoothed = mi[(mi.reading == "smoothed") & np.isclose(mi.tau.astype(float), tau) & mi.model.isin(models)]
+    columns = ["ie_sigma_cal_low", "ie_sigma_cal_high"]
+    if smoothed.empty:
+        return ie.assign(**{c: np.nan for c in columns})
+    calibrated = _ie_band(smoothed, band, "ie_sigma_cal")
+    return ie.drop(columns=[c for c in columns if c in ie], errors="ignore").merge(calibrated, on=KEYS, how="left")
 
 
 def write_brackets(run_dir: Path, tau: float, bands_path: Path | None = DEFAULT_BANDS) -> pd.DataFrame:

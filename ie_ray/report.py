@@ -94,6 +94,7 @@ def figure_of_run(ie: pd.DataFrame, readings: pd.DataFrame | None = None):
 
 #: Columns of the per-layer view, in reading order: headline with interval, entropy limit, MINE with interval.
 LAYER_VIEW = ["model", "corpus", "shots", "layer", "position", "ie_bits", "ci_low", "ci_high", "flag",
+              "ie_sigma_cal_low", "ie_sigma_cal_high",
               "ie_limit_bits", "ie_mine_bits", "ie_mine_ci_low", "ie_mine_ci_high", "ie_mine_flag"]
 MODEL_VIEW = ["model", "corpus", "shots", "n_layers", "ie_mean_bits", "ie_mean_ci_low", "ie_mean_ci_high", "flag",
               "ie_limit_mean_bits", "ie_mine_mean_bits", "ie_mine_mean_ci_low", "ie_mine_mean_ci_high", "ie_mine_flag"]

@@ -18,6 +18,7 @@ import pyarrow as pa
 import yaml
 
 from ie_ray import store
+from ie_ray.brackets import with_calibrated_interval
 from ie_ray.cache import CellStates, ShardCache, content_key
 from ie_ray.capture import streams_of_layers
 from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
@@ -215,6 +216,8 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
         tau = config.smoothed_params().tau
         readings = ie_by_reading(mi, micro_source="micro" if config.micro == "single_token" else "macro")
         ie = side_by_side(readings, config.headline, tau)
+        if config.headline == "smoothed":  # the calibrated interval where the calibration adopted one (issue 24)
+            ie = with_calibrated_interval(ie, mi, tau)
         layers_table = layer_summary(ie)
         models_table = models_side_by_side(readings, config.headline, tau)
         store.write_table(run_dir / "mi.parquet", mi)

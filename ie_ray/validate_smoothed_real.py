@@ -95,6 +95,7 @@ class Population:
     counts: np.ndarray
     scale_x: Scale
     scale_y: Scale
+    model: str = ""  # the model whose states these are (real laws): the bands are valid for its readings
 
     @property
     def atoms(self) -> int:
@@ -160,7 +161,7 @@ def real_population(run_dir: Path, block: int, position: int, rule: str = DEFAUL
     name = Path(run_dir).name if (Path(run_dir) / "manifest.json").is_file() else states_dir.parents[3].name
     return Population(f"{name} block {block} position {position}", "real",
                       pre[first, position].astype(np.float32), post[first, position].astype(np.float32),
-                      counts.astype(np.int64), sx, sy)
+                      counts.astype(np.int64), sx, sy, model=states_dir.parent.name)
 
 
 def synthetic_population(d: int, support: int, seed: int = 0) -> Population:
@@ -396,7 +397,10 @@ def write_report(out_dir: Path, table: pd.DataFrame, populations: Sequence[Popul
     store.write_table(out_dir / "calibration_summary.parquet", summary, csv=True)
     store.write_table(out_dir / "adoption.parquet", adopt, csv=True)
     bands = {(b.kind, tau): b for kind in KINDS for tau, b in fit_bands(table, kind).items()}
-    save_bands(bands, out_dir / BANDS_FILE, source=f"{command} (every population; {out_dir}/calibration.parquet)")
+    adopted = adopt.set_index("candidate").adopted_at_taus.get("band", "-")
+    save_bands(bands, out_dir / BANDS_FILE, source=f"{command} (every population; {out_dir}/calibration.parquet)",
+               models=sorted({p.model for p in populations if p.kind == "real" and p.model}),
+               headline_taus=[float(t) for t in str(adopted).split() if t != "-"])
     truths = table.groupby(["population", "kind", "atoms", "tau"], as_index=False)[
         ["truth_bits", "truth_se_bits"]].first()
     pivot_bias = summary.pivot_table(index=["kind", "tau", "fraction"], columns="candidate", values="bias_pct")

@@ -85,3 +85,54 @@ def test_calibrated_interval_of_ie_by_hand(tmp_path) -> None:
     save_bands(bands, tmp_path / "bands.json", "test")
     assert "ie_band_low" in write_brackets(tmp_path, 0.25, tmp_path / "bands.json")
     assert "ie_band_low" not in write_brackets(tmp_path, 0.25, tmp_path / "nothing.json")
+
+
+def _with_ci(mi: pd.DataFrame) -> pd.DataFrame:
+    ci = {("macro", 0): (0.9, 1.1), ("macro", 1): (3.8, 4.1), ("micro", 0): (0.45, 0.55), ("micro", 1): (1.4, 1.6)}
+    return mi.assign(ci_low=[ci.get((r.level, r.position), (np.nan, np.nan))[0] for r in mi.itertuples()],
+                     ci_high=[ci.get((r.level, r.position), (np.nan, np.nan))[1] for r in mi.itertuples()])
+
+
+def test_the_headline_carries_the_adopted_band_for_the_calibrated_models_only(tmp_path) -> None:
+    """A sweep's IE table gets `ie_sigma_cal_*` where the calibration adopted the relative band at the headline
+    tau: the same numbers as the by-hand test above (macro(1) [3.0, 4.5], micro(0) [0.35, 0.6]), for the model
+    the band was calibrated on; another model's rows stay NaN."""
+    from ie_ray.bias_band import BiasBand, save_bands
+    from ie_ray.brackets import with_calibrated_interval
+    from ie_ray.ie import ie_by_reading, side_by_side
+
+    one = _with_ci(_mi()).query("reading == 'smoothed'")  # its entropy-limit row has no micro rows
+    mi = pd.concat([one, one.assign(model="other")], ignore_index=True)
+    ie = side_by_side(ie_by_reading(mi, micro_source="micro"), "smoothed", 0.25)
+    bands = {("relative", 0.25): BiasBand(0.25, -0.1, 0.2, 9, 3)}
+    path = tmp_path / "bands.json"
+    save_bands(bands, path, "test", models=["m"], headline_taus=[0.25])
+    got = with_calibrated_interval(ie, mi, 0.25, path).set_index(["model", "position"])
+    assert got.loc[("m", 1), "ie_sigma_cal_low"] == pytest.approx(3.0 - (0.6 + 1.6) / 2)
+    assert got.loc[("m", 1), "ie_sigma_cal_high"] == pytest.approx(4.5 - (0.35 + 1.4) / 2)
+    assert got.loc[("m", 0), "ie_sigma_cal_low"] == pytest.approx(0.9 - 0.6)
+    assert got.loc["other", ["ie_sigma_cal_low", "ie_sigma_cal_high"]].isna().all().all()
+    assert len(got) == len(ie) and (got.ie_bits.to_numpy() == ie.set_index(["model", "position"]).ie_bits.to_numpy()).all()
+    # not adopted at this tau, no model named, or no file: the table is returned as it was
+    save_bands(bands, path, "test", models=["m"], headline_taus=[0.5])
+    assert "ie_sigma_cal_low" not in with_calibrated_interval(ie, mi, 0.25, path)
+    save_bands(bands, path, "test", models=[], headline_taus=[0.25])
+    assert "ie_sigma_cal_low" not in with_calibrated_interval(ie, mi, 0.25, path)
+    assert "ie_sigma_cal_low" not in with_calibrated_interval(ie, mi, 0.25, tmp_path / "nothing.json")
+    # only other models in the run: the columns are there, empty
+    save_bands(bands, path, "test", models=["m"], headline_taus=[0.25])
+    others = mi[mi.model == "other"]
+    alone = with_calibrated_interval(side_by_side(ie_by_reading(others, micro_source="micro"), "smoothed", 0.25), others, 0.25, path)
+    assert alone.ie_sigma_cal_low.isna().all()
+
+
+def test_the_committed_bands_name_their_model_and_the_headline_tau() -> None:
+    """The calibration records what the sweep needs: SmolLM2-135M's laws, the band adopted at tau 0.25 only."""
+    from ie_ray.bias_band import headline_band
+    from ie_ray.brackets import DEFAULT_BANDS
+    from ie_ray.store import REPO_ROOT
+
+    found = headline_band(REPO_ROOT / DEFAULT_BANDS, 0.25)
+    assert found is not None and found[1] == ["smollm2-135m"]
+    assert found[0].kind == "relative" and found[0].low < 0 < found[0].high
+    assert headline_band(REPO_ROOT / DEFAULT_BANDS, 0.5) is None

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from ie_ray.brackets import with_calibrated_interval
 from ie_ray.config import parse_config
 from ie_ray.ie import ie_by_reading, information_emergence, side_by_side
 from ie_ray.sweep import run_sweep
@@ -78,8 +79,11 @@ def test_ie_table_follows_the_formula(tiny_run):
     mi = pd.read_parquet(tiny_run.run_dir / "mi.parquet")
     ie = pd.read_parquet(tiny_run.run_dir / "ie.parquet")
     assert len(ie) == 2 * 2 * 4  # models x layers x positions
-    recomputed = side_by_side(ie_by_reading(mi), "smoothed", 0.25)
+    recomputed = with_calibrated_interval(side_by_side(ie_by_reading(mi), "smoothed", 0.25), mi, 0.25)
     pd.testing.assert_frame_equal(ie.reset_index(drop=True), recomputed.reset_index(drop=True))
+    # the calibrated interval's columns are there (a band is adopted at tau 0.25), empty: the band was measured on
+    # SmolLM2-135M's laws, not on these tiny models'
+    assert ie.ie_sigma_cal_low.isna().all() and ie.ie_sigma_cal_high.isna().all()
     assert (ie.headline == "smoothed tau=0.25").all()
     row = ie[(ie.model == "tiny-llama") & (ie.layer == 3) & (ie.position == 3)].iloc[0]
     sel = mi[(mi.model == "tiny-llama") & (mi.layer == 3)]
