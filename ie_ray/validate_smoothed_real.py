@@ -430,7 +430,7 @@ def write_report(out_dir: Path, table: pd.DataFrame, populations: Sequence[Popul
         "Adopted where both kinds of law reach the coverage: "
         + ("; ".join(f"`{r.candidate}` at tau {r.adopted_at_taus}" for r in adopt.itertuples()
                      if r.adopted_at_taus != "-") or "nothing")
-        + f". The bands fitted on every law are in `{BANDS_FILE}` (read by `ie-ray brackets`); `band` and "
+        + f". The bands fitted on every law are in `{BANDS_FILE}` (read by `ie-ray brackets`, and by every sweep, whose headline IE carries the relative band at the taus where `band` is adopted, for the models named there); `band` and "
         "`band_bracket` are judged leaving each law out of their own fit, so their coverage is that of a law not "
         "seen. A band abstains on readings not flagged `undersampled` (`answered` counts the rest).",
         "",
