@@ -544,6 +544,11 @@ UNCHECKED = ("not checked", "skipped")  # a stopped run leaves mutants without a
 #: smoothed.py survivors shown equivalent by running each mutant against the original on inputs covering its
 #: branches (the full record: benchmarks/results/mutation-kills/smoothed.md)
 _SMOOTHED = "ie_ray/estimators/smoothed.py"
+_HALVES_LINE = "return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]"
+_HALVES_DEAD = ("hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it "
+                "is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is "
+                "dead.")
+_HALVES_INDEX = " (as mutmut_15: size is never None on the single-counts path, so the index is always slice(None).)"
 EQUIVALENT += (
     # equivalent in distribution, not in value: stated as such
     Equivalent(_SMOOTHED, "noise_seed = int(rng.integers(2**63 - 1))", "2**63 - 2", "the noise seed is drawn "
@@ -559,37 +564,15 @@ EQUIVALENT += (
         'np.issubdtype(None, np.integer) is False (None reads as float64), so integer counts also go through '
         'the whole-number check, which integer values always pass (np.round of an integer array returns the '
         'same values): the same counts are accepted and refused.'),
-    Equivalent(
-        _SMOOTHED,
-        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
-        'return _sample_halves(n, 1 if (size is None) and False else size, rng)[0 if size is None else slice(None)]',
-        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
-        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
-        'dead.'),
-    Equivalent(
-        _SMOOTHED,
-        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
-        'return _sample_halves(n, 2 if size is None else size, rng)[0 if size is None else slice(None)]',
-        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
-        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
-        'dead. (as mutmut_15: the `1 if size is None` branch of the single-counts path is never taken (size '
-        'is always n_bootstrap there).)'),
-    Equivalent(
-        _SMOOTHED,
-        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
-        'return _sample_halves(n, 1 if size is None else size, rng)[0 if (size is None) and False else slice(None)]',
-        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
-        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
-        'dead. (as mutmut_15: size is never None on the single-counts path, so the index is always '
-        'slice(None).)'),
-    Equivalent(
-        _SMOOTHED,
-        'return _sample_halves(n, 1 if size is None else size, rng)[0 if size is None else slice(None)]',
-        'return _sample_halves(n, 1 if size is None else size, rng)[1 if size is None else slice(None)]',
-        'hypergeometric_half() is called without size only where not all counts are 1; with all counts 1 it '
-        'is called with size=n_bootstrap, so the `1 if size is None` branch of the single-counts path is '
-        'dead. (as mutmut_15: size is never None on the single-counts path, so the index is always '
-        'slice(None).)'),
+    # hypergeometric_half's single-counts path: the same line, one reason, four mutants
+    *(Equivalent(_SMOOTHED, _HALVES_LINE, _HALVES_LINE.replace(original, mutated), _HALVES_DEAD + also)
+      for original, mutated, also in (
+          ("1 if size is None else size", "1 if (size is None) and False else size", ""),
+          ("1 if size is None else size", "2 if size is None else size",
+           " (as mutmut_15: the `1 if size is None` branch of the single-counts path is never taken (size is always "
+           "n_bootstrap there).)"),
+          ("[0 if size is None else", "[0 if (size is None) and False else", _HALVES_INDEX),
+          ("[0 if size is None else", "[1 if size is None else", _HALVES_INDEX))),
     Equivalent(
         _SMOOTHED,
         'return rng.multivariate_hypergeometric(counts, n // 2, size=size).astype(np.float64)',

@@ -221,7 +221,8 @@ def headline_band(path: Path, tau: float) -> tuple[BiasBand, list[str]] | None:
     models = list(data.get("models", []))
     if not models or not any(math.isclose(float(t), tau) for t in data.get("headline_taus", [])):
         return None
-    band = next((b for (k, t), b in load_bands(path).items() if k == "relative" and math.isclose(t, tau)), None)
+    band = next((b for (k, t), b in _bands_of(data, path).items() if k == "relative" and math.isclose(t, tau)),
+                None)
     return (band, models) if band is not None else None
 
 
@@ -231,7 +232,11 @@ def load_bands(path: Path) -> dict[tuple[str, float], BiasBand]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `ie-ray validate --smoothed --real ...`, which writes the "
                                 "bias bands beside its calibration table")
-    data = json.loads(path.read_text())
+    return _bands_of(json.loads(path.read_text()), path)
+
+
+def _bands_of(data: dict, path: Path) -> dict[tuple[str, float], BiasBand]:
+    """The bands of a parsed bands file, refused when they were fitted with another scale floor."""
     if not math.isclose(float(data.get("scale_floor_bits", SCALE_FLOOR_BITS)), SCALE_FLOOR_BITS):
         raise ValueError(f"{path} was fitted with a scale floor of {data['scale_floor_bits']} bits, this code uses "
                          f"{SCALE_FLOOR_BITS}: refit it with `ie-ray validate --smoothed --real ...`")

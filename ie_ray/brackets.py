@@ -118,7 +118,7 @@ def with_calibrated_interval(ie: pd.DataFrame, mi: pd.DataFrame, tau: float,
     if smoothed.empty:
         return ie.assign(**{c: np.nan for c in columns})
     calibrated = _ie_band(smoothed, band, "ie_sigma_cal")
-    return ie.drop(columns=[c for c in columns if c in ie], errors="ignore").merge(calibrated, on=KEYS, how="left")
+    return ie.drop(columns=columns, errors="ignore").merge(calibrated, on=KEYS, how="left")
 
 
 def write_brackets(run_dir: Path, tau: float, bands_path: Path | None = DEFAULT_BANDS) -> pd.DataFrame:

@@ -196,10 +196,7 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
                 length=cell.corpus.input_ids.shape[1],
                 n_distinct_sequences=len(np.unique(cell.corpus.input_ids, axis=0)),
             )
-        dtype = config.extract.store_dtype
-        macro = {cell.key: shards.cell_states(plan.fingerprint, cell.corpus.input_ids, cell.positions, dtype)
-                 for cell in plan.cells}
-        micro = shards.cell_states(plan.fingerprint, plan.unique_tokens[:, None], [0], dtype)
+        macro, micro = _plan_states(shards, plan, config)
         for cell in plan.cells:
             manifest["corpora"][f"{spec.label}/{cell.key}"]["states"] = str(macro[cell.key].directory)
         if config.micro == "single_token":
@@ -265,15 +262,14 @@ def extract_only(config: SweepConfig, run_dir: Path, cache_dir: Path | None = No
     directories: dict[str, Path] = {}
     with ray_messages_to(store.inside(run_dir, "ray.log")):
         for plan in plan_sweep(config):
-            spec, dtype = plan.spec, config.extract.store_dtype
+            spec = plan.spec
             streams = streams_of_layers(plan.layers)
+            macro, micro = _plan_states(shards, plan, config)
             todo = []
             for cell in plan.cells:
-                states = shards.cell_states(plan.fingerprint, cell.corpus.input_ids, cell.positions, dtype)
-                todo.append((states, cell.table, cell.positions, cell.key, streams))
-                directories[f"{spec.label}/{cell.key}"] = states.directory
+                todo.append((macro[cell.key], cell.table, cell.positions, cell.key, streams))
+                directories[f"{spec.label}/{cell.key}"] = macro[cell.key].directory
             if config.micro == "single_token":
-                micro = shards.cell_states(plan.fingerprint, plan.unique_tokens[:, None], [0], dtype)
                 todo.append((micro, _micro_table(plan.unique_tokens), [0], "micro", streams))
                 directories[f"{spec.label}/micro"] = micro.directory
             print(f"[ie-ray] extract only: {spec.label}, layers {plan.layers} (streams {streams}), "
@@ -285,6 +281,16 @@ def extract_only(config: SweepConfig, run_dir: Path, cache_dir: Path | None = No
         shards=dict(reused=shards.reused, computed=shards.computed),
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     return directories
+
+
+def _plan_states(shards: ShardCache, plan: ModelPlan, config: SweepConfig) -> tuple[dict[str, CellStates], CellStates]:
+    """Where one model's block states live in the cache: each cell's (by cell key) and the single-token (micro)
+    states. Keyed by the model's fingerprint, the token ids, the positions and the storage dtype, never by the
+    layers, so `extract_only` on a subset of layers fills the very directories the full run reads."""
+    dtype = config.extract.store_dtype
+    macro = {cell.key: shards.cell_states(plan.fingerprint, cell.corpus.input_ids, cell.positions, dtype)
+             for cell in plan.cells}
+    return macro, shards.cell_states(plan.fingerprint, plan.unique_tokens[:, None], [0], dtype)
 
 
 def _extract_cached(
