@@ -592,11 +592,6 @@ EQUIVALENT += (
         'for bit).'),
     Equivalent(
         _SMOOTHED,
-        'counts[rng.choice(n, size=rest, replace=True, p=base / base.sum())] += 1',
-        'counts[rng.choice(n, size=rest, p=base / base.sum())] += 1',
-        "replace=True is Generator.choice's default."),
-    Equivalent(
-        _SMOOTHED,
         'repeated = np.flatnonzero(counts[inverse] > 1)',
         'repeated = None',
         'repeated = None indexes every row (x[None] is x with a leading axis, rep = first[inverse[None]] each'
@@ -788,6 +783,35 @@ EQUIVALENT += (
         'no longer shares memory with the kept block, and no caller writes into the noise (it is only read by'
         ' _distances). (as mutmut_35: with one block, torch.cat([block]) has the same values as the block '
         'itself.)'),
+    Equivalent(
+        _SMOOTHED,
+        'np.add.at(counts, rng.choice(n, size=rest, replace=True, p=left / left.sum()), 1)',
+        'np.add.at(counts, rng.choice(n, size=rest, p=left / left.sum()), 1)',
+        "replace=True is Generator.choice's default."),
+    *(Equivalent(_SMOOTHED, 'member_weight = torch.as_tensor(members, dtype=dtype, device=device)', mutated,
+                 "member_weight (0/1 per sample and replicate) is only read by being assigned into a slice of "
+                 "w_chunk, a row gather of draw_weight in the estimator's dtype, which casts on assignment; 0 and 1 "
+                 "are exact in every dtype, so the same values reach the sums (a float32 run then holds the (N, B) "
+                 "0/1 matrix in float64: memory only, and small beside the (chunk x U) work arrays).")
+      for mutated in ('torch.as_tensor(members, dtype=None, device=device)',
+                      'torch.as_tensor(members, device=device)')),
+    Equivalent(
+        _SMOOTHED,
+        'S = _excluded_sums(D, G, a, b, rows, idx, E, cols, clip=False)',
+        'S = _excluded_sums(D, G, a, b, rows, idx, E, cols, clip=None)',
+        '_excluded_sums reads clip only as `if clip:`, where None is False.'),
+    Equivalent(
+        _SMOOTHED,
+        'most = max(1, min(chunk, step, len(own)))',
+        'most = max(1, min(chunk, step, ))',
+        'step = min(min_draws, n_draws) and len(own) = n_draws (_draw_components and _draw_samples return '
+        'exactly n_draws draws), so len(own) is never below step: the minimum is the same.'),
+    Equivalent(
+        _SMOOTHED,
+        'active[t] = False',
+        'active[t] = None',
+        'active is only read for its truth (any(active), `if not active[t]`, `if active[t] and ...`), where '
+        'None is False.'),
 )
 
 
@@ -998,9 +1022,10 @@ def save_verdicts(work: Path, key: str, baseline: bool, codes_by_path: dict[str,
         _verdicts_path(key, path, baseline).write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
 
 
-def load_verdicts(key: str, baseline: bool) -> dict:
-    """The saved verdicts of every module of `key` (as `--only` leaves it); where a module's source changed since,
-    only the verdicts of its unchanged functions are kept (a changed function's mutants are not the same ones).
+def load_verdicts(key: str, baseline: bool, source_root: Path = ROOT) -> dict:
+    """The saved verdicts of every module of `key` (as `--only` leaves it); where a module's source (under
+    `source_root`: the repository, or a kept copy's original) changed since, only the verdicts of its unchanged
+    functions are kept (a changed function's mutants are not the same ones).
     {"wall_s": the longest saved run, "modules": {path: entry}}."""
     modules = {}
     for module in TARGETS[key].paths:
@@ -1008,9 +1033,9 @@ def load_verdicts(key: str, baseline: bool) -> dict:
         if not path.exists():
             raise FileNotFoundError(f"no saved verdicts for {module} at {path}: run it without --resume first")
         entry = json.loads(path.read_text())
-        if _source_hash(ROOT / module) != entry["source_sha256"]:
+        if _source_hash(source_root / module) != entry["source_sha256"]:
             # keep the verdicts of the functions that did not change; the others' mutants run again
-            now, then = _function_hashes(ROOT / module), entry.get("function_sha256", {})
+            now, then = _function_hashes(source_root / module), entry.get("function_sha256", {})
             entry["codes"] = {name: (code if now.get(f := _function_of(name, module)) == then.get(f) else None)
                               for name, code in entry["codes"].items()}
             changed = sorted({_function_of(n, module) for n, c in entry["codes"].items() if c is None} &
@@ -1279,6 +1304,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sum(c == 0 for c in verdicts.values())} survived", file=sys.stderr)
             runs = collect(args.finish, key, baseline=args.baseline)
         elif args.collect:
+            # a run stopped before it merged the saved verdicts (killed, not timed out) has only its own: merge
+            # them here, or recording it would forget every mutant the earlier runs checked
+            try:
+                _merge_saved(args.collect, load_verdicts(key, args.baseline, source_root=args.collect))
+            except FileNotFoundError:
+                pass
             runs = collect(args.collect, key, baseline=args.baseline)
         else:
             runs = run_module(key, baseline=args.baseline, children=args.children, limit_s=args.limit_min * 60,

@@ -1090,3 +1090,288 @@ def test_distances_and_noise_projections_of_the_draws() -> None:
             for s in (0, 1):
                 np.testing.assert_allclose(D[s].numpy(), want_D[s], atol=1e-12)
                 np.testing.assert_allclose(G[s].numpy(), want_G[s], atol=1e-12)
+
+
+# --- the per-problem driver, `_one_problem`: formula, overflow, adaptive stop, devices, work arrays ------------------
+
+
+def _identity_scale(d: int) -> sm.Scale:
+    """A Scale that leaves states as they are (center 0, spread 1): sigma = tau sqrt(d) in the states' own units."""
+    return sm.Scale(center=np.zeros(d), spread=np.ones(d))
+
+
+def _mixture_mi_bits(a: np.ndarray, b: np.ndarray, w: np.ndarray, sig_a: float, sig_b: float, n: int,
+                     seed: int) -> tuple[float, float]:
+    """I(X + sig_a e; Y + sig_b e') of the law putting weight w_j on the pair (a_j, b_j), by plain Monte Carlo
+    with numpy/scipy (a reference written without the estimator's code): (bits, standard error in bits)."""
+    rng = np.random.default_rng(seed)
+    p = w / w.sum()
+    comp = rng.choice(len(p), size=n, p=p)
+    xs = a[comp] + sig_a * rng.normal(size=(n, a.shape[1]))
+    ys = b[comp] + sig_b * rng.normal(size=(n, b.shape[1]))
+    lx = -((xs[:, None, :] - a[None]) ** 2).sum(2) / (2 * sig_a**2)
+    ly = -((ys[:, None, :] - b[None]) ** 2).sum(2) / (2 * sig_b**2)
+    lp = np.log(p)[None]
+    pmi = logsumexp(lx + ly + lp, 1) - logsumexp(lx + lp, 1) - logsumexp(ly + lp, 1)
+    return float(pmi.mean() / LN2), float(pmi.std() / math.sqrt(n) / LN2)
+
+
+def test_plugin_equals_a_plain_monte_carlo_of_the_smoothed_mixture_on_a_lopsided_law() -> None:
+    """The estimate of a known law (weights) is I_sigma of that law: recomputed by plain Monte Carlo with numpy
+    (`_mixture_mi_bits`) on a law whose two sides differ (6 atoms in 3-D on x, their parity on a 1-D y, unequal
+    weights), so that swapping the x and y densities in the pointwise MI, or using one of them twice, is off by
+    about the entropy gap between the sides (more than a bit here). Agreement within 4 combined standard errors.
+    Also the sample path (counts): 6 atoms seen 3, 1, 2, 2, 1, 1 times are the law with those weights."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 3)) * 1.2
+    b = (np.arange(6) % 2).astype(float)[:, None]
+    w = np.array([3.0, 1.0, 2.0, 2.0, 1.0, 1.0])
+    tau = 0.3
+    params = sm.SmoothedParams(tau=tau, taus=(), n_draws=6000, min_draws=6000, n_bootstrap=2, dtype="float64",
+                               mc_tolerance_fraction=0.0)
+    ref, ref_se = _mixture_mi_bits(a, b, w, tau * math.sqrt(3), tau * 1.0, 200_000, seed=11)
+    assert 0.3 < ref < 0.99  # a law where the pointwise MI's three densities all matter
+    for kwargs in (dict(weights=w), dict(counts=w.astype(np.int64))):
+        r = sm.smoothed_mi(a, b, params, seed=5, scale_x=_identity_scale(3), scale_y=_identity_scale(1),
+                           **kwargs).at(tau)
+        assert abs(r.plugin_bits - ref) <= 4 * math.hypot(r.mc_se_bits, ref_se) + 1e-3, (kwargs.keys(), r, ref)
+
+
+def _draw_plan(u: int, n_draws: int, seed: int) -> tuple[np.ndarray, int]:
+    """The components a known law of u equal weights draws, and the noise seed, as `_one_problem` derives them."""
+    rng = np.random.default_rng(seed)
+    own = sm._draw_components(u, n_draws, rng, np.ones(u))
+    return own, int(rng.integers(2**63 - 1))
+
+
+def _exponent_problem(x_gain: float | None, y_gain: float | None, d: int = 200, tau: float = 0.25, seed: int = 2):
+    """Four far-apart atoms (x and y in d dimensions each) and one more, atom j, placed from the first draw's own
+    atom i along that draw's noise z on each side: z scaled by c gives the draw's shifted exponent for j
+    (2c - c^2) |z|^2 / 2 (the own exponent is 0). `x_gain`/`y_gain` are the wanted exponents (None: j far away on
+    that side). Returns (zx, zy, sigma, the exponents as built)."""
+    u, n_draws = 5, 40
+    own, noise_seed = _draw_plan(u, n_draws, seed)
+    sigma = tau * math.sqrt(d)
+    zx = np.zeros((u, d))
+    zy = np.zeros((u, d))
+    for k in range(u):  # 40 sigma apart: every other exponent is below -800
+        zx[k, k] = zy[k, k] = 40 * sigma * (k + 1)
+    i = int(own[0])
+    j = (i + 1) % u
+    gains = []
+    for side, (z, gain) in enumerate(((zx, x_gain), (zy, y_gain))):
+        e = sm._noise(noise_seed, side, 0, 1, d)[0].double().numpy()
+        sq = float(e @ e)
+        if gain is None:
+            gains.append(-math.inf)
+            continue
+        c = 1.0 - math.sqrt(1.0 - 2.0 * gain / sq)  # (2c - c^2) sq / 2 = gain
+        z[j] = z[i] + c * sigma * e
+        gains.append(gain)
+    return zx, zy, sigma, gains
+
+
+def _run_one_problem(zx, zy, tau, dtype, monkeypatch=None, **change):
+    params = sm.SmoothedParams(tau=tau, taus=(), n_draws=40, min_draws=40, n_bootstrap=2, chunk_draws=1,
+                               mc_tolerance_fraction=0.0, dtype="float32")
+    params = replace_params(params, **change)
+    d = zx.shape[1]
+    return sm._one_problem(zx, zy, _identity_scale(d), _identity_scale(d), params, 2, np.ones(len(zx)), None, None,
+                           torch.device("cpu"), dtype)[0]
+
+
+def _plugin_by_hand(zx: np.ndarray, zy: np.ndarray, sigma: float, seed: int = 2, n_draws: int = 40) -> float:
+    """The plug-in estimate of an equal-weight law from its draws (`_draw_plan`) and their noise (`sm._noise`), in
+    float64 numpy with log-sum-exp: the mean over draws of log p(x', y') - log p(x') - log p(y') (bits)."""
+    own, noise_seed = _draw_plan(len(zx), n_draws, seed)
+    ex = sm._noise(noise_seed, 0, 0, n_draws, zx.shape[1]).double().numpy()
+    ey = sm._noise(noise_seed, 1, 0, n_draws, zy.shape[1]).double().numpy()
+    xs, ys = zx[own] + sigma * ex, zy[own] + sigma * ey
+    lx = -((xs[:, None, :] - zx[None]) ** 2).sum(2) / (2 * sigma**2)
+    ly = -((ys[:, None, :] - zy[None]) ** 2).sum(2) / (2 * sigma**2)
+    pmi = logsumexp(lx + ly, 1) - logsumexp(lx, 1) - logsumexp(ly, 1) + math.log(len(zx))
+    return float(pmi.mean() / LN2)
+
+
+def test_an_overflowing_chunk_is_recomputed_with_clipped_exponents(monkeypatch) -> None:
+    """A draw whose joint term overflows float32 (e^50 on each side: e^100 > 3.4e38) is recomputed with each side's
+    exponent clipped at MAX_EXPONENT (30): the reading stays finite and equals the plug-in computed by hand in
+    float64 (`_plugin_by_hand`, no clipping needed there): clipping both sides by the same amount leaves the
+    pointwise MI of a draw dominated by one term unchanged ((100 - 60) - (50 - 30) - (50 - 30) = 0). The overflow
+    is checked to happen (the clipped call is made), so the test cannot pass by missing it."""
+    zx, zy, sigma, gains = _exponent_problem(50.0, 50.0)
+    assert sum(gains) > 88.8 > max(gains)  # the joint term overflows float32, each side alone does not
+    clipped = []
+    real = sm._excluded_sums
+
+    def spy(*args, clip):
+        clipped.append(clip)
+        return real(*args, clip=clip)
+
+    monkeypatch.setattr(sm, "_excluded_sums", spy)
+    r32 = _run_one_problem(zx, zy, 0.25, torch.float32)
+    assert True in clipped
+    assert math.isfinite(r32.mi_bits) and math.isfinite(r32.loo_bits)
+    assert r32.mi_bits == pytest.approx(_plugin_by_hand(zx, zy, sigma), abs=1e-3)
+
+
+def test_exponents_are_not_clipped_where_nothing_overflows() -> None:
+    """A term of e^36 on one side (finite in float32; the joint term too, the other side being far away) is used
+    as it is: the reading equals the plug-in computed by hand, in float32 and float64. Clipping it at 30 would
+    take ~6 nats off that draw's pointwise MI, 0.2 bit over the 40 draws."""
+    zx, zy, sigma, _ = _exponent_problem(None, 36.0)
+    expected = _plugin_by_hand(zx, zy, sigma)
+    for dtype in (torch.float32, torch.float64):
+        assert _run_one_problem(zx, zy, 0.25, dtype).mi_bits == pytest.approx(expected, abs=1e-3), dtype
+
+
+def test_a_tau_stops_at_the_first_checkpoint_where_it_is_precise_enough() -> None:
+    """The adaptive stop is checked at every `min_draws` checkpoint, whatever the chunks: with a tolerance no
+    estimate misses (mc_tolerance_fraction 1e6) every tau stops at the first checkpoint, 50 draws, even when the
+    chunks (20 draws) do not end on checkpoints; with mc_tolerance_fraction 0 every tau uses all n_draws. By hand
+    from `SmoothedParams`' docstring."""
+    x, y = _small_problem(n=30)
+    base = sm.SmoothedParams(tau=0.5, taus=(0.25, 1.0), n_draws=300, min_draws=50, n_bootstrap=2, chunk_draws=20,
+                             mc_tolerance_fraction=1e6)
+    for chunk in (20, 0):
+        r = sm.smoothed_mi(x, y, replace_params(base, chunk_draws=chunk), seed=3)
+        assert [reading.n_draws for reading in r.readings] == [50, 50, 50], chunk
+    r = sm.smoothed_mi(x, y, replace_params(base, mc_tolerance_fraction=0.0), seed=3)
+    assert [reading.n_draws for reading in r.readings] == [300, 300, 300]
+
+
+def test_a_grid_tau_is_reported_only_when_it_is_a_reported_tau_to_twelve_digits() -> None:
+    """A grid tau 1e-10 (relative) away from the headline is another tau: no interval, no replicates. The headline
+    itself is reported. By hand from `SmoothedParams`: reported = the headline and `reported_taus`."""
+    x, y = _small_problem()
+    near = 0.5 * (1 + 1e-10)
+    r = sm.smoothed_mi(x, y, replace_params(_SMALL, taus=(near,)), seed=1)
+    assert len(r.readings) == 2
+    assert r.at(0.5).reported and r.at(0.5).bootstrap.shape == (6,)
+    other = next(reading for reading in r.readings if reading.tau == near)
+    assert not other.reported and other.bootstrap.shape == (0,) and math.isnan(other.ci_low)
+
+
+def test_the_batched_path_merges_exactly_repeated_rows_by_default() -> None:
+    """`smoothed_mi_batch` finds exactly repeated (x, y) rows unless told not to (dedupe=True by default, as in
+    `smoothed_mi`): 40 rows made of 8 distinct pairs are 8 atoms; with dedupe=False, 40. By hand."""
+    x, y = _small_problem(n=8)
+    xs, ys = np.repeat(x, 5, axis=0), np.repeat(y, 5, axis=0)
+    assert sm.smoothed_mi_batch([xs], [ys], _SMALL, [0])[0].n_atoms == 8
+    assert sm.smoothed_mi_batch([xs], [ys], _SMALL, [0], dedupe=False)[0].n_atoms == 40
+
+
+def _device_cases():
+    """(x, y, kwargs) covering the sample path with every row its own atom, with repeated rows (atoms and counts,
+    and the distance cache: fewer atoms than draws) and a known law."""
+    x, y = _small_problem(n=30)
+    return [(x, y, dict(dedupe=False)), (np.repeat(x[:6], 5, 0), np.repeat(y[:6], 5, 0), {}),
+            (x, y, dict(weights=np.linspace(1.0, 3.0, 30)))]
+
+
+def test_every_tensor_is_made_on_the_requested_device_whatever_torchs_default() -> None:
+    """With torch's default device set elsewhere ("meta": tensors without data), an estimate on the CPU
+    (device="cpu") gives the same readings as without: every tensor of the computation is placed explicitly,
+    none on the default device (a GPU run would otherwise mix devices, or a user's set_default_device("cuda")
+    move the CPU estimator's tensors). Both dtypes."""
+    for dtype in ("float32", "float64"):
+        params = sm.SmoothedParams(tau=0.5, taus=(1.0,), n_draws=90, min_draws=30, n_bootstrap=3, chunk_draws=20,
+                                   device="cpu", dtype=dtype)
+        for x, y, kwargs in _device_cases():
+            expected = sm.smoothed_mi(x, y, params, seed=4, **kwargs)
+            with torch.device("meta"):
+                got = sm.smoothed_mi(x, y, params, seed=4, **kwargs)
+            for r, e in zip(got.readings, expected.readings, strict=True):
+                assert (r.mi_bits, r.half_bits, r.loo_bits) == (e.mi_bits, e.half_bits, e.loo_bits), (dtype, kwargs)
+                np.testing.assert_array_equal(r.bootstrap, e.bootstrap)  # the replicates' draw weights too
+
+
+class _Reached(Exception):
+    """Raised by a spy once it has seen what it checks (a meta-device run has no values to finish with)."""
+
+
+def test_the_draws_noise_is_moved_to_the_computing_device(monkeypatch) -> None:
+    """The noise is drawn on the CPU (`_noise`) and moved to the estimator's device with its dtype: run on the
+    "meta" device (no data, so the run is stopped by the spy at the first distance computation), every tensor
+    handed to `_distances` is on that device and of that dtype."""
+    seen = {}
+
+    def spy(X, Y, sqx, sqy, idx, nx, ny, caches, buf=None):
+        seen.update(devices={t.device.type for t in (X, Y, sqx, sqy, idx, nx, ny, buf)},
+                    dtypes={t.dtype for t in (X, Y, nx, ny, buf)})
+        raise _Reached
+
+    monkeypatch.setattr(sm, "_distances", spy)
+    zx, zy = _small_problem(n=12)
+    params = sm.SmoothedParams(tau=0.5, taus=(), n_draws=40, min_draws=40, n_bootstrap=2, dtype="float64")
+    with pytest.raises(_Reached):
+        sm._one_problem(zx, zy, _identity_scale(3), _identity_scale(2), params, 0, None, None, None,
+                        torch.device("meta"), torch.float64)
+    assert seen == dict(devices={"meta"}, dtypes={torch.float64})
+
+
+def test_work_arrays_follow_the_memory_rules(monkeypatch) -> None:
+    """What `_one_problem` allocates, seen by spies (by hand from its comments and `_chunk_size`'s docstring):
+    - the memory rules are asked with the dtype's item size (4 bytes for float32, 8 for float64);
+    - the distance caches are built exactly when `_DistanceRows.worth_it` says so, and then the chunks get three
+      quarters of `memory_mb` (the caches take at most a quarter);
+    - the (chunk x U) work arrays are allocated once, for most = max(1, min(chunk, min_draws, n_draws)) draws (4
+      rows of distances, 3 of exponentials), and every chunk reuses them;
+    - every tensor handed to the sums and the accumulator is of the estimator's dtype."""
+    seen: dict[str, list] = {k: [] for k in ("chunk", "worth", "dist", "sums", "add")}
+    real_chunk, real_worth, real_dist = sm._chunk_size, sm._DistanceRows.worth_it, sm._distances
+    real_sums, real_add = sm._excluded_sums, sm._Accumulator.add
+
+    def chunk(params, n, n_columns, itemsize):
+        out = real_chunk(params, n, n_columns, itemsize)
+        seen["chunk"].append((params.memory_mb, itemsize, out))
+        return out
+
+    def worth(n_atoms, n_draws, itemsize, memory_mb):
+        out = real_worth(n_atoms, n_draws, itemsize, memory_mb)
+        seen["worth"].append((itemsize, out))
+        return out
+
+    def dist(X, Y, sqx, sqy, idx, nx, ny, caches, buf=None):
+        seen["dist"].append((caches[0] is not None, caches[1] is not None, None if buf is None else
+                             (buf.untyped_storage().nbytes(), buf.data_ptr())))
+        return real_dist(X, Y, sqx, sqy, idx, nx, ny, caches, buf)
+
+    def sums(D, G, a, b, rows, idx, E, cols, clip):
+        seen["sums"].append((E.untyped_storage().nbytes(), E.data_ptr(), {D.dtype, G.dtype, a.dtype, b.dtype}))
+        return real_sums(D, G, a, b, rows, idx, E, cols, clip=clip)
+
+    def add(self, pmi, w_own, loo_pmi):
+        seen["add"].append({pmi.dtype, w_own.dtype, loo_pmi.dtype})
+        return real_add(self, pmi, w_own, loo_pmi)
+
+    monkeypatch.setattr(sm, "_chunk_size", chunk)
+    monkeypatch.setattr(sm._DistanceRows, "worth_it", staticmethod(worth))
+    monkeypatch.setattr(sm, "_distances", dist)
+    monkeypatch.setattr(sm, "_excluded_sums", sums)
+    monkeypatch.setattr(sm._Accumulator, "add", add)
+    x, y = _small_problem(n=30)
+    repeated = (np.repeat(x[:6], 5, 0), np.repeat(y[:6], 5, 0))  # 6 atoms
+    cases = [  # (states, n_draws, min_draws, chunk_draws, atoms, cached, most)
+        ((x, y), 30, 30, 1, 30, False, 1),
+        ((x, y), 30, 10, 0, 30, False, 10),
+        (repeated, 90, 50, 20, 6, True, 20),
+        (repeated, 90, 10, 40, 6, True, 10),
+    ]
+    for dtype, itemsize, torch_dtype in (("float32", 4, torch.float32), ("float64", 8, torch.float64)):
+        for (xs, ys), n_draws, min_draws, chunk_draws, u, cached, most in cases:
+            for v in seen.values():
+                v.clear()
+            params = sm.SmoothedParams(tau=0.5, taus=(), n_draws=n_draws, min_draws=min_draws, n_bootstrap=3,
+                                       chunk_draws=chunk_draws, mc_tolerance_fraction=0.0, dtype=dtype,
+                                       device="cpu", memory_mb=64.0)
+            sm.smoothed_mi(xs, ys, params, seed=2)
+            case = (dtype, n_draws, min_draws, chunk_draws)
+            assert seen["worth"] == [(itemsize, cached)], case
+            [(memory_mb, size, _)] = seen["chunk"]
+            assert (memory_mb, size) == (48.0 if cached else 64.0, itemsize), case
+            assert {c[:2] for c in seen["dist"]} == {(cached, cached)}, case
+            assert {c[2] for c in seen["dist"]} == {(4 * most * u * itemsize, seen["dist"][0][2][1])}, case
+            assert {s[:2] for s in seen["sums"]} == {(3 * most * u * itemsize, seen["sums"][0][1])}, case
+            assert all(s[2] == {torch_dtype} for s in seen["sums"]), case
+            assert all(a == {torch_dtype} for a in seen["add"]), case

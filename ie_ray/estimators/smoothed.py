@@ -450,10 +450,10 @@ def _exact_duplicates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     n = len(x)
     gen = torch.Generator().manual_seed(0x5EED)
-    h = torch.zeros(n, 2, dtype=torch.float32)
+    h = torch.zeros(n, 2, dtype=torch.float32, device="cpu")  # CPU whatever torch's default device
     for a in (x, y):
-        t = torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32))
-        h += t @ torch.randn(a.shape[1], 2, generator=gen, dtype=torch.float32)
+        t = torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device="cpu")
+        h += t @ torch.randn(a.shape[1], 2, generator=gen, dtype=torch.float32, device="cpu")
     key = h.numpy().view(np.int64).ravel()
     _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
     if len(first) > DEDUPE_FRACTION * n:
@@ -537,7 +537,7 @@ def _isometric(z: np.ndarray) -> np.ndarray:
         return z
     # torch's QR, not numpy's: measured 0.4 ms against 40-190 ms for (576, 26) on 2 shared cores (numpy's
     # OpenBLAS threads), which was most of a micro reading's time
-    r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T), mode="r").R.numpy()  # (U, U)
+    r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T, device="cpu"), mode="r").R.numpy()  # (U, U)
     return np.ascontiguousarray(r.T).astype(z.dtype)
 
 
@@ -898,7 +898,8 @@ def _noise_block(seed: int, side: int, block: int, d: int):
 
     block_seed = int(np.random.SeedSequence([seed, side, block]).generate_state(1, dtype=np.uint64)[0] >> 1)
     gen = torch.Generator(device="cpu").manual_seed(block_seed)
-    return torch.randn(NOISE_BLOCK, d, generator=gen, dtype=torch.float32)
+    # device pinned: under torch.set_default_device("cuda") a CPU generator would otherwise be asked for CUDA noise
+    return torch.randn(NOISE_BLOCK, d, generator=gen, dtype=torch.float32, device="cpu")
 
 
 class _NoiseBlocks:
