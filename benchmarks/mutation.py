@@ -633,14 +633,14 @@ EQUIVALENT += (
         'same values. (as mutmut_74 (asarray(y) without a dtype): the same float64 joint.)'),
     Equivalent(
         _SMOOTHED,
-        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T), mode="r").R.numpy()  # (U, U)',
-        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T), ).R.numpy()  # (U, U)',
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T, device="cpu"), mode="r").R.numpy()  # (U, U)',
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T, device="cpu"), ).R.numpy()  # (U, U)',
         "torch.linalg.qr's default mode 'reduced' returns the same R (U, U) as mode 'r' for a (d, U) matrix "
         "with d >= U (same factorisation; 'r' only skips forming Q): identical bits, checked."),
     Equivalent(
         _SMOOTHED,
-        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T), mode="r").R.numpy()  # (U, U)',
-        'r = torch.linalg.qr(torch.as_tensor(z.astype(None).T), mode="r").R.numpy()  # (U, U)',
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(np.float64).T, device="cpu"), mode="r").R.numpy()  # (U, U)',
+        'r = torch.linalg.qr(torch.as_tensor(z.astype(None).T, device="cpu"), mode="r").R.numpy()  # (U, U)',
         'astype(None) converts to float64, the default dtype: the same array as astype(np.float64).'),
     Equivalent(
         _SMOOTHED,

@@ -1263,10 +1263,17 @@ def test_the_batched_path_merges_exactly_repeated_rows_by_default() -> None:
 
 def _device_cases():
     """(x, y, kwargs) covering the sample path with every row its own atom, with repeated rows (atoms and counts,
-    and the distance cache: fewer atoms than draws) and a known law."""
+    and the distance cache: fewer atoms than draws), a known law, and states wider than twice their rows."""
     x, y = _small_problem(n=30)
     return [(x, y, dict(dedupe=False)), (np.repeat(x[:6], 5, 0), np.repeat(y[:6], 5, 0), {}),
-            (x, y, dict(weights=np.linspace(1.0, 3.0, 30)))]
+            (x, y, dict(weights=np.linspace(1.0, 3.0, 30))),
+            (_wide(x[:8]), y[:8], dict(dedupe=False))]
+
+
+def _wide(x: np.ndarray) -> np.ndarray:
+    """States in more than twice as many dimensions as rows (here 8 rows in 18 dimensions): the estimator then
+    works in the rows' own coordinates (`_isometric`)."""
+    return np.concatenate([x] * 6, axis=1) + np.linspace(0.0, 1.0, 18)[None] * x[:, :1]
 
 
 def test_every_tensor_is_made_on_the_requested_device_whatever_torchs_default() -> None:
@@ -1375,3 +1382,68 @@ def test_work_arrays_follow_the_memory_rules(monkeypatch) -> None:
             assert {s[:2] for s in seen["sums"]} == {(3 * most * u * itemsize, seen["sums"][0][1])}, case
             assert all(s[2] == {torch_dtype} for s in seen["sums"]), case
             assert all(a == {torch_dtype} for a in seen["add"]), case
+
+
+# --- the batched entry point: scales, checks and the result's fields ---------------------------------------------
+
+
+def test_atoms_with_counts_are_scaled_as_their_expanded_sample(monkeypatch) -> None:
+    """Without given scales, atoms with counts are standardised by the expanded sample's per-dimension mean and
+    standard deviation (numpy's average and weighted variance, by hand), not the atoms' unweighted ones."""
+    seen = {}
+    real = sm._one_problem
+
+    def spy(zx, zy, sx, sy, *args):
+        seen.update(sx=sx, sy=sy)
+        return real(zx, zy, sx, sy, *args)
+
+    monkeypatch.setattr(sm, "_one_problem", spy)
+    x, y = _small_problem(n=6)
+    c = np.array([1, 5, 2, 9, 1, 3])
+    sm.smoothed_mi(x, y, _SMALL, counts=c)
+    for side, states in (("sx", x), ("sy", y)):
+        mean = np.average(states, axis=0, weights=c)
+        np.testing.assert_allclose(seen[side].center, mean, rtol=1e-12)
+        np.testing.assert_allclose(seen[side].spread, np.sqrt(np.average((states - mean) ** 2, axis=0, weights=c)),
+                                   rtol=1e-12)
+
+
+def test_a_result_names_its_dimensions_and_its_wall_time() -> None:
+    """`SmoothedResult`: d_x and d_y are the two sides' widths (3 and 2), the seed as given, and wall_s the seconds
+    the problem took (positive, and far below a minute for 24 samples)."""
+    x, y = _small_problem()
+    r = sm.smoothed_mi_batch([x], [y], _SMALL, [7])[0]
+    assert (r.d_x, r.d_y, r.seed) == (3, 2, 7)
+    assert 0.0 < r.wall_s < 60.0
+
+
+def test_batch_messages_name_the_problem_only_in_a_batch() -> None:
+    """Errors of a single problem say `smoothed_mi: ...` / `smoothed_mi needs ...`; in a batch of several they name
+    the problem (` (problem 1)`). Counts and weights together, counts of the wrong length, and states that are not
+    2-D (said as such, before any count is compared with rows), with the exact messages. By hand."""
+    x, y = _small_problem(n=8)
+    both = ("give counts (a sample's multiplicities) or weights (a known law's probabilities), not both")
+    with pytest.raises(ValueError, match=re.escape(f"smoothed_mi: {both}")):
+        sm.smoothed_mi_batch([x], [y], _SMALL, [0], weights=np.ones(8), counts=[np.ones(8)])
+    with pytest.raises(ValueError, match=re.escape(f"smoothed_mi (problem 1): {both}")):
+        sm.smoothed_mi_batch([x, x], [y, y], _SMALL, [0, 1], weights=np.ones(8), counts=[None, np.ones(8)])
+    with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi: counts must be (8,) integers")):
+        sm.smoothed_mi_batch([x], [y], _SMALL, [0], counts=[np.ones(7)])
+    with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi (problem 1): counts must be (8,) integers")):
+        sm.smoothed_mi_batch([x, x], [y, y], _SMALL, [0, 1], counts=[None, np.ones(7)])
+    with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi needs paired 2-D states")):
+        sm.smoothed_mi_batch([x[:, 0]], [y], _SMALL, [0], counts=[np.ones(8)])
+    with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi needs paired 2-D states")):
+        sm.smoothed_mi_batch([x[:, 0]], [y], _SMALL, [0], counts=[np.ones(7)])  # not "counts must be (8,)"
+    with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi (problem 0) needs at least 4 paired samples")):
+        sm.smoothed_mi_batch([x[:3], x], [y[:3], y], _SMALL, [0, 1])
+
+
+def test_atoms_count_as_the_samples_they_stand_for() -> None:
+    """The at-least-4-samples rule counts the samples the atoms stand for: 3 atoms seen twice each (6 samples) are
+    accepted, 3 atoms seen once are refused with the sample count. By hand."""
+    x, y = _small_problem(n=3)
+    r = sm.smoothed_mi(x, y, _SMALL, counts=np.array([2, 2, 2]))
+    assert (r.n_samples, r.n_atoms) == (6, 3)
+    with pytest.raises(ValueError, match=re.escape("smoothed_mi needs at least 4 paired samples, got 3")):
+        sm.smoothed_mi(x, y, _SMALL, counts=np.array([1, 1, 1]))

@@ -506,7 +506,9 @@ def smoothed_mi_batch(
             raise ValueError(f"smoothed_mi{where}: give counts (a sample's multiplicities) or weights (a known "
                              "law's probabilities), not both")
         if c is not None:
-            c = _check_counts(c, np.shape(x)[0] if np.ndim(x) == 2 else -1, where)
+            if np.ndim(x) != 2:  # the states' shape is the first problem: say so, not that the counts mismatch
+                _check_pair(x, y, where)
+            c = _check_counts(c, np.shape(x)[0], where)
         x, y = _check_pair(x, y, where, None if c is None else int(c.sum()))
         start = time.perf_counter()
         sx = sx if sx is not None else Scale.of(x, c)
