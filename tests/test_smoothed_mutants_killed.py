@@ -1137,10 +1137,15 @@ def test_plugin_equals_a_plain_monte_carlo_of_the_smoothed_mixture_on_a_lopsided
         assert abs(r.plugin_bits - ref) <= 4 * math.hypot(r.mc_se_bits, ref_se) + 1e-3, (kwargs.keys(), r, ref)
 
 
+#: The weights of the 5-atom laws below: unequal, so that a draw's own weight and its neighbour's differ (a sum that
+#: lost its terms would then read log(W / w_own) instead of log(W / w_j)).
+_LAW_WEIGHTS = np.array([1.0, 2.0, 3.0, 4.0, 6.0])
+
+
 def _draw_plan(u: int, n_draws: int, seed: int) -> tuple[np.ndarray, int]:
-    """The components a known law of u equal weights draws, and the noise seed, as `_one_problem` derives them."""
+    """The components the law with weights _LAW_WEIGHTS[:u] draws, and the noise seed, as `_one_problem` derives them."""
     rng = np.random.default_rng(seed)
-    own = sm._draw_components(u, n_draws, rng, np.ones(u))
+    own = sm._draw_components(u, n_draws, rng, _LAW_WEIGHTS[:u])
     return own, int(rng.integers(2**63 - 1))
 
 
@@ -1176,12 +1181,12 @@ def _run_one_problem(zx, zy, tau, dtype, monkeypatch=None, **change):
                                mc_tolerance_fraction=0.0, dtype="float32")
     params = replace_params(params, **change)
     d = zx.shape[1]
-    return sm._one_problem(zx, zy, _identity_scale(d), _identity_scale(d), params, 2, np.ones(len(zx)), None, None,
+    return sm._one_problem(zx, zy, _identity_scale(d), _identity_scale(d), params, 2, _LAW_WEIGHTS, None, None,
                            torch.device("cpu"), dtype)[0]
 
 
 def _plugin_by_hand(zx: np.ndarray, zy: np.ndarray, sigma: float, seed: int = 2, n_draws: int = 40) -> float:
-    """The plug-in estimate of an equal-weight law from its draws (`_draw_plan`) and their noise (`sm._noise`), in
+    """The plug-in estimate of the law with weights _LAW_WEIGHTS from its draws (`_draw_plan`) and their noise (`sm._noise`), in
     float64 numpy with log-sum-exp: the mean over draws of log p(x', y') - log p(x') - log p(y') (bits)."""
     own, noise_seed = _draw_plan(len(zx), n_draws, seed)
     ex = sm._noise(noise_seed, 0, 0, n_draws, zx.shape[1]).double().numpy()
@@ -1189,7 +1194,8 @@ def _plugin_by_hand(zx: np.ndarray, zy: np.ndarray, sigma: float, seed: int = 2,
     xs, ys = zx[own] + sigma * ex, zy[own] + sigma * ey
     lx = -((xs[:, None, :] - zx[None]) ** 2).sum(2) / (2 * sigma**2)
     ly = -((ys[:, None, :] - zy[None]) ** 2).sum(2) / (2 * sigma**2)
-    pmi = logsumexp(lx + ly, 1) - logsumexp(lx, 1) - logsumexp(ly, 1) + math.log(len(zx))
+    lw = np.log(_LAW_WEIGHTS)[None]
+    pmi = logsumexp(lx + ly + lw, 1) - logsumexp(lx + lw, 1) - logsumexp(ly + lw, 1) + math.log(_LAW_WEIGHTS.sum())
     return float(pmi.mean() / LN2)
 
 
