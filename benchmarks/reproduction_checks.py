@@ -420,6 +420,7 @@ BANDS = RESULTS / "validation" / "smoothed-real" / "bias_bands.json"
 BAND_CLAIMS = {"natural-kjv-start8-all": ("4", "token", (3, 8), lambda k: k - 1),
                "icl-country-20k": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
                "icl-country-20k-seed1": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               "icl-country-20k-seed2": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
                "convention-natural-kjv-start8-total": ("4", "token", (3, 8), lambda k: k - 1),
                "convention-icl-country-20k-seed1-total": ("2b", "shot", (3, 12), lambda k: 2 * k - 1)}
 
