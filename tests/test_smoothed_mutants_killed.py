@@ -1437,9 +1437,10 @@ def test_batch_messages_name_the_problem_only_in_a_batch() -> None:
         sm.smoothed_mi_batch([x], [y], _SMALL, [0], counts=[np.ones(7)])
     with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi (problem 1): counts must be (8,) integers")):
         sm.smoothed_mi_batch([x, x], [y, y], _SMALL, [0, 1], counts=[None, np.ones(7)])
-    with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi needs paired 2-D states")):
+    not_2d = "smoothed_mi needs paired 2-D states x (N, dx), y (N, dy); got (8,) and (8, 2)"  # both sides named
+    with pytest.raises(ValueError, match="^" + re.escape(not_2d)):
         sm.smoothed_mi_batch([x[:, 0]], [y], _SMALL, [0], counts=[np.ones(8)])
-    with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi needs paired 2-D states")):
+    with pytest.raises(ValueError, match="^" + re.escape(not_2d)):
         sm.smoothed_mi_batch([x[:, 0]], [y], _SMALL, [0], counts=[np.ones(7)])  # not "counts must be (8,)"
     with pytest.raises(ValueError, match="^" + re.escape("smoothed_mi (problem 0) needs at least 4 paired samples")):
         sm.smoothed_mi_batch([x[:3], x], [y[:3], y], _SMALL, [0, 1])
