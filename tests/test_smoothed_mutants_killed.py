@@ -1100,19 +1100,26 @@ def _identity_scale(d: int) -> sm.Scale:
     return sm.Scale(center=np.zeros(d), spread=np.ones(d))
 
 
-def _mixture_mi_bits(a: np.ndarray, b: np.ndarray, w: np.ndarray, sig_a: float, sig_b: float, n: int,
-                     seed: int) -> tuple[float, float]:
-    """I(X + sig_a e; Y + sig_b e') of the law putting weight w_j on the pair (a_j, b_j), by plain Monte Carlo
-    with numpy/scipy (a reference written without the estimator's code): (bits, standard error in bits)."""
-    rng = np.random.default_rng(seed)
-    p = w / w.sum()
-    comp = rng.choice(len(p), size=n, p=p)
-    xs = a[comp] + sig_a * rng.normal(size=(n, a.shape[1]))
-    ys = b[comp] + sig_b * rng.normal(size=(n, b.shape[1]))
+def _pointwise_mi_nats(xs: np.ndarray, ys: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray, sig_a: float,
+                       sig_b: float) -> np.ndarray:
+    """log p(x', y') - log p(x') - log p(y') at each point (x', y') of the smoothed law putting weight w_j on the
+    pair (a_j, b_j) (Gaussian noise sig_a on x, sig_b on y), in float64 with scipy's logsumexp: written without the
+    estimator's code."""
     lx = -((xs[:, None, :] - a[None]) ** 2).sum(2) / (2 * sig_a**2)
     ly = -((ys[:, None, :] - b[None]) ** 2).sum(2) / (2 * sig_b**2)
-    lp = np.log(p)[None]
-    pmi = logsumexp(lx + ly + lp, 1) - logsumexp(lx + lp, 1) - logsumexp(ly + lp, 1)
+    lp = np.log(w / w.sum())[None]
+    return logsumexp(lx + ly + lp, 1) - logsumexp(lx + lp, 1) - logsumexp(ly + lp, 1)
+
+
+def _mixture_mi_bits(a: np.ndarray, b: np.ndarray, w: np.ndarray, sig_a: float, sig_b: float, n: int,
+                     seed: int) -> tuple[float, float]:
+    """I(X + sig_a e; Y + sig_b e') of the law putting weight w_j on the pair (a_j, b_j), by plain Monte Carlo:
+    (bits, standard error in bits)."""
+    rng = np.random.default_rng(seed)
+    comp = rng.choice(len(w), size=n, p=w / w.sum())
+    xs = a[comp] + sig_a * rng.normal(size=(n, a.shape[1]))
+    ys = b[comp] + sig_b * rng.normal(size=(n, b.shape[1]))
+    pmi = _pointwise_mi_nats(xs, ys, a, b, w, sig_a, sig_b)
     return float(pmi.mean() / LN2), float(pmi.std() / math.sqrt(n) / LN2)
 
 
@@ -1176,26 +1183,23 @@ def _exponent_problem(x_gain: float | None, y_gain: float | None, d: int = 200, 
     return zx, zy, sigma, gains
 
 
-def _run_one_problem(zx, zy, tau, dtype, monkeypatch=None, **change):
+def _run_one_problem(zx, zy, tau, dtype):
+    """`_one_problem` on the law with weights _LAW_WEIGHTS, seed 2, 40 draws in chunks of one (`_plugin_by_hand`'s
+    draws), no scaling."""
     params = sm.SmoothedParams(tau=tau, taus=(), n_draws=40, min_draws=40, n_bootstrap=2, chunk_draws=1,
-                               mc_tolerance_fraction=0.0, dtype="float32")
-    params = replace_params(params, **change)
+                               mc_tolerance_fraction=0.0, dtype="float32" if dtype == torch.float32 else "float64")
     d = zx.shape[1]
     return sm._one_problem(zx, zy, _identity_scale(d), _identity_scale(d), params, 2, _LAW_WEIGHTS, None, None,
                            torch.device("cpu"), dtype)[0]
 
 
 def _plugin_by_hand(zx: np.ndarray, zy: np.ndarray, sigma: float, seed: int = 2, n_draws: int = 40) -> float:
-    """The plug-in estimate of the law with weights _LAW_WEIGHTS from its draws (`_draw_plan`) and their noise (`sm._noise`), in
-    float64 numpy with log-sum-exp: the mean over draws of log p(x', y') - log p(x') - log p(y') (bits)."""
+    """The plug-in estimate of the law with weights _LAW_WEIGHTS from its draws (`_draw_plan`) and their noise
+    (`sm._noise`): the mean over those draws of the pointwise MI (`_pointwise_mi_nats`), in bits."""
     own, noise_seed = _draw_plan(len(zx), n_draws, seed)
     ex = sm._noise(noise_seed, 0, 0, n_draws, zx.shape[1]).double().numpy()
     ey = sm._noise(noise_seed, 1, 0, n_draws, zy.shape[1]).double().numpy()
-    xs, ys = zx[own] + sigma * ex, zy[own] + sigma * ey
-    lx = -((xs[:, None, :] - zx[None]) ** 2).sum(2) / (2 * sigma**2)
-    ly = -((ys[:, None, :] - zy[None]) ** 2).sum(2) / (2 * sigma**2)
-    lw = np.log(_LAW_WEIGHTS)[None]
-    pmi = logsumexp(lx + ly + lw, 1) - logsumexp(lx + lw, 1) - logsumexp(ly + lw, 1) + math.log(_LAW_WEIGHTS.sum())
+    pmi = _pointwise_mi_nats(zx[own] + sigma * ex, zy[own] + sigma * ey, zx, zy, _LAW_WEIGHTS, sigma, sigma)
     return float(pmi.mean() / LN2)
 
 
