@@ -14,12 +14,28 @@ from typing import Any
 import numpy as np
 
 from ie_ray.errors import ConfigError
-from ie_ray.estimators.smoothed import SmoothedParams, SmoothedResult, smoothed_mi_batch
+from ie_ray.estimators.smoothed import SmoothedParams, SmoothedReading, SmoothedResult, smoothed_mi_batch
 from ie_ray.noise_scale import SCALE_RULES
 from ie_ray.reduce.jobs import EstimateJob
 from ie_ray.reduce.layer_states import LayerStates
 from ie_ray.reduce.reading import Reading, TaskResources, register_reading
 from ie_ray.reduce.row import MIRow
+
+
+def ceiling_flag(reading: SmoothedReading, ceiling_bits: float) -> str:
+    """The estimator's flag, or "above_ceiling" where a reading it called ok lies wholly above the entropy ceiling.
+
+    The smoothed MI of the empirical law never exceeds the entropy of its prefixes (the ceiling: the input state
+    is a function of the prefix), so the plug-in can pass it only by its Monte Carlo error; the extrapolated
+    2 I(N) - I(N/2) can by more, through the noise of its N/2 reading. The rule mirrors "below_zero" (the other
+    bound): flagged only when the whole 95% interval is above the ceiling (without replicates: estimate -
+    1.96 mc_se), so a reading 0.003 bit over whose interval holds the ceiling stays ok, as one 0.003 bit under
+    zero does. Such a reading is biased by more than its stated uncertainty and stays out of `ok` aggregates.
+    """
+    if reading.flag != "ok":
+        return reading.flag
+    low = reading.ci_low if reading.reported else reading.mi_bits - 1.96 * reading.mc_se_bits
+    return "above_ceiling" if min(low, reading.mi_bits) > ceiling_bits else "ok"
 
 
 @register_reading
@@ -84,7 +100,8 @@ class SmoothedMIReading(Reading):
         for r in result.readings:
             reported = bool(r.reported)
             rows.append(MIRow.for_job(
-                job, self.name, mi_bits=r.mi_bits, ci_low=r.ci_low, ci_high=r.ci_high, flag=r.flag,
+                job, self.name, mi_bits=r.mi_bits, ci_low=r.ci_low, ci_high=r.ci_high,
+                flag=ceiling_flag(r, job.ceiling_bits),
                 tau=r.tau, sigma=r.sigma, plugin_bits=r.plugin_bits, half_sample_bits=r.half_bits,
                 loo_bits=r.loo_bits, mc_se_bits=r.mc_se_bits, wall_s=result.wall_s / len(result.readings),
                 bound_cap_bits=math.log2(job.n_samples), scale_rule=self.scale_rule,
