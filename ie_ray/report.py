@@ -158,8 +158,8 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
         "max(0.05 bit, 5%) (the plug-in still moves with N: more samples); `imprecise`: its Monte Carlo error "
         "alone exceeds that tolerance (more draws); `undersampled`: plug-in and leave-one-out part (the bracket, "
         "`ie-ray brackets`); `below_zero`: the whole 95% interval lies below 0, which no MI can (a bias larger "
-        "than the stated uncertainty); `above_ceiling`: the whole 95% interval lies above the entropy ceiling, "
-        "which no MI of these states can exceed.",
+        "than the stated uncertainty); `above_ceiling`: the whole 95% interval lies above the entropy ceiling by "
+        "more than that tolerance.",
         "- **Entropy limit** (`ie_limit_bits`): what a perfect estimator of the paper's MI would return: block "
         "states are deterministic functions of the prefix, so MI(in; out) = H(out), counted exactly from "
         "distinct states (tolerance in `manifest.json`). Capped at log2 N by the plug-in.",
@@ -191,7 +191,7 @@ def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, info
         f"fitted with `{fitted.estimator.iloc[0] if len(fitted) else 'mine'}`; exact zeros where the input takes "
         "one value (the list separator fed alone).",
         f"- Flags (all readings): {flags}. `above_ceiling` marks a MINE estimate more than 0.25 bit above the "
-        "entropy of the inputs, which no true MI can exceed (a smoothed reading: its whole interval above it); `memorised` and `unstable` mark MINE readings whose "
+        "entropy of the inputs, which no true MI can exceed (a smoothed reading: its whole interval, by more than its tolerance); `memorised` and `unstable` mark MINE readings whose "
         "critic memorised or whose interval is too wide to mean anything.",
         f"- Mean MINE estimate / ceiling: {fitted.mi_bits.mean():.2f} / {fitted.ceiling_bits.mean():.2f} bits."
         if len(fitted) else "- No MINE estimates (readings without `mine`: no critic was trained).",
