@@ -417,12 +417,17 @@ def second_rule_small_runs() -> list[str]:
 BANDS = RESULTS / "validation" / "smoothed-real" / "bias_bands.json"
 #: Claims read with the calibrated interval: run -> (claim, label of a step, the two steps compared, positions of
 #: each step: a step is a token (natural text) or a shot end (ICL, shot k at position 2k - 1)).
-BAND_CLAIMS = {"natural-kjv-start8-all": ("4", "token", (3, 8), lambda k: k - 1),
-               "icl-country-20k": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
-               "icl-country-20k-seed1": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
-               "icl-country-20k-seed2": ("2b", "shot", (3, 12), lambda k: 2 * k - 1),
-               "convention-natural-kjv-start8-total": ("4", "token", (3, 8), lambda k: k - 1),
-               "convention-icl-country-20k-seed1-total": ("2b", "shot", (3, 12), lambda k: 2 * k - 1)}
+BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), lambda k: k - 1),
+               ("natural-kjv-end8-all", "4", "token", (3, 8), lambda k: k - 1),
+               ("natural-kjv-start16-all", "4", "token", (3, 8), lambda k: k - 1),
+               ("natural-kjv-start16-all", "4", "token", (8, 16), lambda k: k - 1),
+               ("icl-country-20k", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               ("icl-country-20k-seed1", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               ("icl-country-20k-seed2", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               # tokens shuffled within each list: "shot k" is only the position 2k - 1 of the ordered lists
+               ("control-icl-country-20k-shuffled", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               ("convention-natural-kjv-start8-total", "4", "token", (3, 8), lambda k: k - 1),
+               ("convention-icl-country-20k-seed1-total", "2b", "shot", (3, 12), lambda k: 2 * k - 1)]
 
 
 def _verdict(first: tuple[float, float], second: tuple[float, float]) -> str:
@@ -443,7 +448,7 @@ def band_verdicts() -> list[str]:
         return ["## Calibrated interval: no bias bands committed yet", ""]
     bands = load_bands(BANDS)
     rows = []
-    for run, (claim, step, (a, b), position) in BAND_CLAIMS.items():
+    for run, claim, step, (a, b), position in BAND_CLAIMS:
         if not (RESULTS / run / "mi.parquet").is_file():
             continue
         table = ie_brackets(_mi(run), 0.25, bands)
