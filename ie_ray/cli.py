@@ -156,6 +156,9 @@ MODULE_COMMANDS: tuple[tuple[str, str, str], ...] = (
                                     "shot and the std peak (variance.csv, variance_findings.csv, variance.png)"),
     ("brackets", "ie_ray.brackets", "of a finished run: IE from the smoothed plug-in and leave-one-out readings "
                                     "side by side (ie_brackets.csv)"),
+    ("controls", "ie_ray.control_comparison", "of finished runs: a trained model's IE next to its controls "
+                                               "(random-init, shuffled tokens) at every block, trends decided by "
+                                               "the calibrated interval in each (controls.md, tables, plots)"),
     ("resources", "ie_ray.resources", "the extraction plan (GPUs per actor, device map, batch) for a model size"),
 )
 
