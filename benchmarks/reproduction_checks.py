@@ -334,32 +334,52 @@ def stored_taus(run: str) -> list[float]:
     return sorted(float(t) for t in mi[mi.reading == "smoothed"].tau.dropna().unique())
 
 
+def pool_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """IE pooled over independent corpus seeds, per (model, corpus, shots, layer, position): the mean of the seeds'
+    IE, its 95% interval half-width the seeds' half-widths added in quadrature over their count (the draws are
+    independent), flag `ok` only where every seed's is."""
+    keys = ["model", "corpus", "shots", "layer", "position"]
+    both = pd.concat(frames, ignore_index=True).assign(
+        half=lambda f: (f.ci_high - f.ci_low) / 2, ok=lambda f: f.flag == "ok")
+    pooled = both.groupby(keys, as_index=False).agg(ie_bits=("ie_bits", "mean"), half=("half", lambda h: float(
+        np.sqrt((h ** 2).sum()) / len(h))), ok=("ok", "all"), n=("ie_bits", "size"))
+    if (pooled.n != len(frames)).any():
+        raise ValueError("the seeds' runs do not share their (block, position) cells: pool runs of one grid")
+    return pooled.assign(ci_low=pooled.ie_bits - pooled.half, ci_high=pooled.ie_bits + pooled.half,
+                         flag=np.where(pooled.ok, "ok", "flagged")).drop(columns=["half", "ok", "n"])
+
+
 def icl_seeds() -> list[str]:
     """Claims 2a, 2b and 3 per corpus seed and under each scale rule (issue 25 item 1, issue 24 item 3): the block
     mean at every shot end, the saturation shot (significance rule and broken-stick knee), the std peak with its
     interval; then the spread of those over the corpus seeds under the default rule."""
     rows = []
-    for run, (seed, rule) in ICL_SEED_RUNS.items():
-        if not (RESULTS / run / "mi.parquet").is_file():
-            continue
-        for tau in stored_taus(run):
-            for end in ("plugin", "loo"):
-                ie = ie_at(run, tau, end)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    result = analyse_variance(ie, shot_length=2)
-                curve, f = result.summary.sort_values("shot"), result.findings.iloc[0]
-                rows.append(dict(seed=seed, rule=rule, tau=tau, end=end, blocks=ie.layer.nunique(),
-                                 block_mean_at_shots=", ".join(f"{v:.2f}" for v in curve.ie_mean_bits),
-                                 saturation=int(f.saturation_shot), knee=f.broken_stick_k0,
-                                 fall_after_max=curve.ie_mean_bits.iloc[-1] - curve.ie_mean_bits.max(),
-                                 std_peak=f.peak_std_layers,
-                                 std_peak_ci=f"[{f.peak_std_layers_ci_low:g}, {f.peak_std_layers_ci_high:g}]",
-                                 near_share=f.peak_std_layers_near_saturation_share))
+    per_seed: dict[tuple[float, str], list[pd.DataFrame]] = {}
+    cases = [(run, seed, rule, tau, end, ie_at(run, tau, end)) for run, (seed, rule) in ICL_SEED_RUNS.items()
+             if (RESULTS / run / "mi.parquet").is_file() for tau in stored_taus(run) for end in ("plugin", "loo")]
+    for run, seed, rule, tau, end, ie in cases:
+        if rule == "pooled_no_sink":
+            per_seed.setdefault((tau, end), []).append(ie)
+    n_default = len({seed for _, seed, rule, *_ in cases if rule == "pooled_no_sink"})
+    # pooled over the corpus seeds: where every seed stored this tau, the mean of their IE per cell
+    cases += [("pooled", "pooled", "pooled_no_sink", tau, end, pool_seeds(frames))
+              for (tau, end), frames in per_seed.items() if len(frames) == n_default > 1]
+    for run, seed, rule, tau, end, ie in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = analyse_variance(ie, shot_length=2)
+        curve, f = result.summary.sort_values("shot"), result.findings.iloc[0]
+        rows.append(dict(seed=seed, rule=rule, tau=tau, end=end, blocks=ie.layer.nunique(),
+                         block_mean_at_shots=", ".join(f"{v:.2f}" for v in curve.ie_mean_bits),
+                         saturation=int(f.saturation_shot), knee=f.broken_stick_k0,
+                         fall_after_max=curve.ie_mean_bits.iloc[-1] - curve.ie_mean_bits.max(),
+                         std_peak=f.peak_std_layers,
+                         std_peak_ci=f"[{f.peak_std_layers_ci_low:g}, {f.peak_std_layers_ci_high:g}]",
+                         near_share=f.peak_std_layers_near_saturation_share))
     if not rows:
         return ["## ICL seeds and conventions: no run of ICL_SEED_RUNS is committed yet", ""]
     frame = pd.DataFrame(rows)
-    default = frame[frame.rule == "pooled_no_sink"]
+    default = frame[(frame.rule == "pooled_no_sink") & (frame.seed != "pooled")]
     spread = (default.groupby(["tau", "end"])
               .agg(seeds=("seed", lambda s: ", ".join(map(str, s))),
                    saturation=("saturation", lambda s: ", ".join(map(str, s))),
@@ -371,8 +391,9 @@ def icl_seeds() -> list[str]:
             "Every block, every stored tau, both ends of the bracket. `block_mean_at_shots`: the mean over blocks at "
             "shots 1-12; `saturation`: the significance rule of `ie-ray variance`, `knee`: its broken-stick knee; "
             "`fall_after_max`: the block mean at shot 12 minus its maximum; `std_peak`: the shot where the std across "
-            "blocks peaks, with its bootstrap interval and the share of replicates within one shot of saturation.", "",
-            _md(frame), "",
+            "blocks peaks, with its bootstrap interval and the share of replicates within one shot of saturation. "
+            "Seed `pooled`: the seeds' IE averaged per block and shot (`pool_seeds`), where every seed stored the tau.",
+            "", _md(frame), "",
             "Spread over the corpus seeds (default rule; the values listed in seed order):", "",
             _md(spread), ""]
 
