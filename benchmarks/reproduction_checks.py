@@ -442,6 +442,8 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), lambda k: k - 1)
                ("natural-kjv-end8-all", "4", "token", (3, 8), lambda k: k - 1),
                ("natural-kjv-start16-all", "4", "token", (3, 8), lambda k: k - 1),
                ("natural-kjv-start16-all", "4", "token", (8, 16), lambda k: k - 1),
+               ("natural-kjv-end16-all", "4", "token", (3, 8), lambda k: k - 1),
+               ("natural-kjv-end16-all", "4", "token", (8, 16), lambda k: k - 1),
                ("icl-country-20k", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
                ("icl-country-20k-seed1", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
                ("icl-country-20k-seed2", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
