@@ -349,13 +349,28 @@ def pool_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:
                          flag=np.where(pooled.ok, "ok", "flagged")).drop(columns=["half", "ok", "n"])
 
 
-def icl_seeds() -> list[str]:
+#: The other tasks at 20,000 12-shot lists, one run per corpus seed (issue 25 item 1), read as the country task.
+ICL_TASK_SEED_RUNS = {"animal": {f"icl-animal-20k-seed{k}": (k, "pooled_no_sink") for k in range(3)},
+                      "colour": {f"icl-color-20k-seed{k}": (k, "pooled_no_sink") for k in range(3)}}
+
+
+def icl_task_seeds() -> list[str]:
+    """The animal and colour tasks per corpus seed and pooled, where their runs are committed."""
+    out = []
+    for task, runs in ICL_TASK_SEED_RUNS.items():
+        if any((RESULTS / run / "mi.parquet").is_file() for run in runs):
+            out += icl_seeds(runs, f"the {task} task")
+    return out or ["## ICL seeds, other tasks: no animal or colour run at 20,000 lists is committed yet", ""]
+
+
+def icl_seeds(runs: dict[str, tuple[int, str]] | None = None, task: str = "the country task") -> list[str]:
     """Claims 2a, 2b and 3 per corpus seed and under each scale rule (issue 25 item 1, issue 24 item 3): the block
     mean at every shot end, the saturation shot (significance rule and broken-stick knee), the std peak with its
     interval; then the spread of those over the corpus seeds under the default rule."""
+    runs = ICL_SEED_RUNS if runs is None else runs
     rows = []
     per_seed: dict[tuple[float, str], list[pd.DataFrame]] = {}
-    cases = [(run, seed, rule, tau, end, ie_at(run, tau, end)) for run, (seed, rule) in ICL_SEED_RUNS.items()
+    cases = [(run, seed, rule, tau, end, ie_at(run, tau, end)) for run, (seed, rule) in runs.items()
              if (RESULTS / run / "mi.parquet").is_file() for tau in stored_taus(run) for end in ("plugin", "loo")]
     for run, seed, rule, tau, end, ie in cases:
         if rule == "pooled_no_sink":
@@ -387,7 +402,7 @@ def icl_seeds() -> list[str]:
                    std_peak=("std_peak", lambda s: ", ".join(f"{v:g}" for v in s)),
                    fall_after_max_mean=("fall_after_max", "mean"), fall_after_max_sd=("fall_after_max", "std"))
               .reset_index())
-    return ["## ICL seeds and conventions: the country task at 20,000 lists, per corpus seed and scale rule", "",
+    return [f"## ICL seeds and conventions: {task} at 20,000 lists, per corpus seed and scale rule", "",
             "Every block, every stored tau, both ends of the bracket. `block_mean_at_shots`: the mean over blocks at "
             "shots 1-12; `saturation`: the significance rule of `ie-ray variance`, `knee`: its broken-stick knee; "
             "`fall_after_max`: the block mean at shot 12 minus its maximum; `std_peak`: the shot where the std across "
@@ -514,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, timings,
-                    cross_run_tau1, holds_under, conventions, icl_seeds, second_rule_small_runs,
+                    cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_rule_small_runs,
                     band_verdicts):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
