@@ -460,6 +460,7 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), lambda k: k - 1)
                ("natural-kjv-end16-all", "4", "token", (3, 8), lambda k: k - 1),
                ("natural-kjv-end16-all", "4", "token", (8, 16), lambda k: k - 1),
                ("icl-country-20k", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
+               ("icl-animal-20k-seed0", "2b", "shot", (2, 12), lambda k: 2 * k - 1),
                ("icl-country-20k-seed1", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
                ("icl-country-20k-seed2", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
                # tokens shuffled within each list: "shot k" is only the position 2k - 1 of the ordered lists
