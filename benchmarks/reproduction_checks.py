@@ -23,6 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ie_ray.brackets import ie_brackets  # noqa: E402
+from ie_ray.control_comparison import disjoint_verdicts  # noqa: E402
 from ie_ray.estimators.diagnostics import NEGATIVE_MARGIN_BITS  # noqa: E402
 from ie_ray.ie import ie_by_reading, layer_summary, model_summary  # noqa: E402
 from ie_ray.reduce.mine_reading import MEMORISED_MARGIN_BITS  # noqa: E402
@@ -470,10 +471,10 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), lambda k: k - 1)
 
 
 def _verdict(first: tuple[float, float], second: tuple[float, float]) -> str:
-    """rises / falls when the two intervals are disjoint, else undetermined (NaN ends: no interval)."""
-    if not all(np.isfinite(first + second)):
-        return "no interval"
-    return "rises" if second[0] > first[1] else "falls" if second[1] < first[0] else "undetermined"
+    """rises / falls when the two intervals are disjoint, else undetermined (NaN ends: no interval): the package's
+    rule (`ie_ray.control_comparison.disjoint_verdicts`)."""
+    said = disjoint_verdicts([first[0]], [first[1]], [second[0]], [second[1]], "rises", "falls", "undetermined")
+    return str(said[0])
 
 
 def band_verdicts() -> list[str]:

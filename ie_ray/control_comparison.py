@@ -168,9 +168,10 @@ def side_by_side(trained: RunReading, controls: Sequence[RunReading], shot_lengt
     return table[front + READING_COLUMNS]
 
 
-def _disjoint(low_a, high_a, low_b, high_b, above: str, below: str, neither: str) -> np.ndarray:
+def disjoint_verdicts(low_a, high_a, low_b, high_b, above: str, below: str, neither: str) -> np.ndarray:
     """`above` where interval b lies wholly above interval a, `below` wholly below, `neither` where they overlap,
-    'no interval' where any end is NaN."""
+    'no interval' where any end is NaN. The one rule by which a trend or a difference counts as decided (also
+    `benchmarks/reproduction_checks.py`)."""
     low_a, high_a, low_b, high_b = (np.asarray(v, dtype=float) for v in (low_a, high_a, low_b, high_b))
     said = np.where(low_b > high_a, above, np.where(high_b < low_a, below, neither)).astype(object)
     said[~np.isfinite(np.stack([low_a, high_a, low_b, high_b])).all(axis=0)] = "no interval"
@@ -189,7 +190,7 @@ def versus_trained(table: pd.DataFrame) -> pd.DataFrame:
             "step": c.step.to_numpy(), "trained_bits": t.ie_bits.to_numpy(), "control_bits": c.ie_bits.to_numpy(),
             "difference_bits": (c.ie_bits - t.ie_bits).to_numpy(),
             "difference_loo_bits": (c.ie_loo_bits - t.ie_loo_bits).to_numpy(),
-            "control_versus_trained": _disjoint(t.band_low, t.band_high, c.band_low, c.band_high,
+            "control_versus_trained": disjoint_verdicts(t.band_low, t.band_high, c.band_low, c.band_high,
                                                 "above", "below", "overlap")}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -221,7 +222,7 @@ def trends(table: pd.DataFrame, pairs: Sequence[tuple[int, int]]) -> pd.DataFram
         for label, part in table.groupby("label", sort=False):
             a_all = _with_mean(_at_step(part, first))
             b_all = _with_mean(_at_step(part, second)).reindex(a_all.index)
-            verdict = _disjoint(a_all.band_low, a_all.band_high, b_all.band_low, b_all.band_high,
+            verdict = disjoint_verdicts(a_all.band_low, a_all.band_high, b_all.band_low, b_all.band_high,
                                 "rises", "falls", "undetermined")
             rows.append(pd.DataFrame({
                 "label": label, "role": part.role.iloc[0], "block": [str(i) for i in a_all.index],
