@@ -23,7 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ie_ray.brackets import ie_brackets  # noqa: E402
-from ie_ray.control_comparison import disjoint_verdicts  # noqa: E402
+from ie_ray.control_comparison import MEAN_BLOCK, step_of, trends  # noqa: E402
 from ie_ray.estimators.diagnostics import NEGATIVE_MARGIN_BITS  # noqa: E402
 from ie_ray.ie import ie_by_reading, layer_summary, model_summary  # noqa: E402
 from ie_ray.reduce.mine_reading import MEMORISED_MARGIN_BITS  # noqa: E402
@@ -452,68 +452,60 @@ def second_rule_small_runs() -> list[str]:
 
 #: The bias bands of the calibration on laws of known truth (issue 24; `ie-ray validate --smoothed --real`).
 BANDS = RESULTS / "validation" / "smoothed-real" / "bias_bands.json"
-#: Claims read with the calibrated interval: run -> (claim, label of a step, the two steps compared, positions of
-#: each step: a step is a token (natural text) or a shot end (ICL, shot k at position 2k - 1)).
-BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), lambda k: k - 1),
-               ("natural-kjv-end8-all", "4", "token", (3, 8), lambda k: k - 1),
-               ("natural-kjv-start16-all", "4", "token", (3, 8), lambda k: k - 1),
-               ("natural-kjv-start16-all", "4", "token", (8, 16), lambda k: k - 1),
-               ("natural-kjv-end16-all", "4", "token", (3, 8), lambda k: k - 1),
-               ("natural-kjv-end16-all", "4", "token", (8, 16), lambda k: k - 1),
-               ("icl-country-20k", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
-               ("icl-animal-20k-seed0", "2b", "shot", (2, 12), lambda k: 2 * k - 1),
-               ("icl-country-20k-seed1", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
-               ("icl-country-20k-seed2", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
+#: Claims read with the calibrated interval: run -> (claim, label of a step, the two steps compared, tokens per
+#: step: a step is a token (natural text, 1: token k at position k - 1) or a shot end (ICL, 2: shot k ends at 2k - 1)).
+BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), 1),
+               ("natural-kjv-end8-all", "4", "token", (3, 8), 1),
+               ("natural-kjv-start16-all", "4", "token", (3, 8), 1),
+               ("natural-kjv-start16-all", "4", "token", (8, 16), 1),
+               ("natural-kjv-end16-all", "4", "token", (3, 8), 1),
+               ("natural-kjv-end16-all", "4", "token", (8, 16), 1),
+               ("icl-country-20k", "2b", "shot", (3, 12), 2),
+               ("icl-animal-20k-seed0", "2b", "shot", (2, 12), 2),
+               ("icl-country-20k-seed1", "2b", "shot", (3, 12), 2),
+               ("icl-country-20k-seed2", "2b", "shot", (3, 12), 2),
                # tokens shuffled within each list: "shot k" is only the position 2k - 1 of the ordered lists
-               ("control-icl-country-20k-shuffled", "2b", "shot", (3, 12), lambda k: 2 * k - 1),
-               ("convention-natural-kjv-start8-total", "4", "token", (3, 8), lambda k: k - 1),
-               ("convention-icl-country-20k-seed1-total", "2b", "shot", (3, 12), lambda k: 2 * k - 1)]
-
-
-def _verdict(first: tuple[float, float], second: tuple[float, float]) -> str:
-    """rises / falls when the two intervals are disjoint, else undetermined (NaN ends: no interval): the package's
-    rule (`ie_ray.control_comparison.disjoint_verdicts`)."""
-    said = disjoint_verdicts([first[0]], [first[1]], [second[0]], [second[1]], "rises", "falls", "undetermined")
-    return str(said[0])
+               ("control-icl-country-20k-shuffled", "2b", "shot", (3, 12), 2),
+               ("convention-natural-kjv-start8-total", "4", "token", (3, 8), 1),
+               ("convention-icl-country-20k-seed1-total", "2b", "shot", (3, 12), 2)]
 
 
 def band_verdicts() -> list[str]:
     """Claims 2b and 4 re-read with the calibrated interval (issue 24): IE's band interval (`ie_ray.brackets`) of
-    block 29 and of the mean over blocks at two steps, and whether the two are disjoint. The block mean's interval
-    is the mean of the blocks' low ends to the mean of their high ends: every block's error may take any value in
-    its band, and a systematic error moves them together, so no independence is assumed."""
+    block 29 and of the mean over blocks at two steps, and whether the two are disjoint, by the package's trend
+    rule (`ie_ray.control_comparison.trends`: the block mean's interval runs from the mean of the low ends to the
+    mean of the high ends, NaN if any block lacks one), for each band kind the bands file holds."""
     from ie_ray.bias_band import load_bands
 
     if not BANDS.is_file():
         return ["## Calibrated interval: no bias bands committed yet", ""]
     bands = load_bands(BANDS)
     rows = []
-    for run, claim, step, (a, b), position in BAND_CLAIMS:
+    for run, claim, step, (a, b), shot_length in BAND_CLAIMS:
         if not (RESULTS / run / "mi.parquet").is_file():
             continue
         table = ie_brackets(_mi(run), 0.25, bands)
         for kind, prefix in (("relative", "ie_band"), ("bracket", "ie_bandb")):
             if f"{prefix}_low" not in table:
                 continue
-            for what, part in (("block 29", table[table.layer == 29]), ("mean of blocks", table)):
-                cells = {k: part[part.position == position(k)][[f"{prefix}_low", f"{prefix}_high", "ie_plugin_bits"]]
-                         for k in (a, b)}
-                # a block without an interval leaves the mean without one (skipping it would bias the mean)
-                lo_a, hi_a, p_a = cells[a].mean(skipna=False).to_numpy()
-                lo_b, hi_b, p_b = cells[b].mean(skipna=False).to_numpy()
-                lacking = sum(int(c[f"{prefix}_low"].isna().sum()) for c in cells.values())
-                per_block = part.pivot_table(index="layer", columns="position",
-                                             values=[f"{prefix}_low", f"{prefix}_high"], dropna=False)
-                said = [_verdict((r[(f"{prefix}_low", position(a))], r[(f"{prefix}_high", position(a))]),
-                                 (r[(f"{prefix}_low", position(b))], r[(f"{prefix}_high", position(b))]))
-                        for _, r in per_block.iterrows()]
-                counts = ", ".join(f"{v} {said.count(v)}" for v in ("rises", "falls", "undetermined", "no interval")
-                                   if said.count(v))
+            readings = table.rename(columns={"ie_plugin_bits": "ie_bits", f"{prefix}_low": "band_low",
+                                             f"{prefix}_high": "band_high"})
+            readings = readings.assign(label=run, role="trained", step=step_of(readings.position, shot_length))
+            trend = trends(readings, [(a, b)]).set_index("block")
+            at_steps = readings[readings.step.isin([a, b])]
+            lacking = int(at_steps.band_low.isna().sum())
+            said = trend.drop(index=MEAN_BLOCK).verdict.tolist()
+            counts = ", ".join(f"{v} {said.count(v)}" for v in ("rises", "falls", "undetermined", "no interval")
+                               if said.count(v))
+            for what, key in (("block 29", "29"), ("mean of blocks", MEAN_BLOCK)):
+                r = trend.loc[key]
                 rows.append(dict(claim=claim, run=run, band=kind, what=what, steps=f"{step}s {a} -> {b}",
-                                 lacking=lacking, blocks=counts if what != "block 29" else "",
-                                 first=f"{p_a:.2f} [{lo_a:.2f}, {hi_a:.2f}]",
-                                 second=f"{p_b:.2f} [{lo_b:.2f}, {hi_b:.2f}]",
-                                 verdict=_verdict((lo_a, hi_a), (lo_b, hi_b))))
+                                 lacking=lacking if what != "block 29" else int(
+                                     at_steps[at_steps.layer == 29].band_low.isna().sum()),
+                                 blocks=counts if what != "block 29" else "",
+                                 first=f"{r.from_bits:.2f} [{r.from_low:.2f}, {r.from_high:.2f}]",
+                                 second=f"{r.to_bits:.2f} [{r.to_low:.2f}, {r.to_high:.2f}]",
+                                 verdict=r.verdict))
     bands_text = ", ".join(f"{b.kind} tau {b.tau:g}: [{b.low:.3f}, {b.high:.3f}] ({b.populations} laws)"
                            for b in bands.values())
     return ["## Calibrated interval: claims 2b and 4 read with the bias band (tau 0.25)", "",
