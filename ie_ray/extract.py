@@ -32,9 +32,11 @@ import pyarrow.compute as pc
 
 from ie_ray.capture import capture_stream_states, pad_batch, streams_of_layers
 from ie_ray.config import ExtractConfig
-from ie_ray.errors import ConfigError
+from ie_ray.errors import ConfigError, StorageError
+from ie_ray.extract_staging import claim, clear_orphans, salvage, staging_dir
 from ie_ray.models import ModelSpec, load_model
 from ie_ray.resources import ExtractPlan, forward_bytes_per_sample, micro_batch_size, plan_extract
+from ie_ray.store import is_out_of_space
 
 STATE_COLUMN = "resid"
 #: Input blocks per actor when there are several: enough to balance the rows over the pool, few enough to keep
@@ -288,19 +290,56 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     """Run ONE pipeline `from_arrow -> map_batches(actor pool) -> write_parquet` over every shard of a model.
 
     Each shard's states land in `shard.out_dir/stream=<s>/` (streams are partition columns, so the reducer reads
-    one block's two streams without touching the others). With several shards the pipeline writes to a staging
-    directory partitioned by (shard, stream) and each shard's stream directories are then moved into place.
+    one block's two streams without touching the others). The pipeline writes to the pass's staging directory,
+    partitioned by (shard, stream), and each shard's stream directories are moved into place at the end. A rerun
+    of a pass that was killed keeps what that pass had written for every stream of a sample and extracts only the
+    rest (`ie_ray.extract_staging`); a disk that fills deletes the staging directory, to give the space back.
     """
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not shards:
         raise ValueError("extract_shards needs at least one shard")
     seq_len = max(int(pc.max(pc.list_value_length(s.table.column("input_ids"))).as_py()) for s in shards)
     plan = resolve_plan(model, settings, seq_len + 1)
     check_writer_cpu(settings, ray.cluster_resources().get("CPU", 0.0))
-    tables = [s.table.select(["sample_id", "input_ids"]).append_column(
-        "shard", pa.array(np.full(s.table.num_rows, i, dtype=np.int64))) for i, s in enumerate(shards)]
+    staging = staging_dir(shards[0].out_dir.parent, model, shards, settings.store_dtype)
+    claim(staging)
+    for orphan in clear_orphans(staging.parent, keep=staging):
+        print(f"[ie-ray] deleted {orphan}: the staging directory of an extraction pass that ended without finishing")
+    kept = salvage(staging, shards)
+    if sum(len(done) for done in kept):
+        print(f"[ie-ray] {model.name}: the states of {sum(len(done) for done in kept)} of "
+              f"{sum(s.table.num_rows for s in shards)} sequences kept from an interrupted pass ({staging}); "
+              "extracting the rest")
+    tables = [_left_to_extract(s.table, done, i) for i, (s, done) in enumerate(zip(shards, kept, strict=True))]
+    records: list[ActorRecord] = []
+    if any(t.num_rows for t in tables):
+        try:
+            records = _run_pipeline([t for t in tables if t.num_rows], shards, model, settings, plan, staging)
+        except BaseException as exc:
+            if isinstance(exc, StorageError) or is_out_of_space(exc):
+                shutil.rmtree(staging, ignore_errors=True)  # the disk is full: give the space back
+            raise
+    _move_into_place(shards, staging)
+    report = ExtractionReport(model.name, plan.to_dict(), [str(s.out_dir) for s in shards], records)
+    EXTRACTION_LOG.append(report)
+    return report
+
+
+def _left_to_extract(table: pa.Table, done: np.ndarray, shard: int) -> pa.Table:
+    """The shard's token rows whose states are not in the staging directory yet, tagged with the shard index."""
+    ids = table.select(["sample_id", "input_ids"])
+    if len(done):
+        ids = ids.filter(pa.array(~np.isin(ids.column("sample_id").to_numpy(), done)))
+    return ids.append_column("shard", pa.array(np.full(ids.num_rows, shard, dtype=np.int64)))
+
+
+def _run_pipeline(tables: list[pa.Table], shards: list[StateShard], model: ModelSpec, settings: ExtractConfig,
+                  plan: ExtractPlan, staging: Path) -> list[ActorRecord]:
+    """The Ray Data pipeline of one pass: token rows -> actor pool -> Parquet under `staging`; the actors' ledger."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     # The ledger lives on the driver's node: placed anywhere, it died with a lost worker node and took the pipeline
     # down (the restarted extraction actor could not register), though the work itself survives a lost node.
     on_driver = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -326,28 +365,26 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
         batch_format="numpy",
         **remote_args,
     )
-    if len(shards) == 1:
-        shards[0].out_dir.mkdir(parents=True, exist_ok=True)
-        states.drop_columns(["shard"]).write_parquet(str(shards[0].out_dir), partition_cols=["stream"], **PARQUET_ARGS)
-    else:
-        staging = shards[0].out_dir.parent / f".staging-{uuid.uuid4().hex[:12]}"
-        try:
-            states.write_parquet(str(staging), partition_cols=["shard", "stream"], **PARQUET_ARGS)
-            for i, shard in enumerate(shards):
-                shard.out_dir.mkdir(parents=True, exist_ok=True)
-                for stream in shard.streams:
-                    source = staging / f"shard={i}" / f"stream={stream}"
-                    target = shard.out_dir / f"stream={stream}"
-                    if target.exists():
-                        raise FileExistsError(f"{target} exists; clear a shard's streams before extracting them")
-                    os.replace(source, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    states.write_parquet(str(staging), partition_cols=["shard", "stream"], **PARQUET_ARGS)
     records = [ActorRecord(**r) for r in ray.get(ledger.all.remote())]
     ray.kill(ledger)
-    report = ExtractionReport(model.name, plan.to_dict(), [str(s.out_dir) for s in shards], records)
-    EXTRACTION_LOG.append(report)
-    return report
+    return records
+
+
+def _move_into_place(shards: list[StateShard], staging: Path) -> None:
+    """Each shard's finished stream directories from the staging directory into the shard's own; then drop it."""
+    for i, shard in enumerate(shards):
+        shard.out_dir.mkdir(parents=True, exist_ok=True)
+        for stream in shard.streams:
+            source = staging / f"shard={i}" / f"stream={stream}"
+            target = shard.out_dir / f"stream={stream}"
+            if target.exists():
+                raise FileExistsError(f"{target} exists; clear a shard's streams before extracting them")
+            if not source.is_dir():
+                raise RuntimeError(f"the extraction pass wrote no states for residual stream {stream} of "
+                                   f"{shard.out_dir} (nothing under {source}); rerun the sweep to extract it again")
+            os.replace(source, target)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def extract_states(
