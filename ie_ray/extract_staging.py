@@ -43,7 +43,7 @@ OWNER_FILE = "_owner.json"
 def staging_dir(parent: Path, model: Any, shards: Sequence[Any], store_dtype: str) -> Path:
     """The staging directory of one pass: the same for a rerun of the same pass, another for any other pass.
     `shards` are `ie_ray.extract.StateShard`s (their sample ids, positions, streams and target directories)."""
-    parts = [str(model), store_dtype]
+    parts: list[Any] = [str(model), store_dtype]
     for shard in shards:
         ids = np.asarray(shard.table.column("sample_id").to_numpy(), dtype=np.int64)
         parts += [str(shard.out_dir), list(map(int, shard.positions)), list(map(int, shard.streams)), ids]
@@ -91,7 +91,7 @@ def _refuse_if_owned(directory: Path) -> None:
 def clear_orphans(parent: Path, keep: Path) -> list[Path]:
     """Delete the staging directories under `parent` other than `keep` whose owner has ended (a killed pass of
     other streams, or of an older layout): nothing will ever read them. Returns what was deleted."""
-    removed = []
+    removed: list[Path] = []
     if not Path(parent).is_dir():
         return removed
     for directory in sorted(Path(parent).glob(f"{PREFIX}*")):
