@@ -353,6 +353,9 @@ def pool_seeds(frames: list[pd.DataFrame]) -> pd.DataFrame:
 #: The other tasks at 20,000 12-shot lists, one run per corpus seed (issue 25 item 1), read as the country task.
 ICL_TASK_SEED_RUNS = {"animal": {f"icl-animal-20k-seed{k}": (k, "pooled_no_sink") for k in range(3)},
                       "colour": {f"icl-color-20k-seed{k}": (k, "pooled_no_sink") for k in range(3)}}
+#: A second model on the country task (issue 25 item 2), read as SmolLM2's seed-0 run beside it.
+SECOND_MODEL_RUNS = {"Gemma 3 270M": {"icl-country-20k-gemma3": (0, "pooled_no_sink")},
+                     "SmolLM2-135M": {"icl-country-20k": (0, "pooled_no_sink")}}
 
 
 def icl_task_seeds() -> list[str]:
@@ -362,6 +365,16 @@ def icl_task_seeds() -> list[str]:
         if any((RESULTS / run / "mi.parquet").is_file() for run in runs):
             out += icl_seeds(runs, f"the {task} task")
     return out or ["## ICL seeds, other tasks: no animal or colour run at 20,000 lists is committed yet", ""]
+
+
+def second_model() -> list[str]:
+    """Claims 2a, 2b and 3 on the country task read on Gemma 3 270M (18 blocks) next to SmolLM2 (30), same seed."""
+    if not (RESULTS / "icl-country-20k-gemma3" / "mi.parquet").is_file():
+        return ["## Second model: icl-country-20k-gemma3 is not committed yet", ""]
+    out = []
+    for model, runs in SECOND_MODEL_RUNS.items():
+        out += icl_seeds(runs, f"the country task on {model} (corpus seed 0)")
+    return out
 
 
 def icl_seeds(runs: dict[str, tuple[int, str]] | None = None, task: str = "the country task") -> list[str]:
@@ -464,6 +477,8 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), 1),
                ("icl-animal-20k-seed0", "2b", "shot", (2, 12), 2),
                ("icl-country-20k-seed1", "2b", "shot", (3, 12), 2),
                ("icl-country-20k-seed2", "2b", "shot", (3, 12), 2),
+               # the bands were measured on SmolLM2's states: on Gemma 3's they are an assumption (REPRODUCTION says so)
+               ("icl-country-20k-gemma3", "2b", "shot", (3, 12), 2),
                # tokens shuffled within each list: "shot k" is only the position 2k - 1 of the ordered lists
                ("control-icl-country-20k-shuffled", "2b", "shot", (3, 12), 2),
                ("convention-natural-kjv-start8-total", "4", "token", (3, 8), 1),
@@ -497,12 +512,13 @@ def band_verdicts() -> list[str]:
             said = trend.drop(index=MEAN_BLOCK).verdict.tolist()
             counts = ", ".join(f"{v} {said.count(v)}" for v in ("rises", "falls", "undetermined", "no interval")
                                if said.count(v))
-            for what, key in (("block 29", "29"), ("mean of blocks", MEAN_BLOCK)):
+            last = int(readings.layer.max())  # block 29 of SmolLM2, block 17 of Gemma 3
+            for what, key in ((f"block {last}", str(last)), ("mean of blocks", MEAN_BLOCK)):
                 r = trend.loc[key]
                 rows.append(dict(claim=claim, run=run, band=kind, what=what, steps=f"{step}s {a} -> {b}",
-                                 lacking=lacking if what != "block 29" else int(
-                                     at_steps[at_steps.layer == 29].band_low.isna().sum()),
-                                 blocks=counts if what != "block 29" else "",
+                                 lacking=lacking if key == MEAN_BLOCK else int(
+                                     at_steps[at_steps.layer == last].band_low.isna().sum()),
+                                 blocks=counts if key == MEAN_BLOCK else "",
                                  first=f"{r.from_bits:.2f} [{r.from_low:.2f}, {r.from_high:.2f}]",
                                  second=f"{r.to_bits:.2f} [{r.to_low:.2f}, {r.to_high:.2f}]",
                                  verdict=r.verdict))
@@ -523,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, timings,
-                    cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_rule_small_runs,
+                    cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_model,
+                    second_rule_small_runs,
                     band_verdicts):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
