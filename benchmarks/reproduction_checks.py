@@ -478,7 +478,7 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), 1),
                ("icl-country-20k-seed1", "2b", "shot", (3, 12), 2),
                ("icl-country-20k-seed2", "2b", "shot", (3, 12), 2),
                # the bands were measured on SmolLM2's states: on Gemma 3's they are an assumption (REPRODUCTION says so)
-               ("icl-country-20k-gemma3", "2b", "shot", (3, 12), 2),
+               ("icl-country-20k-gemma3", "2b", "shot", (2, 12), 2),
                # tokens shuffled within each list: "shot k" is only the position 2k - 1 of the ordered lists
                ("control-icl-country-20k-shuffled", "2b", "shot", (3, 12), 2),
                ("convention-natural-kjv-start8-total", "4", "token", (3, 8), 1),
