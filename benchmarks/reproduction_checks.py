@@ -167,6 +167,30 @@ def mine_checks() -> list[str]:
             + ", ".join(f"block {r.layer}: {r.ie_bits:.2f} bits, `{r.flag}`" for r in stored.itertuples()), ""]
 
 
+#: MINE at 20,000 lists (issue 25 item 1, paper comparison): blocks 5/15/25/29, the last position only.
+MINE_20K_RUN = "icl-country-20k-mine"
+
+
+def mine_at_20k() -> list[str]:
+    """E(l) at the last position of the 12-shot country lists from the three readings side by side: MINE (the
+    paper's bound, held-out readout, with its flag), IE_sigma at tau 0.25 and the entropy limit, with the macro
+    MI each reads and its ceiling."""
+    path = RESULTS / MINE_20K_RUN / "ie_readings.csv"
+    if not path.is_file():
+        return [f"## MINE at 20,000 lists: {MINE_20K_RUN} is not committed yet", ""]
+    readings = pd.read_csv(path)
+    last = readings.position.max()
+    part = readings[(readings.position == last) & ((readings.reading != "smoothed")
+                                                   | np.isclose(readings.tau.fillna(-1.0), 0.25))]
+    columns = ["layer", "reading", "mi_macro_bits", "mi_micro_bits", "ie_bits", "ci_low", "ci_high",
+               "macro_ceiling_bits", "flag"]
+    table = part[columns].sort_values(["layer", "reading"])
+    return [f"## MINE at 20,000 lists ({MINE_20K_RUN}, position {last}: the end of the last shot)", "",
+            "E(l) = macro MI - mean micro MI per reading (smoothed at tau 0.25); `macro_ceiling_bits`: log2 of the "
+            "distinct prefixes (the entropy limit's cap, and MINE's where the critic memorises).", "",
+            _md(table), ""]
+
+
 def timings() -> list[str]:
     rows = []
     for manifest_path in sorted(RESULTS.glob("*/manifest.json")) + sorted(RESULTS.glob("*/*/manifest.json")):
@@ -538,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
-    for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, timings,
+    for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, mine_at_20k,
+                    timings,
                     cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_model,
                     second_rule_small_runs,
                     band_verdicts):
