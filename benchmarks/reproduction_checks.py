@@ -563,10 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, mine_at_20k,
-                    timings,
-                    cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_model,
-                    second_rule_small_runs,
-                    band_verdicts):
+                    timings, cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_model,
+                    second_rule_small_runs, band_verdicts):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

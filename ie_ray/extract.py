@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from ie_ray.capture import capture_stream_states, pad_batch, streams_of_layers
 from ie_ray.config import ExtractConfig
-from ie_ray.errors import ConfigError, StorageError
+from ie_ray.errors import ConfigError
 from ie_ray.extract_staging import claim, clear_orphans, salvage, staging_dir
 from ie_ray.models import ModelSpec, load_model
 from ie_ray.resources import ExtractPlan, forward_bytes_per_sample, micro_batch_size, plan_extract
@@ -307,8 +307,9 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     for orphan in clear_orphans(staging.parent, keep=staging):
         print(f"[ie-ray] deleted {orphan}: the staging directory of an extraction pass that ended without finishing")
     kept = salvage(staging, shards)
-    if sum(len(done) for done in kept):
-        print(f"[ie-ray] {model.name}: the states of {sum(len(done) for done in kept)} of "
+    n_kept = sum(len(done) for done in kept)
+    if n_kept:
+        print(f"[ie-ray] {model.name}: the states of {n_kept} of "
               f"{sum(s.table.num_rows for s in shards)} sequences kept from an interrupted pass ({staging}); "
               "extracting the rest")
     tables = [_left_to_extract(s.table, done, i) for i, (s, done) in enumerate(zip(shards, kept, strict=True))]
@@ -316,8 +317,8 @@ def extract_shards(shards: list[StateShard], model: ModelSpec, settings: Extract
     if any(t.num_rows for t in tables):
         try:
             records = _run_pipeline([t for t in tables if t.num_rows], shards, model, settings, plan, staging)
-        except BaseException as exc:
-            if isinstance(exc, StorageError) or is_out_of_space(exc):
+        except Exception as exc:
+            if is_out_of_space(exc):
                 shutil.rmtree(staging, ignore_errors=True)  # the disk is full: give the space back
             raise
     _move_into_place(shards, staging)

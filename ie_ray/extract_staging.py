@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from ie_ray.cache import content_key
 from ie_ray.errors import ConfigError
+from ie_ray.store import state_files
 
 __all__ = ["OWNER_FILE", "PREFIX", "claim", "clear_orphans", "salvage", "staging_dir"]
 
@@ -113,10 +114,6 @@ def claim(directory: Path) -> None:
     os.replace(tmp, directory / OWNER_FILE)
 
 
-def _files(directory: Path) -> list[Path]:
-    return sorted(f for f in directory.rglob("*.parquet") if not f.name.startswith((".", "_")))
-
-
 def _ids_of(path: Path) -> np.ndarray | None:
     """The sample ids a state file holds; None when it does not read back whole (the pass died writing it)."""
     try:
@@ -141,7 +138,7 @@ def salvage(directory: Path, shards: Sequence[Any]) -> list[np.ndarray]:
         held: dict[int, list[tuple[Path, np.ndarray]]] = {}
         for stream in streams:
             held[stream] = []
-            for path in _files(root / f"stream={stream}"):
+            for path in state_files(root / f"stream={stream}"):
                 ids = _ids_of(path)
                 if ids is None:
                     path.unlink(missing_ok=True)
@@ -160,9 +157,10 @@ def salvage(directory: Path, shards: Sequence[Any]) -> list[np.ndarray]:
             if not any(partial.values()):
                 break
             for stream, files in partial.items():
-                for path, _ in files:
+                gone = {path for path, _ in files}
+                for path in gone:
                     path.unlink(missing_ok=True)
-                held[stream] = [(p, ids) for p, ids in held[stream] if p not in {q for q, _ in files}]
+                held[stream] = [(p, ids) for p, ids in held[stream] if p not in gone]
         done.append(np.asarray(common, dtype=np.int64))
     return done
 

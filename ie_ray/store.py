@@ -180,6 +180,12 @@ def _tensor_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty((0,))
 
 
+def state_files(directory: Path) -> list[Path]:
+    """The Parquet files of states under `directory`, in a stable order, without the hidden or metadata files
+    (`.`/`_` prefixes: temp files of a writer, markers) that are not states."""
+    return sorted(f for f in Path(directory).rglob("*.parquet") if not f.name.startswith((".", "_")))
+
+
 def read_stream_states(states_dir: Path, stream: int,
                        dtype: np.dtype | type | None = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """(sample_id, states) of one residual stream, sorted by sample id; states (N, P, H) in `dtype` (None: as
@@ -192,7 +198,7 @@ def read_stream_states(states_dir: Path, stream: int,
     import ray.data  # noqa: F401  (registers Ray's Arrow tensor extension types for reading)
 
     stream_dir = states_dir / f"stream={stream}"
-    files = sorted(f for f in stream_dir.rglob("*.parquet") if not f.name.startswith((".", "_")))
+    files = state_files(stream_dir)
     if not files:
         raise FileNotFoundError(f"no extracted states for residual stream {stream} under {states_dir}")
     parts = [pq.read_table(f, columns=["sample_id", "resid"]) for f in files]
@@ -205,7 +211,7 @@ def read_stream_states(states_dir: Path, stream: int,
 
 def read_stream_ids(states_dir: Path, stream: int) -> np.ndarray:
     """The sample ids one stream's files hold, unsorted, without reading the states (sealing checks them)."""
-    files = sorted(f for f in (states_dir / f"stream={stream}").rglob("*.parquet") if not f.name.startswith((".", "_")))
+    files = state_files(states_dir / f"stream={stream}")
     if not files:
         raise FileNotFoundError(f"no extracted states for residual stream {stream} under {states_dir}")
     return np.concatenate([pq.read_table(f, columns=["sample_id"]).column("sample_id").to_numpy() for f in files])
