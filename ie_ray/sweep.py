@@ -25,6 +25,7 @@ from ie_ray.config import CorpusConfig, SweepConfig, resolve_indices
 from ie_ray.corpora.build import Corpus, build_corpus, corpus_shots
 from ie_ray.errors import ConfigError, StorageError
 from ie_ray.extract import StateShard, extract_shards
+from ie_ray.extract_staging import staging_dir
 from ie_ray.ie import ie_by_reading, layer_summary, models_side_by_side, side_by_side
 from ie_ray.models import ModelInfo, ModelSpec, describe_model, load_tokenizer
 from ie_ray.ray_logs import ray_messages_to
@@ -33,7 +34,7 @@ from ie_ray.reduce import Reading, reading_class
 from ie_ray.reduce.row import ROW_ORDER
 from ie_ray.reduce.row_cache import RowCache
 from ie_ray.reduce.scheduler import CellReduction, CellWork, layers_to_compute, reduce_cell
-from ie_ray.usage import PeakUsage
+from ie_ray.usage import PeakUsage, directory_bytes
 
 
 @dataclass
@@ -319,6 +320,7 @@ def _extract_cached(
         return
     states_root = shards.root / "states"
     need = STATE_FILE_OVERHEAD * state_bytes * sum(t.num_rows * len(s.positions) * len(m) for _, t, m, s in pending)
+    need = _left_to_write(need, [p[3] for p in pending], spec, config)
     what = f"extracting {sum(len(p[2]) for p in pending)} residual streams of {spec.name}"
     store.require_space(states_root, need, what)
     init_ray()  # only now: everything before this point was validation and cache look-ups
@@ -331,6 +333,15 @@ def _extract_cached(
         for cell, _, missing, _ in pending:  # sealed streams stay; the rest would only hold the disk full
             cell.clear_streams(cell.missing_streams(missing))
         raise
+
+
+def _left_to_write(need: float, shards: list[StateShard], spec: ModelSpec, config: SweepConfig) -> float:
+    """Bytes a pass still has to write: `need` less what an interrupted run of the same pass left in its staging
+    directory. Why: those files already take disk space and the rerun keeps them (`ie_ray.extract_staging`), so
+    counting them again would refuse a resume that fits. A file the rerun deletes (torn, or a sample another
+    stream lacks) frees what its rewrite takes, so the difference stays an upper bound either way."""
+    staging = staging_dir(shards[0].out_dir.parent, spec, shards, config.extract.store_dtype)
+    return max(0.0, need - directory_bytes(staging))
 
 
 def _cell_work(cell: Cell, model: str, config: SweepConfig, macro: CellStates, micro: CellStates,

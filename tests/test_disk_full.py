@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -170,3 +171,42 @@ def test_enospc_raised_in_a_ray_worker_is_recognised(ray_local):
         ray_local.get(ray_local.remote(write_on_a_full_disk).options(max_retries=0).remote())
     assert store.is_out_of_space(failure.value)
     assert not store.is_out_of_space(RuntimeError("some other failure"))
+
+
+class _Stop(Exception):
+    """Ends a fake extraction pass where the test has seen what it needs."""
+
+
+def test_a_resumed_pass_counts_only_what_it_still_has_to_write(ray_local, tmp_path, monkeypatch):
+    """An interrupted pass's staging files stay on disk and the rerun keeps them: the free-space check must not
+    count them twice, or a resume that fits on a nearly full disk would be refused."""
+    from ie_ray.extract_staging import staging_dir
+
+    seen = []
+
+    def interrupted_pass(shards, model, settings):  # writes what an interrupted pass leaves, where extract.py would
+        staging = staging_dir(shards[0].out_dir.parent, model, shards, settings.store_dtype)
+        staging.mkdir(parents=True)
+        (staging / "part-0.parquet").write_bytes(b"\0" * STREAM_BYTES)
+        seen.append(staging)
+        raise _Stop
+
+    monkeypatch.setattr(sweep, "extract_shards", interrupted_pass)
+    with pytest.raises(_Stop):
+        run_sweep(parse_config(SWEEP), tmp_path)
+    # the pass needs 2.2 streams; 1.5 are free and 1 is written already: the rerun fits
+    free = int(1.5 * STREAM_BYTES)
+    monkeypatch.setattr(store.shutil, "disk_usage", lambda path: SimpleNamespace(total=10 * free, used=9 * free, free=free))
+    resumed = []
+
+    def resumed_pass(shards, model, settings):
+        resumed.append(staging_dir(shards[0].out_dir.parent, model, shards, settings.store_dtype))
+        raise _Stop
+
+    monkeypatch.setattr(sweep, "extract_shards", resumed_pass)
+    with pytest.raises(_Stop):
+        run_sweep(parse_config(SWEEP), tmp_path)
+    assert resumed == seen  # the same pass, so the same staging directory
+    shutil.rmtree(seen[0])  # without the interrupted pass's files the same check refuses the pass
+    with pytest.raises(StorageError):
+        run_sweep(parse_config(SWEEP), tmp_path)
