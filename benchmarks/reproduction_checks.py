@@ -440,15 +440,15 @@ def icl_seeds(runs: dict[str, tuple[int, str]] | None = None, task: str = "the c
                    std_peak=("std_peak", lambda s: ", ".join(f"{v:g}" for v in s)),
                    fall_after_max_mean=("fall_after_max", "mean"), fall_after_max_sd=("fall_after_max", "std"))
               .reset_index())
+    spread_lines = (["Spread over the corpus seeds (default rule; the values listed in seed order):", "", _md(spread), ""]
+                    if n_default > 1 else [f"One corpus seed (seed {default.seed.iloc[0]}): no spread over seeds to show.", ""])
     return [f"## ICL seeds and conventions: {task} at 20,000 lists, per corpus seed and scale rule", "",
             "Every block, every stored tau, both ends of the bracket. `block_mean_at_shots`: the mean over blocks at "
             "shots 1-12; `saturation`: the significance rule of `ie-ray variance`, `knee`: its broken-stick knee; "
             "`fall_after_max`: the block mean at shot 12 minus its maximum; `std_peak`: the shot where the std across "
             "blocks peaks, with its bootstrap interval and the share of replicates within one shot of saturation. "
             "Seed `pooled`: the seeds' IE averaged per block and shot (`pool_seeds`), where every seed stored the tau.",
-            "", _md(frame), "",
-            "Spread over the corpus seeds (default rule; the values listed in seed order):", "",
-            _md(spread), ""]
+            "", _md(frame), "", *spread_lines]
 
 
 def cross_run_tau1() -> list[str]:
