@@ -289,6 +289,56 @@ def gen_rows(run: str, tau: float, end: str) -> list[dict]:
             for model, row in table.iterrows()]
 
 
+#: Claim 5 at >= 2,000 windows per source, every block of both measuring models (issue 25 item 4).
+GEN_2000 = "gen-vs-human-2000"
+
+
+def block_order(ie: pd.DataFrame, source: str, reference: str = "human-kjv") -> dict[str, int]:
+    """Per block at the last token: how many blocks read `source` above / below `reference` with disjoint
+    bootstrap intervals, and how many overlap. Why per block: a model-level mean can hide blocks that disagree."""
+    last = layer_summary(ie).set_index(["model", "corpus", "layer"])
+    a, b = last.xs(source, level="corpus"), last.xs(reference, level="corpus")
+    a, b = a.align(b, join="inner", axis=0)
+    above = int((a.ci_low > b.ci_high).sum())
+    below = int((a.ci_high < b.ci_low).sum())
+    return dict(above=above, below=below, overlap=len(a) - above - below)
+
+
+def gen_vs_human_2000() -> list[str]:
+    """Claims 5 and 1 at 2,000 windows per source, all blocks: the model-level difference from human text at every
+    stored tau and both ends, the per-block order, and the entropy limit (the token-diversity confound)."""
+    if not (RESULTS / GEN_2000 / "mi.parquet").is_file():
+        return [f"## Generated vs human at 2,000 windows: {GEN_2000} is not committed yet", ""]
+    taus = stored_taus(GEN_2000)
+    levels = pd.DataFrame([row for tau in taus for end in ("plugin", "loo") for row in gen_rows(GEN_2000, tau, end)])
+    blocks = []
+    for tau in taus:
+        for end in ("plugin", "loo"):
+            ie = ie_at(GEN_2000, tau, end)
+            for model in sorted(ie.model.unique()):
+                for source in ("generated-smollm2", "generated-gemma3"):
+                    blocks.append(dict(tau=tau, end=end, measuring=model, source=source,
+                                       blocks=ie[ie.model == model].layer.nunique(),
+                                       **block_order(ie[ie.model == model], source)))
+    readings = pd.read_parquet(RESULTS / GEN_2000 / "ie_readings.parquet")
+    limit = readings[readings.reading == "entropy_limit"]
+    limit = (limit[limit.position == limit.position.max()].groupby(["model", "corpus"])
+             [["ie_bits", "mi_macro_bits", "mi_micro_bits"]].mean().reset_index())
+    manifest = json.loads((RESULTS / GEN_2000 / "manifest.json").read_text())
+    sizes = ", ".join(f"{cell} {c['n_samples']} ({c['n_distinct_sequences']} distinct)"
+                      for cell, c in manifest["corpora"].items())
+    return [f"## Generated vs human at 2,000 windows per source ({GEN_2000}), every block", "",
+            f"Windows: {sizes}. Model-level: the mean over every block of the run of E(l) at the last token, "
+            "interval in quadrature; `*_minus_human`: a source's mean minus the human text's.",
+            "", _md(levels), "",
+            "Per block (E(l) at the last token): blocks where the source reads above / below human KJV text with "
+            "disjoint bootstrap intervals (the leave-one-out end's interval is the plug-in's, shifted).", "",
+            _md(pd.DataFrame(blocks)), "",
+            "The entropy limit at the last token, mean over blocks: IE, its macro term (log2 of the distinct "
+            "windows at most) and its micro term (the mean single-token entropy: lower for less diverse tokens).", "",
+            _md(limit), ""]
+
+
 def holds_under() -> list[str]:
     icl = pd.DataFrame([icl_shape(run, m, tau, end) for run, m in ICL_RUNS.items() for tau in TAUS
                         for end in ("plugin", "loo")])
@@ -564,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
     for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, mine_at_20k,
                     timings, cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_model,
-                    second_rule_small_runs, band_verdicts):
+                    gen_vs_human_2000, second_rule_small_runs, band_verdicts):
         lines += section()
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
