@@ -34,7 +34,7 @@ from ie_ray.reduce import Reading, reading_class
 from ie_ray.reduce.row import ROW_ORDER
 from ie_ray.reduce.row_cache import RowCache
 from ie_ray.reduce.scheduler import CellReduction, CellWork, layers_to_compute, reduce_cell
-from ie_ray.usage import PeakUsage, directory_bytes
+from ie_ray.usage import PeakUsage, directory_bytes, untracked_states
 
 
 @dataclass
@@ -179,9 +179,11 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
     usage.start()
     with timer.stage("plan"):
         plans = plan_sweep(config)
+    untracked = _note_untracked_states(shards, plans, config, usage)
     store.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     manifest: dict = dict(config_hash=config.content_hash(), versions=_versions(), models={}, corpora={},
-                          cache_dir=str(shards.root), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                          cache_dir=str(shards.root), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          untracked_states_bytes=untracked)
     mi_frames: list[pd.DataFrame] = []
     scale_frames: list[pd.DataFrame] = []
     infos: dict[str, ModelInfo] = {}
@@ -282,6 +284,26 @@ def extract_only(config: SweepConfig, run_dir: Path, cache_dir: Path | None = No
         shards=dict(reused=shards.reused, computed=shards.computed),
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     return directories
+
+
+def _note_untracked_states(shards: ShardCache, plans: list[ModelPlan], config: SweepConfig, usage: PeakUsage) -> dict:
+    """Track the run's own state directories for the peak disk, and name the others in the cache (states of an
+    earlier code version or of another config) with their size: they take disk a pass may need, and only the user
+    can tell whether another run still wants them."""
+    own = []
+    for plan in plans:
+        macro, micro = _plan_states(shards, plan, config)
+        own += [states.directory for states in macro.values()]
+        if config.micro == "single_token":
+            own.append(micro.directory)
+    usage.track(own)
+    others = untracked_states(shards.root / "states", own)
+    if sum(others.values()) > 0:
+        print(f"[ie-ray] note: the cache holds {store.human_bytes(sum(others.values()))} of block states this run "
+              f"does not read ({', '.join(others)}): states of an earlier code version (a run interrupted before an "
+              "upgrade) or of another config sharing the cache. They are kept, and count against the disk the "
+              "passes need; delete them if no other run needs them.", flush=True)
+    return others
 
 
 def _plan_states(shards: ShardCache, plan: ModelPlan, config: SweepConfig) -> tuple[dict[str, CellStates], CellStates]:

@@ -4,7 +4,8 @@ Memory is sampled (every `interval_s`) as the summed proportional set size (PSS)
 descendants (in-process Ray's raylet, object store and workers): a shared page counts once in the sum, split
 over the processes that map it. Summed RSS would count the object store once per worker that reads it
 (measured on the 20k ICL run: 37.7 GB summed RSS on a 24 GB machine that never swapped). Where PSS cannot be
-read (not Linux), RSS is summed and the manifest says so. Disk is the size of the states directory, measured where it peaks: after each extraction pass.
+read (not Linux), RSS is summed and the manifest says so. Disk is the size of the run's own state directories,
+measured where it peaks: after each extraction pass.
 """
 from __future__ import annotations
 
@@ -44,11 +45,31 @@ def tree_memory_bytes() -> tuple[int, str]:
     return total, kind
 
 
+def untracked_states(states_root: Path, own: list[Path]) -> dict[str, int]:
+    """Bytes of each state directory under `states_root` (`<model>/<key>`) that is not one of `own`.
+
+    Why: a cell's states directory is keyed by the extraction code's version, so states left by a run
+    interrupted before an upgrade are never read again, and a cache shared between configs holds other runs'
+    kept states. Neither is this run's to delete (kept states feed `ie-ray validate --real`); the sweep names
+    them so that the user can, and leaves them out of the run's peak disk. Staging directories of unfinished
+    passes are the extraction's to clean (`ie_ray.extract_staging`)."""
+    mine = {Path(d).resolve() for d in own}
+    found = {}
+    for directory in sorted(Path(states_root).glob("*/*")):
+        if directory.is_dir() and not directory.name.startswith(".") and directory.resolve() not in mine:
+            found[str(directory)] = directory_bytes(directory)
+    return found
+
+
 class PeakUsage:
-    """A background sampler of memory, and the peak of `disk_path` measured on demand."""
+    """A background sampler of memory, and the peak disk of the run's own state directories measured on demand.
+
+    Only the directories given to `track` count: the peak is what the run needs, not what else shares its cache
+    (`untracked_states`)."""
 
     def __init__(self, disk_path: Path, interval_s: float = 2.0) -> None:
         self.disk_path, self.interval_s = Path(disk_path), interval_s
+        self.disk_dirs: list[Path] = []
         self.peak_memory = 0
         self.memory_kind = "pss"
         self.peak_disk = 0
@@ -66,8 +87,12 @@ class PeakUsage:
             self.peak_memory = max(self.peak_memory, used)
             self._stop.wait(self.interval_s)
 
+    def track(self, directories: list[Path]) -> None:
+        """Count these state directories (the run's cells and micro states) in the peak disk."""
+        self.disk_dirs += [Path(d) for d in directories if Path(d) not in self.disk_dirs]
+
     def measure_disk(self) -> None:
-        self.peak_disk = max(self.peak_disk, directory_bytes(self.disk_path))
+        self.peak_disk = max(self.peak_disk, sum(directory_bytes(d) for d in self.disk_dirs))
 
     def stop(self) -> None:
         self.measure_disk()
@@ -80,4 +105,5 @@ class PeakUsage:
                     peak_memory_bytes=int(self.peak_memory), peak_states_disk_bytes=int(self.peak_disk),
                     memory_note=f"summed {self.memory_kind.upper()} of the driver and its descendants (Ray "
                                 f"workers, object store), sampled every {self.interval_s:g} s",
-                    disk_note=f"size of {self.disk_path} after each extraction pass (its peak)")
+                    disk_note=f"size of this run's state directories under {self.disk_path} after each "
+                              "extraction pass (its peak); other directories there are not counted")

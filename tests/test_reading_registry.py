@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ie_ray import store
 from ie_ray.config import parse_config
 from ie_ray.errors import ConfigError
 from ie_ray.reduce import MIRow, Reading, reading_names, register_reading, table_prefixes, unregister_reading
@@ -71,8 +72,6 @@ def test_a_fourth_reading_is_one_class_and_one_registry_entry(example_reading, r
     assert len(rows) == 3 * (4 + 4)  # 3 layers x (4 macro + 4 micro positions)
     assert "ie_norm_bits" in result.ie.columns and "ie_limit_bits" in result.ie.columns
     # the value is what the class computes from the stored states, and IE is macro - mean micro of it
-    from ie_ray import store
-
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     _, pre, _ = store.read_layer_states(Path(manifest["corpora"]["tiny-llama/icl-country-2shot"]["states"]), 1)
     macro = rows[(rows.layer == 1) & (rows.level == "macro")].set_index("position").mi_bits
@@ -102,10 +101,18 @@ def test_extraction_passes_fit_the_disk_budget(ray_local, tmp_path, capsys):
     per_stream = (120 * 4 + 9) * 64 * 4
     config = {**SWEEP, "readings": ["entropy_limit"],
               "extract": {"batch_size": 60, "max_states_gb": 2.5 * per_stream / 1024**3}}
+    # states an interrupted run left under an older code version: named, kept, and not this run's peak
+    stale = tmp_path / "cache" / "states" / "tiny-llama" / ("0" * 24) / "stream=3"
+    stale.mkdir(parents=True)
+    (stale / "part-0.parquet").write_bytes(b"\0" * 10 * per_stream)
     result = run_sweep(parse_config(config), tmp_path / "run", cache_dir=tmp_path / "cache")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert 0 < manifest["usage"]["peak_states_disk_bytes"] <= 2 * per_stream * 1.2  # + parquet overhead
-    assert "3 layers in 3 extraction passes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "3 layers in 3 extraction passes" in out
+    assert manifest["untracked_states_bytes"] == {str(stale.parent): 10 * per_stream}
+    assert f"holds {store.human_bytes(10 * per_stream)} of block states this run does not read ({stale.parent})" in out
+    assert (stale / "part-0.parquet").is_file()
     unbounded = run_sweep(parse_config({**config, "extract": {"batch_size": 60}}), tmp_path / "run2",
                           cache_dir=tmp_path / "cache2")
     pd.testing.assert_frame_equal(result.mi.drop(columns=["wall_s"]), unbounded.mi.drop(columns=["wall_s"]))
