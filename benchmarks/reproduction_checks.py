@@ -319,15 +319,13 @@ def gen_vs_human_2000() -> list[str]:
     for tau in taus:
         for end in ("plugin", "loo"):
             ie = ie_at(GEN_2000, tau, end)
-            for model in sorted(ie.model.unique()):
+            for model, part in ie.groupby("model", sort=True):
                 for source in ("generated-smollm2", "generated-gemma3"):
                     blocks.append(dict(tau=tau, end=end, measuring=model, source=source,
-                                       blocks=ie[ie.model == model].layer.nunique(),
-                                       **block_order(ie[ie.model == model], source)))
+                                       blocks=part.layer.nunique(), **block_order(part, source)))
     headline = pd.read_parquet(RESULTS / GEN_2000 / "ie.parquet")  # tau 0.25, with the calibrated interval
-    for model in sorted(headline.model.unique()):
+    for model, part in headline.groupby("model", sort=True):
         for source in ("generated-smollm2", "generated-gemma3"):
-            part = headline[headline.model == model]
             blocks.append(dict(tau=float(part.tau.iloc[0]), end="calibrated", measuring=model, source=source,
                                blocks=part.layer.nunique(), **block_order(part, source, low="ie_sigma_cal_low",
                                                                           high="ie_sigma_cal_high")))

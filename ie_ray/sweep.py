@@ -179,7 +179,8 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
     usage.start()
     with timer.stage("plan"):
         plans = plan_sweep(config)
-    untracked = _note_untracked_states(shards, plans, config, usage)
+    states = {plan.spec.label: _plan_states(shards, plan, config) for plan in plans}
+    untracked = _note_untracked_states(shards, list(states.values()), config, usage)
     store.write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     manifest: dict = dict(config_hash=config.content_hash(), versions=_versions(), models={}, corpora={},
                           cache_dir=str(shards.root), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -199,7 +200,7 @@ def _run_sweep(config: SweepConfig, run_dir: Path, cache_dir: Path | None) -> Sw
                 length=cell.corpus.input_ids.shape[1],
                 n_distinct_sequences=len(np.unique(cell.corpus.input_ids, axis=0)),
             )
-        macro, micro = _plan_states(shards, plan, config)
+        macro, micro = states[spec.label]
         for cell in plan.cells:
             manifest["corpora"][f"{spec.label}/{cell.key}"]["states"] = str(macro[cell.key].directory)
         if config.micro == "single_token":
@@ -286,13 +287,13 @@ def extract_only(config: SweepConfig, run_dir: Path, cache_dir: Path | None = No
     return directories
 
 
-def _note_untracked_states(shards: ShardCache, plans: list[ModelPlan], config: SweepConfig, usage: PeakUsage) -> dict:
-    """Track the run's own state directories for the peak disk, and name the others in the cache (states of an
-    earlier code version or of another config) with their size: they take disk a pass may need, and only the user
-    can tell whether another run still wants them."""
+def _note_untracked_states(shards: ShardCache, planned: list[tuple[dict[str, CellStates], CellStates]],
+                           config: SweepConfig, usage: PeakUsage) -> dict:
+    """Track the run's own state directories (`planned`: each model's `_plan_states`) for the peak disk, and name
+    the others in the cache (states of an earlier code version or of another config) with their size: they take
+    disk a pass may need, and only the user can tell whether another run still wants them."""
     own = []
-    for plan in plans:
-        macro, micro = _plan_states(shards, plan, config)
+    for macro, micro in planned:
         own += [states.directory for states in macro.values()]
         if config.micro == "single_token":
             own.append(micro.directory)
