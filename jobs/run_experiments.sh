@@ -51,6 +51,7 @@ RUNS=(
   "icl-country-20k-gemma3|paper-icl-country-20k-gemma3.yaml|variance brackets"
   "gen-gemma3-kjv-extra|generate|"
   "gen-vs-human-2000|paper-generated-vs-human-2000.yaml|brackets"
+  "convention-gen-vs-human-2000-total|convention-gen-vs-human-2000-total.yaml|brackets"
 )
 
 # Step gen-gemma3-kjv-extra: 600 more Gemma continuations (seed 1) joined with the first 1,200 (seed 0), so the
