@@ -11,21 +11,47 @@ import pandas as pd
 
 from ie_ray import store
 
+#: Up to this many blocks a figure names each block in its legend; above it (30 for SmolLM2) the entries would cover
+#: the curves, so the blocks' colours get a colour bar instead and the legend keeps only the other lines.
+MAX_BLOCK_LEGEND = 8
+
+
+def block_colors(layers, cmap: str = "viridis") -> dict:
+    """One colour per block, shallow to deep along `cmap`, so depth reads from the colour in every figure."""
+    ordered = sorted(layers)
+    colormap = plt.get_cmap(cmap)
+    return {layer: colormap(k / max(1, len(ordered) - 1)) for k, layer in enumerate(ordered)}
+
+
+def label_blocks(ax, layers, prefix: str = "block ", cmap: str = "viridis", **legend_kw) -> None:
+    """Legend for a figure with one line per block: each block named when there are few, a colour bar of block
+    numbers (and a legend of the remaining lines) when there are many. Lines drawn for blocks carry labels that
+    start with `prefix`; `legend_kw` go to `ax.legend`."""
+    legend_kw = {"fontsize": 7, **legend_kw}
+    layers = sorted(layers)
+    if len(layers) <= MAX_BLOCK_LEGEND:
+        ax.legend(**legend_kw)
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    others = [(h, label) for h, label in zip(handles, labels) if not label.startswith(prefix)]
+    if others:
+        ax.legend([h for h, _ in others], [label for _, label in others], **legend_kw)
+    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(layers[0], layers[-1]), cmap=plt.get_cmap(cmap))
+    ax.figure.colorbar(mappable, ax=ax, pad=0.01, fraction=0.04, label=prefix.strip())
+
 
 def draw_ie_by_position(ax, ie: pd.DataFrame, title: str) -> None:
     """IE vs position, one line per layer with its 95% band: where emergence appears along the sequence."""
-    cmap = plt.get_cmap("viridis")
-    layers = sorted(ie.layer.unique())
-    for k, layer in enumerate(layers):
+    colors = block_colors(ie.layer.unique())
+    for layer, color in colors.items():
         part = ie[ie.layer == layer].sort_values("position")
-        color = cmap(k / max(1, len(layers) - 1))
         ax.plot(part.position, part.ie_bits, marker="o", color=color, label=f"block {layer}")
         ax.fill_between(part.position, part.ci_low, part.ci_high, color=color, alpha=0.15)
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("position t (IE of the prefix ending at t)")
     ax.set_ylabel("IE (bits)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    label_blocks(ax, colors, ncol=2)
 
 
 def draw_ie_vs_tau(ax, readings: pd.DataFrame, title: str) -> None:
@@ -34,12 +60,10 @@ def draw_ie_vs_tau(ax, readings: pd.DataFrame, title: str) -> None:
     is the geometry of its map."""
     smoothed = readings[readings.reading == "smoothed"]
     limit = readings[readings.reading == "entropy_limit"]
-    cmap = plt.get_cmap("viridis")
-    layers = sorted(smoothed.layer.unique())
+    colors = block_colors(smoothed.layer.unique())
     last = smoothed.position.max()
-    for k, layer in enumerate(layers):
+    for layer, color in colors.items():
         part = smoothed[(smoothed.layer == layer) & (smoothed.position == last)].sort_values("tau")
-        color = cmap(k / max(1, len(layers) - 1))
         ax.plot(part.tau, part.ie_bits, marker="o", color=color, label=f"block {layer}")
         ax.fill_between(part.tau, part.ci_low, part.ci_high, color=color, alpha=0.15)
         lim = limit[(limit.layer == layer) & (limit.position == last)]
@@ -50,7 +74,7 @@ def draw_ie_vs_tau(ax, readings: pd.DataFrame, title: str) -> None:
     ax.set_xlabel("tau (noise std per coordinate / sqrt(d), standardised states)")
     ax.set_ylabel(f"IE_sigma at position {last} (bits)")
     ax.set_title(title + " (dashed: entropy limit)", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    label_blocks(ax, colors, ncol=2)
 
 
 def _save_drawing(draw, frame: pd.DataFrame, path: Path, title: str) -> None:

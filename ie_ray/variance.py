@@ -41,6 +41,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -270,8 +271,10 @@ def plot_variance(result: VarianceResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ie_ray.report import block_colors, label_blocks
+
     groups = list(result.summary.groupby(CURVE_KEYS, sort=True))
-    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.6 * len(groups)), squeeze=False)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(12, 4.8 * len(groups)), squeeze=False)
     for row, ((model, corpus), summary) in enumerate(groups):
         matches = result.findings[(result.findings.model == model) & (result.findings.corpus == corpus)]
         if matches.empty:  # every shot had a failed estimate: nothing to mark
@@ -279,8 +282,10 @@ def plot_variance(result: VarianceResult, path: Path) -> Path:
         finding = matches.iloc[0]
         unit = summary.unit.iloc[0]
         left, right = axes[row]
-        for layer, part in result.curve[(result.curve.model == model) & (result.curve.corpus == corpus)].groupby("layer"):
-            left.plot(part.shot, part.ie_bits, lw=0.8, alpha=0.45, label=f"layer {layer}")
+        curves = result.curve[(result.curve.model == model) & (result.curve.corpus == corpus)]
+        colors = block_colors(curves.layer.unique())
+        for layer, part in curves.groupby("layer"):
+            left.plot(part.shot, part.ie_bits, lw=0.8, alpha=0.6, color=colors[layer], label=f"layer {layer}")
         x, y, se = summary.shot, summary.ie_mean_bits, summary.se_mean_bits
         left.plot(x, y, color="black", lw=2, marker="o", label="mean over layers")
         left.fill_between(x, y - Z_95 * se, y + Z_95 * se, color="black", alpha=0.15)
@@ -302,8 +307,9 @@ def plot_variance(result: VarianceResult, path: Path) -> Path:
         left.set_title(f"{model} / {corpus}: IE")
         right.set_ylabel("std of IE (bits)")
         right.set_title(f"{model} / {corpus}: spread")
-        left.legend(fontsize=7)
-        right.legend(fontsize=7)
+        below: dict[str, Any] = dict(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+        label_blocks(left, colors, "layer ", "viridis", **below)  # legends below the axes: off the curves
+        right.legend(fontsize=7, **below)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
