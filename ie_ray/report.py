@@ -145,18 +145,26 @@ def _cross_model_lines(run_dir: Path, layers_table, models_table, infos: dict) -
     return write_cross_model_section(compare_tables(tables), run_dir)
 
 
-def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, infos: dict, timings: dict,
-                 readings: pd.DataFrame | None = None, scales: pd.DataFrame | None = None) -> None:
-    """Write the plots and report.md of a run directory."""
+def write_plots(run_dir: Path, ie: pd.DataFrame, readings: pd.DataFrame | None = None) -> list[str]:
+    """The run's PNGs, one pair per (model, corpus, shots): IE by position and, with smoothed readings, E(l)
+    against tau. Built from the tidy tables alone, so a finished run's figures can be re-drawn from its
+    `ie.parquet` and `ie_readings.parquet`. Returns the file names written."""
     plots = []
     for title, stem, part, sel in _cells(ie, readings):
         name = store.safe_name(f"ie_{stem}") + ".png"
-        plot_ie_by_position(part, run_dir / name, f"{title} · {part.headline.iloc[0]}")
+        plot_ie_by_position(part, Path(run_dir) / name, f"{title} · {part.headline.iloc[0]}")
         plots.append(name)
         if sel is not None:
             name = store.safe_name(f"ie_vs_tau_{stem}") + ".png"
-            plot_ie_vs_tau(sel, run_dir / name, title)
+            plot_ie_vs_tau(sel, Path(run_dir) / name, title)
             plots.append(name)
+    return plots
+
+
+def write_report(run_dir: Path, config, mi, ie, layers_table, models_table, infos: dict, timings: dict,
+                 readings: pd.DataFrame | None = None, scales: pd.DataFrame | None = None) -> None:
+    """Write the plots and report.md of a run directory."""
+    plots = write_plots(run_dir, ie, readings)
     flags = mi.flag.value_counts().to_dict()
     model_rows = pd.DataFrame([
         dict(model=i.name, family=i.family, params_M=i.n_params / 1e6, layers=i.n_layers, hidden=i.hidden_size,
