@@ -38,8 +38,8 @@ def driver_runs() -> list[tuple[str, str]]:
 
 #: Issue 24's re-runs of earlier, smaller runs under the second scale rule: they keep their originals' sizes (not the
 #: issue-25 shapes checked below), and are checked against their originals instead.
-RERUN_HEADER = "# Issue 24, item 3: claim"
-RERUNS = [(n, c) for n, c in driver_runs() if (CONFIGS / c).read_text().startswith(RERUN_HEADER)]
+RERUN_MARK = "Identical to jobs/configs/"   # a convention rerun names the run it re-reads in its header
+RERUNS = [(n, c) for n, c in driver_runs() if RERUN_MARK in (CONFIGS / c).read_text().replace("\n# ", " ")]
 RUNS = [run for run in driver_runs() if run not in RERUNS]
 
 
@@ -60,8 +60,9 @@ def _parsed(config_file: str):
 
 
 def test_driver_names_every_issue25_config_once() -> None:
-    named = [config for _, config in RUNS]
-    assert len(named) == len(set(named)) and len({n for n, _ in RUNS}) == len(RUNS)
+    runs = driver_runs()
+    named = [config for _, config in runs]
+    assert len(named) == len(set(named)) and len({n for n, _ in runs}) == len(runs)
     headed = sorted(p.name for p in CONFIGS.glob("*.yaml") if p.read_text().startswith("# Issue 25"))
     assert sorted(set(headed) - set(named)) == []
     assert "paper-icl-country-20k.yaml" in named  # the template is seed 0 of the country task
@@ -123,12 +124,33 @@ def test_natural_sources_exist_offline(source: str) -> None:
     assert (REPO / source).is_file() or (source in MADE_BY_DRIVER and (REPO / MADE_BY_DRIVER[source]).is_file())
 
 
+def _compares_with_generated_text(corpora: list[dict]) -> bool:
+    """A run against LLM-written texts samples its human windows to the generated count, not every window."""
+    return any(str(corpus.get("source", "")).startswith("results/generated/") for corpus in corpora)
+
+
 def test_natural_configs_take_every_window() -> None:
     for _, config_file in RUNS:
-        for corpus in _raw(config_file)["corpora"]:
+        corpora = _raw(config_file)["corpora"]
+        if _compares_with_generated_text(corpora):
+            continue
+        for corpus in corpora:
             key = (corpus.get("source"), corpus.get("anchor"), corpus.get("length"))
-            if corpus.get("kind") == "natural" and key in EVERY_WINDOW and "generated" not in config_file:
+            if corpus.get("kind") == "natural" and key in EVERY_WINDOW:
                 assert corpus["n_samples"] == EVERY_WINDOW[key], (config_file, key)
+
+
+def test_human_windows_match_the_generated_count() -> None:
+    """Claim 5 compares like with like: as many human windows as generated texts, in every such run."""
+    checked = 0
+    for _, config_file in driver_runs():
+        corpora = _raw(config_file)["corpora"]
+        if not _compares_with_generated_text(corpora):
+            continue
+        counts = {corpus["n_samples"] for corpus in corpora if corpus.get("kind") == "natural"}
+        assert len(counts) == 1, (config_file, counts)
+        checked += 1
+    assert checked >= 3
 
 
 @pytest.mark.parametrize("name, config_file", RERUNS)
