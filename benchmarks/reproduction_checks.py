@@ -628,15 +628,22 @@ def band_verdicts() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sections = {section.__name__: section for section in (
+        sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, mine_at_20k, timings,
+        cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_model, gen_vs_human_2000,
+        gen_vs_human_2000_second_rule, second_rule_small_runs, band_verdicts)}
     parser.add_argument("--out", default=str(RESULTS / "reproduction_checks.md"))
+    parser.add_argument("--section", action="append", choices=sorted(sections), default=None,
+                        help="print only this section (repeatable) and leave --out as it is: the whole file takes "
+                             "about 10 CPU-minutes, one run's sections a fraction of that")
     args = parser.parse_args(argv)
     lines = ["# Checks behind results/REPRODUCTION.md", "",
              "`python benchmarks/reproduction_checks.py` (reads only committed tables; bits unless said).", ""]
-    for section in (sawtooth, per_block_saturation, natural_flags, distinct_windows, mine_checks, mine_at_20k,
-                    timings, cross_run_tau1, holds_under, conventions, icl_seeds, icl_task_seeds, second_model,
-                    gen_vs_human_2000, gen_vs_human_2000_second_rule, second_rule_small_runs, band_verdicts):
-        lines += section()
-    Path(args.out).write_text("\n".join(lines))
+    for name, section in sections.items():
+        if args.section is None or name in args.section:
+            lines += section()
+    if args.section is None:
+        Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 
