@@ -36,8 +36,8 @@ def driver_runs() -> list[tuple[str, str]]:
     return [(name, config) for name, config in runs if config != "generate"]
 
 
-#: Issue 24's re-runs of earlier, smaller runs under the second scale rule: they keep their originals' sizes (not the
-#: issue-25 shapes checked below), and are checked against their originals instead.
+#: Re-runs of earlier runs under the second scale rule (issue 24's, and issue 25's 2,000-window claim-5 run): they
+#: keep their originals' sizes (not the issue-25 shapes checked below), and are checked against their originals.
 RERUN_MARK = "Identical to jobs/configs/"   # a convention rerun names the run it re-reads in its header
 RERUNS = [(n, c) for n, c in driver_runs() if RERUN_MARK in (CONFIGS / c).read_text().replace("\n# ", " ")]
 RUNS = [run for run in driver_runs() if run not in RERUNS]
