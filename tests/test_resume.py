@@ -72,9 +72,31 @@ def _assert_same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 @pytest.fixture(scope="module")
-def first_run(ray_local, tmp_path_factory):
+def _first_run_and_its_copy(ray_local, tmp_path_factory):
+    """One undisturbed run, and a copy of its directory taken before any test reruns in it or adds to its cache."""
     run_dir = tmp_path_factory.mktemp("resume")
-    return run_sweep(parse_config(RESUME_SWEEP), run_dir)
+    result = run_sweep(parse_config(RESUME_SWEEP), run_dir)
+    pristine = tmp_path_factory.mktemp("resume-pristine") / "run"
+    shutil.copytree(run_dir, pristine)
+    return result, pristine
+
+
+@pytest.fixture(scope="module")
+def first_run(_first_run_and_its_copy):
+    return _first_run_and_its_copy[0]
+
+
+@pytest.fixture
+def copy_of_first_run(_first_run_and_its_copy):
+    """A fresh copy of the first run's directory (cache included) in `dest`: the tests that corrupt a finished run
+    start from one without paying for the run again (a tiny sweep costs ~30 s of Ray start-up on 2 cores)."""
+    pristine = _first_run_and_its_copy[1]
+
+    def copy(dest: Path) -> Path:
+        shutil.copytree(pristine, dest)
+        return dest
+
+    return copy
 
 
 def test_rerun_reuses_every_finished_shard(first_run, ray_local):
@@ -114,23 +136,23 @@ def test_a_different_estimator_setting_refits_but_reuses_states(first_run, ray_l
     assert shards["reused"]["extraction_streams"] == 4 and shards["reused"]["estimates"] == 2
 
 
-def test_an_unsealed_layer_is_extracted_again(ray_local, tmp_path):
-    first = run_sweep(parse_config(RESUME_SWEEP), tmp_path)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    layer_dir = Path(manifest["corpora"]["tiny-gpt2/icl-country-2shot"]["states"]) / "stream=0"
+def test_an_unsealed_layer_is_extracted_again(first_run, copy_of_first_run, ray_local, tmp_path):
+    run_dir = copy_of_first_run(tmp_path / "run")
+    manifest = json.loads((run_dir / "manifest.json").read_text())  # the copied manifest names the original's paths
+    states = Path(manifest["corpora"]["tiny-gpt2/icl-country-2shot"]["states"])
+    layer_dir = run_dir / states.relative_to(first_run.run_dir) / "stream=0"
     (layer_dir / MARKER).unlink()  # as if the run died after writing files but before sealing them
     parquet = next(layer_dir.glob("*.parquet"))
     parquet.write_bytes(parquet.read_bytes()[:100])  # and one file was cut short
-    shutil.rmtree(tmp_path / "cache" / "estimates")  # and no reading was cached: the states are needed again
-    again = run_sweep(parse_config(RESUME_SWEEP), tmp_path)
-    assert _shards(tmp_path)["computed"]["extraction_streams"] == 1
+    shutil.rmtree(run_dir / "cache" / "estimates")  # and no reading was cached: the states are needed again
+    again = run_sweep(parse_config(RESUME_SWEEP), run_dir)
+    assert _shards(run_dir)["computed"]["extraction_streams"] == 1
     assert (layer_dir / MARKER).is_file()
-    _assert_same_rows(again.mi, first.mi)
+    _assert_same_rows(again.mi, first_run.mi)
 
 
-def test_unreadable_estimate_file_is_refitted_not_trusted(first_run, ray_local, tmp_path):
-    cache = tmp_path / "cache"
-    run_sweep(parse_config(RESUME_SWEEP), tmp_path, cache_dir=cache)
+def test_unreadable_estimate_file_is_refitted_not_trusted(first_run, copy_of_first_run, ray_local, tmp_path):
+    cache = copy_of_first_run(tmp_path / "first") / "cache"  # every reading of the config cached, as after a run
     victim = sorted((cache / "estimates").rglob("*.json"))[0]
     victim.write_text("{not json")
     again = run_sweep(parse_config(RESUME_SWEEP), tmp_path, cache_dir=cache)
