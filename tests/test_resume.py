@@ -153,7 +153,7 @@ def test_an_unsealed_layer_is_extracted_again(first_run, copy_of_first_run, ray_
 
 def test_unreadable_estimate_file_is_refitted_not_trusted(first_run, copy_of_first_run, ray_local, tmp_path):
     cache = copy_of_first_run(tmp_path / "first") / "cache"  # every reading of the config cached, as after a run
-    victim = sorted((cache / "estimates").rglob("*.json"))[0]
+    victim = min((cache / "estimates").rglob("*.json"))
     victim.write_text("{not json")
     again = run_sweep(parse_config(RESUME_SWEEP), tmp_path, cache_dir=cache)
     assert _shards(tmp_path)["computed"]["estimates"] == 1
