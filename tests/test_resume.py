@@ -89,7 +89,7 @@ def first_run(_first_run_and_its_copy):
 @pytest.fixture
 def copy_of_first_run(_first_run_and_its_copy):
     """A fresh copy of the first run's directory (cache included) in `dest`: the tests that corrupt a finished run
-    start from one without paying for the run again (a tiny sweep costs ~30 s of Ray start-up on 2 cores)."""
+    start from one without paying for the run again (a tiny sweep takes 20-80 s on 2 shared cores)."""
     pristine = _first_run_and_its_copy[1]
 
     def copy(dest: Path) -> Path:
