@@ -22,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ie_ray.brackets import ie_brackets  # noqa: E402
+from ie_ray.brackets import committed_bands_files, ie_brackets, ie_brackets_by_model  # noqa: E402
 from ie_ray.control_comparison import MEAN_BLOCK, step_of, trends  # noqa: E402
 from ie_ray.estimators.diagnostics import NEGATIVE_MARGIN_BITS  # noqa: E402
 from ie_ray.ie import ie_by_reading, layer_summary, model_summary  # noqa: E402
@@ -558,7 +558,8 @@ def second_rule_small_runs() -> list[str]:
     return out
 
 
-#: The bias bands of the calibration on laws of known truth (issue 24; `ie-ray validate --smoothed --real`).
+#: The bias bands of the calibrations on laws of known truth (issue 24; `ie-ray validate --smoothed --real`), one
+#: per model: SmolLM2's in results/validation/smoothed-real, Gemma 3's in smoothed-real-gemma3.
 BANDS = RESULTS / "validation" / "smoothed-real" / "bias_bands.json"
 #: Claims read with the calibrated interval: run -> (claim, label of a step, the two steps compared, tokens per
 #: step: a step is a token (natural text, 1: token k at position k - 1) or a shot end (ICL, 2: shot k ends at 2k - 1)).
@@ -573,7 +574,7 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), 1),
                *[(f"icl-color-20k-seed{k}", "2b", "shot", (2, 12), 2) for k in range(3)],
                ("icl-country-20k-seed1", "2b", "shot", (3, 12), 2),
                ("icl-country-20k-seed2", "2b", "shot", (3, 12), 2),
-               # the bands were measured on SmolLM2's states: on Gemma 3's they are an assumption (REPRODUCTION says so)
+               # Gemma 3's own band where its calibration is committed (`calibrated_on` says whose band a row reads)
                ("icl-country-20k-gemma3", "2b", "shot", (2, 12), 2),
                # tokens shuffled within each list: "shot k" is only the position 2k - 1 of the ordered lists
                ("control-icl-country-20k-shuffled", "2b", "shot", (3, 12), 2),
@@ -585,17 +586,17 @@ def band_verdicts() -> list[str]:
     """Claims 2b and 4 re-read with the calibrated interval (issue 24): IE's band interval (`ie_ray.brackets`) of
     block 29 and of the mean over blocks at two steps, and whether the two are disjoint, by the package's trend
     rule (`ie_ray.control_comparison.trends`: the block mean's interval runs from the mean of the low ends to the
-    mean of the high ends, NaN if any block lacks one), for each band kind the bands file holds."""
-    from ie_ray.bias_band import load_bands
+    mean of the high ends, NaN if any block lacks one), for each band kind the model's bands file holds (its own
+    calibration, else SmolLM2's as an assumption: `ie_ray.brackets.ie_brackets_by_model`)."""
+    from ie_ray.bias_band import bands_models, load_bands
 
     if not BANDS.is_file():
         return ["## Calibrated interval: no bias bands committed yet", ""]
-    bands = load_bands(BANDS)
     rows = []
     for run, claim, step, (a, b), shot_length in BAND_CLAIMS:
         if not (RESULTS / run / "mi.parquet").is_file():
             continue
-        table = ie_brackets(_mi(run), 0.25, bands)
+        table = ie_brackets_by_model(_mi(run), 0.25)
         for kind, prefix in (("relative", "ie_band"), ("bracket", "ie_bandb")):
             if f"{prefix}_low" not in table:
                 continue
@@ -611,17 +612,21 @@ def band_verdicts() -> list[str]:
             last = int(readings.layer.max())  # block 29 of SmolLM2, block 17 of Gemma 3
             for what, key in ((f"block {last}", str(last)), ("mean of blocks", MEAN_BLOCK)):
                 r = trend.loc[key]
-                rows.append(dict(claim=claim, run=run, band=kind, what=what, steps=f"{step}s {a} -> {b}",
+                rows.append(dict(claim=claim, run=run, band=kind, calibrated_on=table.band_calibrated_on.iloc[0],
+                                 what=what, steps=f"{step}s {a} -> {b}",
                                  lacking=lacking if key == MEAN_BLOCK else int(
                                      at_steps[at_steps.layer == last].band_low.isna().sum()),
                                  blocks=counts if key == MEAN_BLOCK else "",
                                  first=f"{r.from_bits:.2f} [{r.from_low:.2f}, {r.from_high:.2f}]",
                                  second=f"{r.to_bits:.2f} [{r.to_low:.2f}, {r.to_high:.2f}]",
                                  verdict=r.verdict))
-    bands_text = ", ".join(f"{b.kind} tau {b.tau:g}: [{b.low:.3f}, {b.high:.3f}] ({b.populations} laws)"
-                           for b in bands.values())
+    bands_text = "; ".join(
+        f"`{path.relative_to(RESULTS.parent).as_posix()}` ({', '.join(bands_models(path))}): " + ", ".join(
+            f"{b.kind} tau {b.tau:g}: [{b.low:.3f}, {b.high:.3f}] ({b.populations} laws)"
+            for b in load_bands(path).values()) for path in committed_bands_files())
     return ["## Calibrated interval: claims 2b and 4 read with the bias band (tau 0.25)", "",
-            f"Bands (`results/validation/smoothed-real/{BANDS.name}`): {bands_text}. Plug-in IE and its calibrated interval "
+            f"Bands, one calibration per model: {bands_text}. `calibrated_on`: the model whose laws the run's band was "
+            "measured on (another model's band is an assumption). Plug-in IE and its calibrated interval "
             "at each step; `verdict`: rises / falls when the two intervals are disjoint; `lacking`: readings (block x "
             "step) without an interval (a reading flagged `not_converged`, `imprecise` or `below_zero`), which leave "
             "the mean without one; `blocks`: the verdict of each block on its own. Natural text: token k is position k - 1; ICL: shot k ends at position 2k - 1.", "",

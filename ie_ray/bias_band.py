@@ -44,10 +44,12 @@ __all__ = [
     "BAND_FLAG",
     "BiasBand",
     "band_interval",
+    "bands_models",
     "bracket_position",
     "fit_bands",
     "leave_one_population_out",
     "load_bands",
+    "own_bands_files",
     "prediction_interval",
     "relative_offset",
     "save_bands",
@@ -224,6 +226,28 @@ def headline_band(path: Path, tau: float) -> tuple[BiasBand, list[str]] | None:
     band = next((b for (k, t), b in _bands_of(data, path).items() if k == "relative" and math.isclose(t, tau)),
                 None)
     return (band, models) if band is not None else None
+
+
+def bands_models(path: Path) -> list[str]:
+    """The models a bands file was calibrated on (empty for a file that names none, or no file)."""
+    path = Path(path)
+    return list(json.loads(path.read_text()).get("models", [])) if path.is_file() else []
+
+
+def own_bands_files(paths: Sequence[Path]) -> dict[str, Path]:
+    """model -> the bands file calibrated on that model's states, among `paths` (one calibration per model:
+    SmolLM2's in results/validation/smoothed-real, Gemma 3's in smoothed-real-gemma3). Why per model: a band is a
+    systematic-error budget measured on one model's geometry; another model's readings get their own, and a
+    model no file names gets none unless the caller chooses one (`ie-ray brackets --bands FILE`). Two files that
+    claim one model are refused: which calibration holds is the user's call, not the glob order's."""
+    owner: dict[str, Path] = {}
+    for path in paths:
+        for model in bands_models(path):
+            if model in owner:
+                raise ValueError(f"{owner[model]} and {path} both hold bias bands calibrated on {model}: keep one "
+                                 f"(or pass the one to use with --bands)")
+            owner[model] = Path(path)
+    return owner
 
 
 def load_bands(path: Path) -> dict[tuple[str, float], BiasBand]:

@@ -16,6 +16,12 @@ MI reading behind it as an interval (its calibrated band where it is `undersampl
 `ok`, none otherwise), IE's low end = the macro low end minus the mean of the micro high ends, and its high end the
 other way round. NaN where any reading behind the row has no interval (it is still moving with the sample size).
 
+Each model's rows take the bands calibrated on that model's states (every committed calibration,
+`results/validation/smoothed-real*/bias_bands.json`, names its models: SmolLM2's in smoothed-real, Gemma 3's in
+smoothed-real-gemma3). A model no calibration names takes SmolLM2's as an assumption, and the column
+`band_calibrated_on` says whose band a row carries, so an assumed band is never mistaken for a measured one.
+`--bands FILE` applies one file to every model instead.
+
     ie-ray brackets RUN_DIR [--tau 0.25] [--bands FILE]     # writes RUN_DIR/ie_brackets.csv
 """
 from __future__ import annotations
@@ -27,14 +33,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ie_ray.bias_band import BAND_FLAG, BiasBand, band_interval, headline_band, load_bands
+from ie_ray.bias_band import (
+    BAND_FLAG,
+    BiasBand,
+    band_interval,
+    bands_models,
+    headline_band,
+    load_bands,
+    own_bands_files,
+)
 from ie_ray.ie import information_emergence
 
-__all__ = ["ie_brackets", "reading_intervals", "with_calibrated_interval", "write_brackets"]
+__all__ = ["committed_bands_files", "ie_brackets", "ie_brackets_by_model", "reading_intervals",
+           "with_calibrated_interval", "write_brackets"]
 
 KEYS = ["model", "corpus", "shots", "layer", "position"]
 #: Where `ie-ray validate --smoothed --real` writes the bands (relative to the repository root, the usual cwd).
 DEFAULT_BANDS = Path("results/validation/smoothed-real/bias_bands.json")
+#: Every calibration's bands file (relative to the repository root): one directory per model calibrated.
+CALIBRATIONS = "results/validation/smoothed-real*/bias_bands.json"
 #: Column prefix of IE's calibrated interval per band kind.
 BAND_COLUMNS = {"relative": "ie_band", "bracket": "ie_bandb"}
 
@@ -97,38 +114,63 @@ def ie_brackets(mi: pd.DataFrame, tau: float,
     return table.sort_values(KEYS).reset_index(drop=True)
 
 
-def with_calibrated_interval(ie: pd.DataFrame, mi: pd.DataFrame, tau: float,
-                             bands_path: Path | None = None) -> pd.DataFrame:
-    """The IE table with the headline's calibrated interval, `ie_sigma_cal_low` / `ie_sigma_cal_high`, where the
-    calibration adopted a band at the headline tau (issue 24: the headline row carries it; the bracket stays in
-    `ie-ray brackets`' columns). Only the rows of the models the band was calibrated on get values: another
-    model's laws were not measured, so its rows stay NaN (calibrate on its kept states first). Unchanged (no
-    columns) when no band is adopted at this tau or the bands file is missing.
-
-    Default file: the repository's results/validation/smoothed-real/bias_bands.json."""
+def committed_bands_files() -> list[Path]:
+    """The repository's calibrations (`CALIBRATIONS`), each a bands file naming the models it was measured on."""
     from ie_ray import store
 
-    path = Path(bands_path) if bands_path is not None else store.REPO_ROOT / DEFAULT_BANDS
-    found = headline_band(path, tau)
-    if found is None:
+    return sorted(store.REPO_ROOT.glob(CALIBRATIONS))
+
+
+def ie_brackets_by_model(mi: pd.DataFrame, tau: float, bands_path: Path | None = None) -> pd.DataFrame:
+    """`ie_brackets` with each model's own bands: the committed calibration that names the model, else SmolLM2's
+    (`DEFAULT_BANDS`) as an assumption; with `bands_path`, that one file for every model (no band columns when
+    it does not exist). `band_calibrated_on` names the models the applied bands were measured on."""
+    from ie_ray import store
+
+    own = own_bands_files(committed_bands_files()) if bands_path is None else {}
+    fallback = Path(bands_path) if bands_path is not None else store.REPO_ROOT / DEFAULT_BANDS
+    parts = []
+    for model, rows in mi.groupby("model", sort=True):
+        path = own.get(str(model), fallback)
+        bands = load_bands(path) if path.is_file() else None
+        table = ie_brackets(rows, tau, bands)
+        if bands:
+            table["band_calibrated_on"] = ",".join(bands_models(path)) or path.name
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True).sort_values(KEYS).reset_index(drop=True)
+
+
+def with_calibrated_interval(ie: pd.DataFrame, mi: pd.DataFrame, tau: float,
+                             bands_path: Path | None = None) -> pd.DataFrame:
+    """The IE table with the headline's calibrated interval, `ie_sigma_cal_low` / `ie_sigma_cal_high`, where a
+    calibration adopted a band at the headline tau (issue 24: the headline row carries it; the bracket stays in
+    `ie-ray brackets`' columns). Each model's rows get the band calibrated on its own states; a model no
+    calibration names stays NaN (its laws were not measured: calibrate on its kept states first). Unchanged (no
+    columns) when no band is adopted at this tau or there is no bands file.
+
+    Default: every committed calibration (`committed_bands_files`); `bands_path`: that one file only."""
+    paths = committed_bands_files() if bands_path is None else [Path(bands_path)]
+    own_bands_files(paths)  # two calibrations of one model are refused before anything is read
+    adopted = [found for found in (headline_band(path, tau) for path in paths) if found is not None]
+    if not adopted:
         return ie
-    band, models = found
-    smoothed = mi[(mi.reading == "smoothed") & np.isclose(mi.tau.astype(float), tau) & mi.model.isin(models)]
+    smoothed = mi[(mi.reading == "smoothed") & np.isclose(mi.tau.astype(float), tau)]
     columns = ["ie_sigma_cal_low", "ie_sigma_cal_high"]
-    if smoothed.empty:
+    parts = [_ie_band(mine, band, "ie_sigma_cal") for band, models in adopted
+             if not (mine := smoothed[smoothed.model.isin(models)]).empty]
+    if not parts:
         return ie.assign(**{c: np.nan for c in columns})
-    calibrated = _ie_band(smoothed, band, "ie_sigma_cal")
+    calibrated = pd.concat(parts, ignore_index=True)
     return ie.drop(columns=columns, errors="ignore").merge(calibrated, on=KEYS, how="left")
 
 
-def write_brackets(run_dir: Path, tau: float, bands_path: Path | None = DEFAULT_BANDS) -> pd.DataFrame:
-    """ie_brackets of a run, written to RUN_DIR/ie_brackets.csv; with the bands at `bands_path` when the file
-    exists (None: without bands)."""
+def write_brackets(run_dir: Path, tau: float, bands_path: Path | None = None) -> pd.DataFrame:
+    """ie_brackets of a run, written to RUN_DIR/ie_brackets.csv: each model with its own calibration's bands
+    (`ie_brackets_by_model`), or with the file at `bands_path` for every model (none when it does not exist)."""
     from ie_ray import store
 
     run_dir = Path(run_dir)
-    bands = load_bands(bands_path) if bands_path is not None and Path(bands_path).is_file() else None
-    table = ie_brackets(pd.read_parquet(run_dir / "mi.parquet"), tau, bands)
+    table = ie_brackets_by_model(pd.read_parquet(run_dir / "mi.parquet"), tau, bands_path)
     store.write_text(run_dir / "ie_brackets.csv", table.to_csv(index=False, float_format="%.4f"))
     return table
 
@@ -137,19 +179,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `ie-ray brackets` options (kept here so cli.py only wires the subcommand)."""
     parser.add_argument("run_dir", help="a finished sweep's run directory (holds mi.parquet)")
     parser.add_argument("--tau", type=float, default=0.25, help="the noise fraction to bracket (the headline's)")
-    parser.add_argument("--bands", type=Path, default=DEFAULT_BANDS,
-                        help="bias bands of the calibration (default: %(default)s, used when it exists); the "
-                             "calibrated interval of IE is added per band kind")
+    parser.add_argument("--bands", type=Path, default=None,
+                        help="one bias-bands file for every model (default: each model's own calibration among "
+                             f"{CALIBRATIONS}, SmolLM2's for a model none names, said in `band_calibrated_on`); "
+                             "the calibrated interval of IE is added per band kind")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    if args.bands != DEFAULT_BANDS and not args.bands.is_file():
+    if args.bands is not None and not args.bands.is_file():
         raise SystemExit(f"--bands {args.bands}: no such file (ie-ray validate --smoothed --real writes it)")
     table = write_brackets(Path(args.run_dir), args.tau, args.bands)
     means = table.groupby(["model", "corpus", "shots", "position"])[["ie_plugin_bits", "ie_loo_bits"]].mean()
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print("mean over the analysed blocks (bits):")
         print(means.round(2).to_string())
+    if "band_calibrated_on" in table:
+        print()
+        for model, owners in table.groupby("model").band_calibrated_on.first().items():
+            measured = model in str(owners).split(",")
+            print(f"{model}: bias bands calibrated on {owners}"
+                  + ("" if measured else " (an assumption: no calibration on this model's states)"))
     print(f"\nwrote {Path(args.run_dir) / 'ie_brackets.csv'}")
     return 0
 

@@ -136,3 +136,64 @@ def test_the_committed_bands_name_their_model_and_the_headline_tau() -> None:
     assert found is not None and found[1] == ["smollm2-135m"]
     assert found[0].kind == "relative" and found[0].low < 0 < found[0].high
     assert headline_band(REPO_ROOT / DEFAULT_BANDS, 0.5) is None
+
+
+def _two_calibrations(root, models_a: list[str], models_b: list[str]) -> None:
+    """Two committed calibrations under `root`: SmolLM2's place (relative band [-0.1, 0.2], bracket [0.5, 1.0])
+    and a second model's beside it (relative [0.0, 0.1] only), both adopted at tau 0.25."""
+    from ie_ray.bias_band import BiasBand, save_bands
+
+    validation = root / "results" / "validation"
+    save_bands({("relative", 0.25): BiasBand(0.25, -0.1, 0.2, 9, 3),
+                ("bracket", 0.25): BiasBand(0.25, 0.5, 1.0, 9, 3, "bracket")},
+               validation / "smoothed-real" / "bias_bands.json", "a", models=models_a, headline_taus=[0.25])
+    save_bands({("relative", 0.25): BiasBand(0.25, 0.0, 0.1, 9, 3)},
+               validation / "smoothed-real-b" / "bias_bands.json", "b", models=models_b, headline_taus=[0.25])
+
+
+def test_each_model_takes_its_own_calibration_and_an_uncalibrated_one_is_labelled(tmp_path, monkeypatch) -> None:
+    """Models m (first file), g (second file) and u (no file). By hand, position 1 (macro 4.0 undersampled, ci
+    [3.8, 4.1]; micro(0) 0.5 undersampled, ci [0.45, 0.55]; micro(1) ok [1.4, 1.6]): band [-0.1, 0.2] gives
+    macro [3.0, 4.5], micro(0) [0.35, 0.6]; band [0.0, 0.1] gives macro [4.0 - 0.4 - 0.2, 4.0 + 0.1] = [3.4, 4.1],
+    micro(0) [0.5 - 0.05 - 0.05, 0.5 + 0.05] = [0.4, 0.55]. IE low = macro low - mean micro high."""
+    from ie_ray import store
+    from ie_ray.brackets import ie_brackets_by_model, with_calibrated_interval
+    from ie_ray.ie import ie_by_reading, side_by_side
+
+    monkeypatch.setattr(store, "REPO_ROOT", tmp_path)
+    _two_calibrations(tmp_path, ["m"], ["g"])
+    one = _with_ci(_mi()).query("reading == 'smoothed'")
+    mi = pd.concat([one, one.assign(model="g"), one.assign(model="u")], ignore_index=True)
+    table = ie_brackets_by_model(mi, 0.25).set_index(["model", "position"])
+    own_m, own_g = (3.0 - (0.6 + 1.6) / 2, 4.5 - (0.35 + 1.4) / 2), (3.4 - (0.55 + 1.6) / 2, 4.1 - (0.4 + 1.4) / 2)
+    assert tuple(table.loc[("m", 1), ["ie_band_low", "ie_band_high"]]) == pytest.approx(own_m)
+    assert tuple(table.loc[("g", 1), ["ie_band_low", "ie_band_high"]]) == pytest.approx(own_g)
+    assert np.isnan(table.loc[("g", 1), "ie_bandb_low"])  # g's calibration has no bracket band
+    assert tuple(table.loc[("u", 1), ["ie_band_low", "ie_band_high"]]) == pytest.approx(own_m)  # assumed: SmolLM2's
+    assert table.band_calibrated_on.to_dict() == {(m, p): {"u": "m"}.get(m, m) for m, p in table.index}
+    # one file for every model when asked
+    forced = ie_brackets_by_model(mi, 0.25, tmp_path / "results/validation/smoothed-real-b/bias_bands.json")
+    assert set(forced.band_calibrated_on) == {"g"} and "ie_bandb_low" not in forced
+    assert tuple(forced.set_index(["model", "position"]).loc[("m", 1), ["ie_band_low", "ie_band_high"]]) == \
+        pytest.approx(own_g)
+    # the headline: own band per model, none for the model no calibration names
+    ie = side_by_side(ie_by_reading(mi, micro_source="micro"), "smoothed", 0.25)
+    got = with_calibrated_interval(ie, mi, 0.25).set_index(["model", "position"])
+    assert tuple(got.loc[("m", 1), ["ie_sigma_cal_low", "ie_sigma_cal_high"]]) == pytest.approx(own_m)
+    assert tuple(got.loc[("g", 1), ["ie_sigma_cal_low", "ie_sigma_cal_high"]]) == pytest.approx(own_g)
+    assert got.loc["u", ["ie_sigma_cal_low", "ie_sigma_cal_high"]].isna().all().all()
+    assert len(got) == len(ie)
+
+
+def test_two_calibrations_of_one_model_are_refused(tmp_path, monkeypatch) -> None:
+    from ie_ray import store
+    from ie_ray.brackets import ie_brackets_by_model, with_calibrated_interval
+
+    monkeypatch.setattr(store, "REPO_ROOT", tmp_path)
+    _two_calibrations(tmp_path, ["m"], ["g", "m"])
+    mi = _with_ci(_mi()).query("reading == 'smoothed'")
+    with pytest.raises(ValueError, match=r"smoothed-real/bias_bands.json and .*smoothed-real-b/bias_bands.json both "
+                                         r"hold bias bands calibrated on m"):
+        ie_brackets_by_model(mi, 0.25)
+    with pytest.raises(ValueError, match="both hold bias bands calibrated on m"):
+        with_calibrated_interval(mi, mi, 0.25)

@@ -420,8 +420,11 @@ def test_brackets_command_prints_the_layer_means_at_the_default_tau(tmp_path, ca
     out = capsys.readouterr().out
     assert out.startswith("mean over the analysed blocks (bits):\n")
     # by hand: IE(0) = macro(0) - micro(0), IE(1) = macro(1) - mean micro(0..1), per layer; layer 5 is 1 bit above
-    table = [line.split()[-3:] for line in out.splitlines()[3:-2]]  # position, plug-in mean, leave-one-out mean
+    means = out.split("\n\n")[0].splitlines()[3:]
+    table = [line.split()[-3:] for line in means]  # position, plug-in mean, leave-one-out mean
     assert [[float(v) for v in row] for row in table] == [[0, 1.0, 1.1], [1, 3.5, 2.05]]
+    # the run's model has no calibration of its own: the committed SmolLM2 band is applied and said to be assumed
+    assert "\nm: bias bands calibrated on smollm2-135m (an assumption: no calibration on this model's states)\n" in out
     assert out.endswith(f"\nwrote {tmp_path / 'ie_brackets.csv'}\n")
     _bracket_mi(tau=1.0).to_parquet(tmp_path / "mi.parquet")
     with pytest.raises(ValueError, match=r"no smoothed readings at tau = 0.25 .*\[1.0\]"):
@@ -435,7 +438,8 @@ def test_brackets_command_line_help_names_its_inputs(capsys) -> None:
         main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert out.startswith("usage: ie-ray brackets [-h] [--tau TAU] [--bands BANDS] run_dir")
-    assert "--bands BANDS bias bands of the calibration (default: results/validation/smoothed-real/bias_bands.json" in out
+    assert "--bands BANDS one bias-bands file for every model (default: each model's own calibration among" in out
+    assert "bias_bands.json, SmolLM2's for a model none names" in out
     assert "The bracket around IE_sigma: its plug-in reading and its leave-one-out reading, side by side." in out
     assert "run_dir a finished sweep's run directory (holds mi.parquet)" in out
     assert "--tau TAU the noise fraction to bracket (the headline's)" in out
@@ -1454,8 +1458,8 @@ def test_brackets_command_reads_the_bands_it_is_given_and_names_a_missing_file(t
     with pytest.raises(SystemExit):
         main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert ("--bands BANDS bias bands of the calibration (default: results/validation/smoothed-real/bias_bands.json, "
-            "used when it exists); the calibrated interval of IE is added per band kind") in help_text
+    assert ("SmolLM2's for a model none names, said in `band_calibrated_on`); the calibrated interval of IE is "
+            "added per band kind") in help_text
 
 
 def test_macro_atoms_survive_numpy_2_0_0s_column_shaped_inverse(monkeypatch) -> None:
