@@ -583,6 +583,7 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), 1),
                ("icl-country-20k-seed1", "2b", "shot", (3, 12), 2),
                ("icl-country-20k-seed2", "2b", "shot", (3, 12), 2),
                # Gemma 3's own band where its calibration is committed (`calibrated_on` says whose band a row reads)
+               ("icl-country-20k-gemma3", "2a", "shot", (1, 2), 2),   # its rise is one shot long
                ("icl-country-20k-gemma3", "2b", "shot", (2, 12), 2),
                # tokens shuffled within each list: "shot k" is only the position 2k - 1 of the ordered lists
                ("control-icl-country-20k-shuffled", "2b", "shot", (3, 12), 2),

@@ -197,3 +197,33 @@ def test_two_calibrations_of_one_model_are_refused(tmp_path, monkeypatch) -> Non
         ie_brackets_by_model(mi, 0.25)
     with pytest.raises(ValueError, match="both hold bias bands calibrated on m"):
         with_calibrated_interval(mi, mi, 0.25)
+
+
+def test_band_transfer_counts_coverage_of_one_models_band_on_the_others_samples(tmp_path) -> None:
+    """benchmarks/band_transfer.py: model a's relative band [-0.1, 0.2] on b's two undersampled samples, by hand.
+    Sample 1: plug-in 4.0, ci [3.8, 4.1] -> [4.0 - 0.8 - 0.2, 4.0 + 0.4 + 0.1] = [3.0, 4.5], truth 3.2: covered.
+    Sample 2: plug-in 2.0, ci [1.9, 2.1] -> [2.0 - 0.4 - 0.1, 2.0 + 0.2 + 0.1] = [1.5, 2.3], truth 1.4 (se 0):
+    missed. An `ok` sample is not the band's to answer."""
+    from benchmark_loader import load_benchmark
+    from ie_ray.bias_band import BiasBand, save_bands
+
+    transfer = load_benchmark("band_transfer")
+    files = []
+    for model, band in (("a", BiasBand(0.25, -0.1, 0.2, 9, 3)), ("b", BiasBand(0.25, -0.5, 0.5, 9, 3))):
+        path = tmp_path / model / "bias_bands.json"
+        save_bands({("relative", 0.25): band}, path, "test", models=[model], headline_taus=[0.25])
+        files.append(path)
+    own = [np.nan, np.nan, np.nan]  # the samples' own leave-one-law-out intervals (not under test here)
+    pd.DataFrame(dict(population=["p", "q", "q"], kind="real", tau=0.25, flag=["undersampled", "undersampled", "ok"],
+                      plugin=[4.0, 2.0, 1.0], plugin_low=[3.8, 1.9, 0.9], plugin_high=[4.1, 2.1, 1.1],
+                      loo=[3.0, 1.5, 1.0], truth_bits=[3.2, 1.4, 1.0], truth_se_bits=0.0,
+                      band_low=own, band_high=own, band_bracket_low=own, band_bracket_high=own)
+                 ).to_parquet(tmp_path / "b" / "calibration.parquet")
+    pd.DataFrame(columns=["population", "kind", "tau", "flag"]).to_parquet(tmp_path / "a" / "calibration.parquet")
+    rows = transfer.transfer_rows(files)
+    a_on_b = rows[(rows.band_of == "a") & (rows.samples_of == "b")].iloc[0]
+    assert a_on_b.samples == 2 and a_on_b.populations == 2
+    assert a_on_b.coverage == pytest.approx(0.5) and a_on_b.strict == pytest.approx(0.5)
+    assert a_on_b.mean_width_bits == pytest.approx(((4.5 - 3.0) + (2.3 - 1.5)) / 2)
+    b_on_b = rows[(rows.band_of == "b") & (rows.samples_of == "b")].iloc[0]
+    assert b_on_b.coverage == pytest.approx(1.0)  # [-0.5, 0.5]: sample 2 -> [0.9, 3.1] holds 1.4
