@@ -592,8 +592,9 @@ BAND_CLAIMS = [("natural-kjv-start8-all", "4", "token", (3, 8), 1),
 
 
 def band_verdicts() -> list[str]:
-    """Claims 2b and 4 re-read with the calibrated interval (issue 24): IE's band interval (`ie_ray.brackets`) of
-    block 29 and of the mean over blocks at two steps, and whether the two are disjoint, by the package's trend
+    """Claims 2b and 4 (and Gemma's one-shot rise, 2a) re-read with the calibrated interval (issue 24): IE's band
+    interval (`ie_ray.brackets`) of block 29 and of the mean over blocks at two steps, and whether the two are
+    disjoint, by the package's trend
     rule (`ie_ray.control_comparison.trends`: the block mean's interval runs from the mean of the low ends to the
     mean of the high ends, NaN if any block lacks one), for each band kind the model's bands file holds (its own
     calibration, else SmolLM2's as an assumption: `ie_ray.brackets.ie_brackets_by_model`)."""
@@ -601,11 +602,13 @@ def band_verdicts() -> list[str]:
 
     if not BANDS.is_file():
         return ["## Calibrated interval: no bias bands committed yet", ""]
-    rows = []
+    rows, brackets = [], {}  # a run read for two claims is bracketed once
     for run, claim, step, (a, b), shot_length in BAND_CLAIMS:
         if not (RESULTS / run / "mi.parquet").is_file():
             continue
-        table = ie_brackets_by_model(_mi(run), 0.25)
+        if run not in brackets:
+            brackets[run] = ie_brackets_by_model(_mi(run), 0.25)
+        table = brackets[run]
         for kind, prefix in (("relative", "ie_band"), ("bracket", "ie_bandb")):
             if f"{prefix}_low" not in table:
                 continue
@@ -633,7 +636,7 @@ def band_verdicts() -> list[str]:
         f"`{path.relative_to(RESULTS.parent).as_posix()}` ({', '.join(bands_models(path))}): " + ", ".join(
             f"{b.kind} tau {b.tau:g}: [{b.low:.3f}, {b.high:.3f}] ({b.populations} laws)"
             for b in load_bands(path).values()) for path in committed_bands_files())
-    return ["## Calibrated interval: claims 2b and 4 read with the bias band (tau 0.25)", "",
+    return ["## Calibrated interval: claims 2a, 2b and 4 read with the bias band (tau 0.25)", "",
             f"Bands, one calibration per model: {bands_text}. `calibrated_on`: the model whose laws the run's band was "
             "measured on (another model's band is an assumption). Plug-in IE and its calibrated interval "
             "at each step; `verdict`: rises / falls when the two intervals are disjoint; `lacking`: readings (block x "
